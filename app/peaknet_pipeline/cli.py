@@ -1,0 +1,95 @@
+"""`peaknet-pipeline` command line: one subcommand per stage plus run, status, stop, cleanup, config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .config import PipelineConfig
+from .config_sources import ConfigError, config_to_yaml, load_config
+
+log = logging.getLogger("peaknet_pipeline")
+
+STAGE_COMMANDS = {"run": ("produce", "infer", "write"), "produce": ("produce",), "infer": ("infer",), "write": ("write",)}
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="pipeline YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value (repeatable); values are YAML, e.g. 'data.frame_shape=[1,512,512]'")
+    g = p.add_argument_group("shortcuts kept from the predecessor's CLI")
+    g.add_argument("--max-actors", type=int, help="inference.num_actors")
+    g.add_argument("--total-samples", type=int, help="producer.total_frames")
+    g.add_argument("--batch-size", type=int, help="data.batch_size")
+    g.add_argument("--compile-mode", help="inference.compile_mode")
+    g.add_argument("--enable-profiling", action="store_true", default=None, help="profiling.enabled")
+    g.add_argument("--verbose", action="store_true", help="output.log_level=DEBUG")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peaknet-pipeline", description="Real-time Bragg-peak finding on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in [
+        ("run", "all stages in one driver (embedded local Ray unless ray.address is set)"),
+        ("produce", "producer stage only, against a running cluster"),
+        ("infer", "inference stage only, against a running cluster"),
+        ("write", "Q2 consumer stage only, against a running cluster"),
+    ]:
+        p = sub.add_parser(name, help=help_text)
+        add_config_args(p)
+        p.add_argument("--report", help="write the run summary JSON to this file")
+    for name, help_text in [
+        ("status", "queue depths and stage states of a running pipeline"),
+        ("stop", "ask a running pipeline to drain and finish"),
+        ("cleanup", "remove the detached actors (queues, coordinator) of a namespace"),
+    ]:
+        add_config_args(sub.add_parser(name, help=help_text))
+    cfg_p = sub.add_parser("config", help="configuration tools")
+    cfg_sub = cfg_p.add_subparsers(dest="config_command", required=True)
+    add_config_args(cfg_sub.add_parser("show", help="print the effective configuration as YAML"))
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    shortcuts = {
+        "inference.num_actors": args.max_actors,
+        "producer.total_frames": args.total_samples,
+        "data.batch_size": args.batch_size,
+        "inference.compile_mode": args.compile_mode,
+        "profiling.enabled": args.enable_profiling,
+        "output.log_level": "DEBUG" if args.verbose else None,
+        "output.report": getattr(args, "report", None),
+    }
+    return load_config(args.config, args.overrides, shortcuts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as exc:
+        print(f"peaknet-pipeline: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=cfg.output.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "config":
+        sys.stdout.write(config_to_yaml(cfg))
+        return 0
+    from . import commands  # imports ray and torch: keep `config show` and --help fast
+
+    try:
+        if args.command in STAGE_COMMANDS:
+            return commands.run_stages(cfg, STAGE_COMMANDS[args.command], args.command)
+        return getattr(commands, args.command)(cfg)
+    except (LookupError, RuntimeError, ValueError) as exc:
+        print(f"peaknet-pipeline {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

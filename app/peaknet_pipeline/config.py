@@ -1,0 +1,130 @@
+"""The one configuration model: CLI, YAML, Helm values and RayJob args all end up here."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+
+class Section(BaseModel):
+    # Unknown keys are errors: a typo must never silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RaySection(Section):
+    address: str | None = Field(None, description="Ray cluster address; null starts an embedded local Ray")
+    namespace: str = Field("peaknet", description="Ray namespace where stages meet")
+    num_cpus: PositiveInt | None = Field(None, description="logical CPUs of the embedded Ray (null: enough)")
+    object_store_memory_mb: PositiveInt | None = None
+
+
+class DataSection(Section):
+    frame_shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
+        None,
+        description="(C, H, W) of every frame. Set: compile and warm up before the first frame. "
+        "Null: warm up on the first batch's shape",
+    )
+    batch_size: PositiveInt = Field(32, description="frames per batch; smaller batches are padded")
+    dtype: Literal["float32", "float16", "uint16", "int16", "int32", "float64"] = Field(
+        "float32", description="dtype of frames in Q1; producers convert once per batch"
+    )
+
+
+class SyntheticPeaks(Section):
+    per_frame: tuple[int, int] = Field((10, 30), description="min and max planted peaks per frame")
+    sigma_px: float = Field(1.2, gt=0, description="Gaussian width of a peak in pixels")
+    amplitude: float = Field(60.0, gt=0, description="peak height over background")
+    min_separation_px: float = Field(6.0, ge=0)
+
+
+class ProducerSection(Section):
+    kind: Literal["synthetic"] = "synthetic"
+    num_producers: PositiveInt = Field(1, description="parallel streams (producer actors)")
+    total_frames: PositiveInt | None = Field(
+        1024, description="frames over all producers; null: produce until stopped"
+    )
+    push_interval_s: float = Field(0.0, ge=0, description="pause between pushed batches")
+    seed: int = 0
+    background: float = 10.0
+    noise_sigma: float = Field(2.0, ge=0)
+    photon_energy_eV: float = Field(9500.0, gt=0)
+    peaks: SyntheticPeaks = SyntheticPeaks()
+    num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved per producer actor")
+    linger_timeout_s: float = Field(
+        120.0, ge=0, description="how long a finished producer keeps its frames alive for downstream"
+    )
+
+
+class QueueSection(Section):
+    num_shards: PositiveInt = Field(2, description="shard actors per queue")
+    maxsize: PositiveInt = Field(16, description="records (batches) per shard before producers block")
+    q1_name: str = "peaknet-q1"
+    q2_name: str = "peaknet-q2"
+    poll_timeout_s: float = Field(0.2, gt=0, description="blocking get/put wait before rechecking state")
+
+
+class ThresholdModel(Section):
+    k_sigma: float = Field(6.0, gt=0, description="peak pixels: value > mean + k_sigma * std of the frame")
+
+
+class ModelSection(Section):
+    kind: Literal["threshold"] = "threshold"
+    num_classes: PositiveInt = 2
+    threshold: ThresholdModel = ThresholdModel()
+
+
+class InferenceSection(Section):
+    num_actors: PositiveInt = Field(1, description="inference actors (one GPU each on a GPU machine)")
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = Field("bf16", description="autocast dtype on GPU; CPU runs fp32")
+    compile_mode: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
+    num_buffers: int = Field(2, ge=1, le=8, description="batches in flight per actor (N-way buffering)")
+    warmup_iters: int = Field(3, ge=0)
+    num_cpus: float = Field(1.0, ge=0, description="Ray CPUs reserved per inference actor")
+    cpu_threads: PositiveInt | None = Field(None, description="torch threads on the CPU path (null: num_cpus)")
+
+
+class SinkSection(Section):
+    num_actors: PositiveInt = Field(1, description="Q2 consumers")
+    num_cpus: float = Field(0.5, ge=0)
+    check_masks: bool = Field(True, description="count peak pixels per frame (reads every mask)")
+
+
+class LifecycleSection(Section):
+    service: bool | None = Field(
+        None, description="stages wait for more input until `stop` (null: yes for stage subcommands, no for run)"
+    )
+    drain_timeout_s: float = Field(60.0, gt=0, description="after a stop, how long stages may drain")
+
+
+class ProfilingSection(Section):
+    enabled: bool = Field(False, description="NVTX ranges per stage and batch step")
+    torch_trace_dir: str | None = Field(None, description="write a torch profiler trace here (no nsys needed)")
+
+
+class OutputSection(Section):
+    progress: Literal["auto", "live", "log", "off"] = "auto"
+    progress_interval_s: float = Field(30.0, gt=0, description="seconds between plain progress log lines")
+    report: str | None = Field(None, description="write the run summary JSON here")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class PipelineConfig(Section):
+    ray: RaySection = RaySection()
+    data: DataSection = DataSection()
+    producer: ProducerSection = ProducerSection()
+    queues: QueueSection = QueueSection()
+    model: ModelSection = ModelSection()
+    inference: InferenceSection = InferenceSection()
+    sink: SinkSection = SinkSection()
+    lifecycle: LifecycleSection = LifecycleSection()
+    profiling: ProfilingSection = ProfilingSection()
+    output: OutputSection = OutputSection()
+
+    @model_validator(mode="after")
+    def _check_cross_section(self) -> PipelineConfig:
+        lo, hi = self.producer.peaks.per_frame
+        if not 0 <= lo <= hi:
+            raise ValueError(f"producer.peaks.per_frame must be (min, max) with 0 <= min <= max, got {(lo, hi)}")
+        return self

@@ -1,0 +1,182 @@
+"""Run a segmentation model over batches: frames (B, C, H, W) in, uint8 class masks (B, C, H, W) out.
+
+The CUDA engine keeps N batches in flight on three streams (host-to-device copy, compute,
+device-to-host copy) with pinned host buffers allocated once. Ordering is by CUDA events between the
+streams; the host waits only for the oldest batch's own copy-back event, never for the whole device.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..profiling import Nvtx
+
+ResultSink = Callable[[Any, np.ndarray], None]  # (tag, masks view valid only during the call)
+
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSpec:
+    batch_size: int
+    frame_shape: tuple[int, int, int]
+    dtype: np.dtype
+    num_buffers: int = 2
+    precision: str = "fp32"
+    compile_mode: str = "none"
+
+
+def prepare_model(model: nn.Module, device: torch.device, compile_mode: str) -> nn.Module:
+    model = model.to(device).eval()
+    if compile_mode != "none":
+        model = torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
+    return model
+
+
+def to_panels(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B*C, 1, H, W): every panel is one image to the model."""
+    b, c, h, w = x.shape
+    return x.reshape(b * c, 1, h, w)
+
+
+class CpuEngine:
+    """Synchronous: results are delivered inside submit(). CPU autocast to bf16 is slower, so fp32."""
+
+    def __init__(self, model: nn.Module, spec: EngineSpec, on_result: ResultSink, nvtx: Nvtx | None = None):
+        self.spec = spec
+        self._model = prepare_model(model, torch.device("cpu"), spec.compile_mode)
+        self._on_result = on_result
+        self.busy_s = 0.0
+
+    @torch.inference_mode()
+    def submit(self, frames: np.ndarray, tag: Any) -> None:
+        t0 = time.perf_counter()
+        x = to_panels(torch.from_numpy(frames))
+        logits = self._model(x)
+        masks = logits.argmax(1).to(torch.uint8).reshape(frames.shape)
+        self.busy_s += time.perf_counter() - t0
+        self._on_result(tag, masks.numpy())
+
+    def flush(self) -> None:
+        pass
+
+
+class _Slot:
+    """One in-flight batch: its buffers on both sides and the events between the streams."""
+
+    def __init__(self, spec: EngineSpec, device: torch.device):
+        shape = (spec.batch_size, *spec.frame_shape)
+        torch_dtype = torch.from_numpy(np.empty(0, spec.dtype)).dtype
+        self.host_in = torch.empty(shape, dtype=torch_dtype, pin_memory=True)
+        self.host_in_np = self.host_in.numpy()
+        self.dev_in = torch.empty(shape, dtype=torch_dtype, device=device)
+        self.dev_mask = torch.empty(shape, dtype=torch.uint8, device=device)
+        self.host_out = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+        self.host_out_np = self.host_out.numpy()
+        self.h2d_done = torch.cuda.Event()
+        self.compute_start = torch.cuda.Event(enable_timing=True)
+        self.compute_done = torch.cuda.Event(enable_timing=True)
+        self.d2h_done = torch.cuda.Event()
+        self.tag: Any = None
+        self.size = 0
+
+
+class CudaEngine:
+    def __init__(self, model: nn.Module, spec: EngineSpec, on_result: ResultSink, nvtx: Nvtx | None = None):
+        self.spec = spec
+        self._device = torch.device("cuda", torch.cuda.current_device())
+        torch.backends.cudnn.benchmark = True
+        self._model = prepare_model(model, self._device, spec.compile_mode)
+        self._on_result = on_result
+        self._nvtx = nvtx or Nvtx(False)
+        self._h2d = torch.cuda.Stream()
+        self._compute = torch.cuda.Stream()
+        self._d2h = torch.cuda.Stream()
+        self._slots = [_Slot(spec, self._device) for _ in range(spec.num_buffers)]
+        self._next = 0
+        self._inflight: deque[_Slot] = deque()
+        self._autocast = AUTOCAST.get(spec.precision)
+        self._graphs = spec.compile_mode in ("reduce-overhead", "max-autotune")
+        self.busy_s = 0.0
+
+    def submit(self, frames: np.ndarray, tag: Any) -> None:
+        if len(self._inflight) == len(self._slots):
+            self._collect(self._inflight.popleft())
+        slot = self._slots[self._next]
+        self._next = (self._next + 1) % len(self._slots)
+        slot.tag, slot.size = tag, frames.shape[0]
+        with self._nvtx.range("stage_to_pinned"):
+            # A partial batch keeps the stale tail of the buffer: static shapes for compile and graphs.
+            np.copyto(slot.host_in_np[: slot.size], frames)
+        with torch.cuda.stream(self._h2d), self._nvtx.range("h2d"):
+            slot.dev_in.copy_(slot.host_in, non_blocking=True)
+            slot.h2d_done.record()
+        with torch.cuda.stream(self._compute), self._nvtx.range("compute"):
+            self._compute.wait_event(slot.h2d_done)
+            slot.compute_start.record()
+            self._forward(slot)
+            slot.compute_done.record()
+        with torch.cuda.stream(self._d2h), self._nvtx.range("d2h"):
+            self._d2h.wait_event(slot.compute_done)
+            slot.host_out.copy_(slot.dev_mask, non_blocking=True)
+            slot.d2h_done.record()
+        self._inflight.append(slot)
+
+    @torch.inference_mode()
+    def _forward(self, slot: _Slot) -> None:
+        if self._graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        x = to_panels(slot.dev_in)
+        if self._autocast is not None:
+            with torch.autocast("cuda", dtype=self._autocast):
+                logits = self._model(x)
+        else:
+            logits = self._model(x.float())
+        slot.dev_mask.view(-1, *logits.shape[2:]).copy_(logits.argmax(1))
+
+    def _collect(self, slot: _Slot) -> None:
+        with self._nvtx.range("wait_result"):
+            slot.d2h_done.synchronize()
+        self.busy_s += slot.compute_start.elapsed_time(slot.compute_done) / 1000.0
+        self._on_result(slot.tag, slot.host_out_np[: slot.size])
+        slot.tag = None
+
+    def flush(self) -> None:
+        while self._inflight:
+            self._collect(self._inflight.popleft())
+
+
+def make_engine(model: nn.Module, spec: EngineSpec, device: str, on_result: ResultSink, nvtx: Nvtx | None = None):
+    if device == "cuda":
+        return CudaEngine(model, spec, on_result, nvtx)
+    return CpuEngine(model, spec, on_result, nvtx)
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("inference.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    return requested
+
+
+def warm_up(engine, iters: int) -> float:
+    """Run full batches of random frames through the engine; returns seconds taken."""
+    if iters <= 0:
+        return 0.0
+    spec = engine.spec
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    frames = rng.random((spec.batch_size, *spec.frame_shape), dtype=np.float32).astype(spec.dtype)
+    for _ in range(iters):
+        engine.submit(frames, None)
+    engine.flush()
+    return time.perf_counter() - t0

@@ -1,0 +1,154 @@
+"""Inference stage: Q1 -> model on GPU (or CPU) -> uint8 masks -> Q2."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import ray
+import torch
+
+from ..config import PipelineConfig
+from ..coordinator import MemberStatus
+from ..inference.batch_check import BatchRejected, check_batch
+from ..inference.engine import EngineSpec, make_engine, resolve_device, warm_up
+from ..inference.models import build_model
+from ..profiling import Nvtx, TorchTrace
+from ..records import FrameBatch, SegmentedBatch
+from .member import InputDrain, StageMember
+from .ratelimit import RateLimitedLog
+from .wiring import q1_client, q2_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Assembly:
+    """Masks of one record, filled chunk by chunk when a record is larger than the batch buffers."""
+
+    record: FrameBatch
+    masks: np.ndarray
+    missing: int
+
+
+class InferenceWorker:
+    """Plain class holding the stage logic; InferenceActor wraps it for Ray."""
+
+    def __init__(self, cfg: PipelineConfig, coordinator, name: str):
+        self._cfg = cfg
+        self._member = StageMember(coordinator, "infer", name)
+        self._device = resolve_device(cfg.inference.device)
+        if self._device == "cpu":
+            torch.set_num_threads(cfg.inference.cpu_threads or max(1, int(cfg.inference.num_cpus)))
+        self._model, model_info = build_model(cfg.model)
+        self._member.status.info.update(model=model_info, device=self._device)
+        self._nvtx = Nvtx(cfg.profiling.enabled)
+        self._trace = TorchTrace(cfg.profiling.torch_trace_dir, name)
+        self._q1 = q1_client(cfg)
+        self._q2 = q2_client(cfg)
+        self._dtype = np.dtype(cfg.data.dtype)
+        self._frame_shape = cfg.data.frame_shape
+        self._engine = None
+        self._errors = RateLimitedLog(log, every_s=10.0)
+        self._drain = InputDrain(self._member, self._q1, cfg.lifecycle.drain_timeout_s)
+        self._member.publish(force=True)
+
+    @property
+    def member(self) -> StageMember:
+        return self._member
+
+    def _ensure_engine(self, frame_shape: tuple[int, int, int]) -> None:
+        if self._engine is not None:
+            return
+        inf = self._cfg.inference
+        spec = EngineSpec(
+            self._cfg.data.batch_size, frame_shape, self._dtype, inf.num_buffers, inf.precision, inf.compile_mode
+        )
+        self._engine = make_engine(self._model, spec, self._device, self._emit, self._nvtx)
+        with self._nvtx.range("warm_up"):
+            seconds = warm_up(self._engine, inf.warmup_iters)
+        self._engine.busy_s = 0.0
+        self._frame_shape = frame_shape
+        self._member.status.info.update(warmup_s=round(seconds, 3), warmup_shape=list(frame_shape))
+        log.info("%s: warm-up on %s done in %.1fs (%s)", self._member.name, frame_shape, seconds, self._device)
+
+    def run(self) -> MemberStatus:
+        member = self._member
+        if self._frame_shape is not None:  # pre-warm-up: ready before the first frame arrives
+            self._ensure_engine(self._frame_shape)
+        member.status.state = "running"
+        t_start = None
+        while (records := self._drain.next_records(1, self._cfg.queues.poll_timeout_s)) is not None:
+            for record in records:
+                t_start = t_start or time.perf_counter()
+                with self._nvtx.range(f"batch {record.batch_id}"):
+                    self._process(record)
+        if self._engine is not None:
+            self._engine.flush()
+        if t_start is not None and self._engine is not None:
+            member.status.info["busy_fraction"] = round(self._engine.busy_s / (time.perf_counter() - t_start), 4)
+        self._trace.close()
+        member.finish(final=self._drain.ended_by_upstream())
+        member.linger(member.status.frames_out, self._cfg.producer.linger_timeout_s)
+        return member.status
+
+    def _process(self, record: FrameBatch) -> None:
+        status = self._member.status
+        status.frames_in += record.size
+        try:
+            with self._nvtx.range("fetch"):
+                frames = ray.get(record.frames_ref)
+            if self._frame_shape is None and isinstance(frames, np.ndarray) and frames.ndim == 4:
+                self._ensure_engine(tuple(frames.shape[1:]))  # post-warm-up on the first batch's shape
+            check_batch(frames, self._frame_shape, self._dtype)
+            if frames.shape[0] != record.size:
+                raise BatchRejected("meta_mismatch", f"{record.size} metadata entries for {frames.shape[0]} frames")
+        except BatchRejected as exc:
+            self._reject(record, exc.reason, str(exc))
+            return
+        except Exception as exc:  # a lost object or a broken producer must not end the stage
+            self._reject(record, type(exc).__name__, str(exc))
+            return
+        assembly = _Assembly(record, np.empty(frames.shape, np.uint8), frames.shape[0])
+        step = self._cfg.data.batch_size
+        for start in range(0, frames.shape[0], step):
+            self._engine.submit(frames[start : start + step], (assembly, start))
+
+    def _emit(self, tag, masks: np.ndarray) -> None:
+        if tag is None:  # warm-up batch
+            return
+        assembly, start = tag
+        assembly.masks[start : start + masks.shape[0]] = masks
+        assembly.missing -= masks.shape[0]
+        if assembly.missing:
+            return
+        rec = assembly.record
+        out = SegmentedBatch(rec.batch_id, (*rec.owners, self._member.name), rec.frames_ref, ray.put(assembly.masks), rec.meta)
+        with self._nvtx.range("put_q2"):
+            self._q2.put(out)
+        self._member.status.frames_out += rec.size
+        self._member.status.batches += 1
+
+    def _reject(self, record: FrameBatch, reason: str, message: str) -> None:
+        self._member.status.fail(reason, record.size)
+        self._member.settle({owner: record.size for owner in record.owners})
+        self._errors.warning(reason, "%s: batch %s rejected: %s", self._member.name, record.batch_id, message)
+
+
+@ray.remote(max_concurrency=2)
+class InferenceActor:
+    def __init__(self, cfg: PipelineConfig, coordinator, name: str):
+        logging.basicConfig(level=cfg.output.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._worker = InferenceWorker(cfg, coordinator, name)
+
+    def stop(self) -> None:
+        self._worker.member.local_stop.set()
+
+    def run(self) -> MemberStatus:
+        return self._worker.run()
+
+    def pid(self) -> int:
+        return os.getpid()

@@ -1,0 +1,73 @@
+"""Start the actors of each stage with the resources the config asks for."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import ray
+
+from ..config import PipelineConfig
+from .infer import InferenceActor
+from .produce import SyntheticProducer, require_frame_shape, split_frames
+from .sink import SinkActor
+
+
+@dataclass(slots=True)
+class Member:
+    stage: str
+    name: str
+    handle: ray.actor.ActorHandle
+
+
+def run_tag() -> str:
+    """Distinguishes members of this driver from those of earlier or parallel drivers."""
+    return uuid.uuid4().hex[:6]
+
+
+def start_producers(cfg: PipelineConfig, coordinator, tag: str) -> list[Member]:
+    require_frame_shape(cfg)
+    members = []
+    for i, frames in enumerate(split_frames(cfg.producer.total_frames, cfg.producer.num_producers)):
+        name = f"synthetic-{tag}-{i}"
+        handle = SyntheticProducer.options(num_cpus=cfg.producer.num_cpus).remote(cfg, coordinator, name, i, frames)
+        members.append(Member("produce", name, handle))
+    return members
+
+
+def cluster_has_gpus() -> bool:
+    return ray.cluster_resources().get("GPU", 0) >= 1
+
+
+def start_inference(cfg: PipelineConfig, coordinator, tag: str) -> list[Member]:
+    inf = cfg.inference
+    use_gpu = inf.device == "cuda" or (inf.device == "auto" and cluster_has_gpus())
+    members = []
+    for i in range(inf.num_actors):
+        name = f"infer-{tag}-{i}"
+        handle = InferenceActor.options(num_cpus=inf.num_cpus, num_gpus=1 if use_gpu else 0).remote(
+            cfg, coordinator, name
+        )
+        members.append(Member("infer", name, handle))
+    return members
+
+
+def start_writers(cfg: PipelineConfig, coordinator, tag: str) -> list[Member]:
+    members = []
+    for i in range(cfg.sink.num_actors):
+        name = f"write-{tag}-{i}"
+        handle = SinkActor.options(num_cpus=cfg.sink.num_cpus).remote(cfg, coordinator, name)
+        members.append(Member("write", name, handle))
+    return members
+
+
+STARTERS = {"produce": start_producers, "infer": start_inference, "write": start_writers}
+
+
+def cpus_needed(cfg: PipelineConfig, stages: tuple[str, ...]) -> float:
+    need = {
+        "produce": cfg.producer.num_cpus * cfg.producer.num_producers,
+        "infer": cfg.inference.num_cpus * cfg.inference.num_actors,
+        "write": cfg.sink.num_cpus * cfg.sink.num_actors,
+    }
+    return sum(need[s] for s in stages)

@@ -1,0 +1,92 @@
+"""Producer stage: synthetic frames into Q1."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import ray
+
+from ..config import PipelineConfig
+from ..coordinator import MemberStatus
+from ..queue import QueueTimeout
+from ..records import FrameBatch, FrameMeta
+from ..synthetic import FrameSynthesizer
+from .member import StageMember
+from .wiring import q1_client
+
+log = logging.getLogger(__name__)
+
+
+def split_frames(total: int | None, parts: int) -> list[int | None]:
+    if total is None:
+        return [None] * parts
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def require_frame_shape(cfg: PipelineConfig) -> tuple[int, int, int]:
+    if cfg.data.frame_shape is None:
+        raise ValueError(
+            "producer.kind=synthetic needs data.frame_shape, the (C, H, W) of the frames to make; "
+            "set it in the config, e.g. --set 'data.frame_shape=[1,512,512]'"
+        )
+    return cfg.data.frame_shape
+
+
+@ray.remote(max_concurrency=2)  # a second thread serves stop() while run() works
+class SyntheticProducer:
+    def __init__(self, cfg: PipelineConfig, coordinator, name: str, index: int, frames: int | None):
+        self._cfg = cfg
+        self._frames = frames
+        self._member = StageMember(coordinator, "produce", name)
+        seed = cfg.producer.seed * 1_000_003 + index
+        self._synth = FrameSynthesizer(cfg.producer, require_frame_shape(cfg), cfg.data.dtype, seed)
+        self._q1 = q1_client(cfg)
+        self._member.publish(force=True)
+
+    def stop(self) -> None:
+        self._member.local_stop.set()
+
+    def run(self) -> MemberStatus:
+        member, cfg = self._member, self._cfg
+        member.status.state = "running"
+        seq = 0
+        while self._frames is None or seq < self._frames:
+            if member.local_stop.is_set() or member.publish():
+                break
+            size = cfg.data.batch_size if self._frames is None else min(cfg.data.batch_size, self._frames - seq)
+            if not self._push(self._make_batch(seq, size)):
+                break
+            seq += size
+            member.status.frames_out = seq
+            member.status.batches += 1
+            if cfg.producer.push_interval_s:
+                time.sleep(cfg.producer.push_interval_s)
+        finished = self._frames is not None and seq >= self._frames
+        service = bool(cfg.lifecycle.service)
+        member.finish(final=finished and not service)
+        member.linger(seq, cfg.producer.linger_timeout_s)
+        return member.status
+
+    def _make_batch(self, seq: int, size: int) -> FrameBatch:
+        batch = self._synth.batch(size)
+        now = time.time()
+        energy = self._cfg.producer.photon_energy_eV
+        meta = [
+            FrameMeta(f"{self._member.name}:{seq + i}", now, energy, extra={"true_peaks": batch.true_peaks[i]})
+            for i in range(size)
+        ]
+        return FrameBatch(f"{self._member.name}:b{seq}", (self._member.name,), ray.put(batch.frames), meta)
+
+    def _push(self, record: FrameBatch) -> bool:
+        """Blocks while Q1 is full. Gives up only when told to stop and the drain deadline passes."""
+        while True:
+            try:
+                self._q1.put(record, timeout=self._cfg.queues.poll_timeout_s * 5)
+                return True
+            except QueueTimeout:
+                self._member.publish()
+                if self._member.drain_expired(self._cfg.lifecycle.drain_timeout_s):
+                    self._member.status.fail("not_enqueued_at_stop", record.size)
+                    return False
+

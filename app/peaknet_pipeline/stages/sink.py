@@ -1,0 +1,64 @@
+"""Q2 consumer that checks and counts what arrives: the `write` stage until a file writer is chosen."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import ray
+
+from ..config import PipelineConfig
+from ..coordinator import MemberStatus
+from ..records import SegmentedBatch
+from .member import InputDrain, StageMember
+from .wiring import q2_client
+
+log = logging.getLogger(__name__)
+
+
+@ray.remote(max_concurrency=2)
+class SinkActor:
+    def __init__(self, cfg: PipelineConfig, coordinator, name: str):
+        self._cfg = cfg
+        self._member = StageMember(coordinator, "write", name)
+        self._q2 = q2_client(cfg)
+        self._drain = InputDrain(self._member, self._q2, cfg.lifecycle.drain_timeout_s)
+        self._frame_ids: list[str] = []
+        self._peak_pixels: dict[str, int] = {}
+        self._member.publish(force=True)
+
+    def stop(self) -> None:
+        self._member.local_stop.set()
+
+    def run(self) -> MemberStatus:
+        self._member.status.state = "running"
+        max_items = 4
+        while (records := self._drain.next_records(max_items, self._cfg.queues.poll_timeout_s)) is not None:
+            if records:
+                self._consume(records)
+        unique = len(set(self._frame_ids))
+        self._member.status.info.update(unique_frames=unique, duplicate_frames=len(self._frame_ids) - unique)
+        return self._member.finish(final=self._drain.ended_by_upstream())
+
+    def _consume(self, records: list[SegmentedBatch]) -> None:
+        status = self._member.status
+        if self._cfg.sink.check_masks:
+            masks = ray.get([r.mask_ref for r in records])  # one batched get, not one per record
+            for record, mask in zip(records, masks):
+                counts = np.count_nonzero(mask.reshape(mask.shape[0], -1), axis=1)
+                self._peak_pixels.update(zip((m.frame_id for m in record.meta), counts.tolist()))
+        settle: dict[str, int] = {}
+        for record in records:
+            self._frame_ids.extend(m.frame_id for m in record.meta)
+            status.frames_in += record.size
+            status.frames_out += record.size
+            status.batches += 1
+            for owner in record.owners:
+                settle[owner] = settle.get(owner, 0) + record.size
+        self._member.settle(settle)
+
+    def frame_ids(self) -> list[str]:
+        return list(self._frame_ids)
+
+    def peak_pixels(self) -> dict[str, int]:
+        return dict(self._peak_pixels)
