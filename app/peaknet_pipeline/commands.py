@@ -30,7 +30,7 @@ def run_stages(cfg: PipelineConfig, stages: tuple[str, ...], command: str) -> in
         cfg.lifecycle.service,
     )
     try:
-        report = StageDriver(cfg, stages, command).execute()
+        report = StageDriver(cfg, stages, command, whole_pipeline=command == "run").execute()
     finally:
         ray.shutdown()
     log_summary(report)

@@ -44,11 +44,11 @@ class StageDriver:
     """`run` drives all stages (a signal stops the whole pipeline); a stage subcommand drives one
     (a signal stops only this process's actors, the rest of the pipeline keeps going)."""
 
-    def __init__(self, cfg: PipelineConfig, stages: tuple[str, ...], command: str):
+    def __init__(self, cfg: PipelineConfig, stages: tuple[str, ...], command: str, whole_pipeline: bool = False):
         self.cfg = cfg
         self.stages = stages
         self.command = command
-        self.whole_pipeline = len(stages) > 1
+        self.whole_pipeline = whole_pipeline
 
     def execute(self) -> RunReport:
         coordinator = ensure_shared_actors(self.cfg)

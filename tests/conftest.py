@@ -1,0 +1,52 @@
+"""Shared fixtures: one real local Ray for the in-process tests; each test gets its own namespace."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    ray.init(num_cpus=4, object_store_memory=400 * 2**20, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def cpu_config(namespace):
+    """A small CPU pipeline config in a namespace of its own."""
+    from peaknet_pipeline.config_sources import validate_config
+
+    return validate_config(
+        {
+            "ray": {"namespace": namespace},
+            "data": {"frame_shape": [1, 64, 64], "batch_size": 4},
+            "producer": {"num_producers": 2, "total_frames": 64, "num_cpus": 0.25,
+                         "peaks": {"per_frame": [2, 5]}, "linger_timeout_s": 20},
+            "inference": {"device": "cpu", "num_cpus": 0.5, "warmup_iters": 1},
+            "sink": {"num_cpus": 0.25},
+            "queues": {"num_shards": 2, "maxsize": 4, "poll_timeout_s": 0.05},
+            "lifecycle": {"drain_timeout_s": 20},
+            "output": {"progress": "off"},
+        }
+    )
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "peaknet_pipeline", *args]

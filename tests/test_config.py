@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from peaknet_pipeline.cli import main
+from peaknet_pipeline.config_sources import ConfigError, load_config
+
+from .conftest import ROOT
+
+
+def test_sources_apply_in_order(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {batch_size: 8}\ninference: {num_actors: 3, num_buffers: 3}\n")
+    cfg = load_config(path, ["inference.num_actors=2", "data.frame_shape=[1, 32, 64]"], {"data.batch_size": 16})
+    assert cfg.data.batch_size == 16  # shortcut flag wins over YAML
+    assert cfg.inference.num_actors == 2  # --set wins over YAML
+    assert cfg.inference.num_buffers == 3  # YAML wins over default
+    assert cfg.data.frame_shape == (1, 32, 64)
+    assert cfg.queues.num_shards == 2  # default
+
+
+def test_unknown_key_is_named_with_allowed_keys():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["inference.num_bufers=3"])
+    msg = str(err.value)
+    assert "inference.num_bufers" in msg and "unknown key" in msg and "num_buffers" in msg
+
+
+def test_unknown_section_is_named(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("inferenc: {num_actors: 1}\n")
+    with pytest.raises(ConfigError, match=r"inferenc: unknown key; allowed keys here: .*inference"):
+        load_config(path)
+
+
+def test_invalid_value_lists_allowed_values():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["inference.compile_mode=fast"])
+    assert "inference.compile_mode" in str(err.value) and "reduce-overhead" in str(err.value)
+
+
+def test_missing_config_file_says_so(tmp_path: Path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_bad_set_syntax():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(None, ["inference.num_actors"])
+
+
+def test_config_show_prints_effective_yaml(capsys):
+    assert main(["config", "show", "--set", "queues.maxsize=7", "--batch-size", "5"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["queues"]["maxsize"] == 7 and shown["data"]["batch_size"] == 5
+
+
+def test_cli_rejects_bad_key_with_exit_2(capsys):
+    assert main(["config", "show", "--set", "nosuch.key=1"]) == 2
+    assert "nosuch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_config_parses(path: Path):
+    cfg = load_config(path)
+    assert cfg.data.batch_size >= 1

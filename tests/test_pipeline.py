@@ -1,0 +1,62 @@
+"""Whole pipeline in one driver on a real local Ray, CPU path."""
+
+import numpy as np
+
+from peaknet_pipeline.driver import StageDriver
+from peaknet_pipeline.stages.launch import start_producers
+from peaknet_pipeline.records import FrameBatch, FrameMeta
+from peaknet_pipeline.stages.wiring import ensure_shared_actors, q1_client, shared_actor_names
+
+ALL = ("produce", "infer", "write")
+
+
+def test_cpu_pipeline_accounts_for_every_frame(ray_session, cpu_config):
+    ray = ray_session
+    report = StageDriver(cpu_config, ALL, "run", whole_pipeline=True).execute()
+    stages = report.stages
+    assert stages["produce"].frames_out == 64
+    assert stages["infer"].frames_in == stages["infer"].frames_out == 64
+    assert stages["write"].frames_in == 64
+    sink_info = next(iter(stages["write"].info.values()))
+    assert sink_info["unique_frames"] == 64 and sink_info["duplicate_frames"] == 0
+    assert report.accounted is True and report.stopped_by is None
+    assert all(q.depth_at_end == 0 and 1 <= q.high_water <= 4 for q in report.queues)
+    # run removes the detached actors it created
+    for name in shared_actor_names(cpu_config):
+        try:
+            ray.get_actor(name, namespace=cpu_config.ray.namespace)
+            raise AssertionError(f"{name} still alive")
+        except ValueError:
+            pass
+
+
+def test_wrong_shape_and_dtype_batches_are_rejected_and_the_run_goes_on(ray_session, cpu_config):
+    ray = ray_session
+    ensure_shared_actors(cpu_config)
+    q1 = q1_client(cpu_config)
+    bad = {"shape": np.zeros((3, 1, 64, 32), np.float32), "dtype": np.zeros((2, 1, 64, 64), np.float64)}
+    for reason, frames in bad.items():
+        meta = [FrameMeta(f"bad-{reason}:{i}", 0.0, 9000.0) for i in range(len(frames))]
+        q1.put(FrameBatch(f"bad-{reason}", ("test-injector",), ray.put(frames), meta))
+    report = StageDriver(cpu_config, ALL, "run", whole_pipeline=True).execute()
+    infer = report.stages["infer"]
+    assert infer.failed == {"shape": 3, "dtype": 2}
+    assert infer.frames_out == 64 and report.stages["write"].frames_in == 64
+    assert infer.frames_in == 64 + 5
+
+
+def test_post_warm_up_on_a_shape_the_config_did_not_name(ray_session, cpu_config):
+    producer_cfg = cpu_config.model_copy(deep=True)
+    producer_cfg.data.frame_shape = (2, 48, 40)
+    producer_cfg.producer.total_frames = 12
+    producer_cfg.producer.num_producers = 1
+    infer_cfg = cpu_config.model_copy(deep=True)
+    infer_cfg.data.frame_shape = None  # the inference stage learns the shape from the first batch
+    coordinator = ensure_shared_actors(producer_cfg)
+    producers = start_producers(producer_cfg, coordinator, "pw")
+    running = [m.handle.run.remote() for m in producers]
+    report = StageDriver(infer_cfg, ("infer", "write"), "infer+write").execute()
+    ray_session.get(running)
+    info = next(iter(report.stages["infer"].info.values()))
+    assert info["warmup_shape"] == [2, 48, 40]
+    assert report.stages["infer"].frames_out == 12 and report.stages["write"].frames_in == 12
