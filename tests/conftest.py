@@ -37,8 +37,13 @@ def cpu_config(namespace):
         {
             "ray": {"namespace": namespace},
             "data": {"frame_shape": [1, 64, 64], "batch_size": 4},
-            "producer": {"num_producers": 2, "total_frames": 64, "num_cpus": 0.25,
-                         "peaks": {"per_frame": [2, 5]}, "linger_timeout_s": 20},
+            "producer": {
+                "num_producers": 2,
+                "total_frames": 64,
+                "num_cpus": 0.25,
+                "peaks": {"per_frame": [2, 5]},
+                "linger_timeout_s": 20,
+            },
             "inference": {"device": "cpu", "num_cpus": 0.5, "warmup_iters": 1},
             "sink": {"num_cpus": 0.25},
             "queues": {"num_shards": 2, "maxsize": 4, "poll_timeout_s": 0.05},

@@ -3,8 +3,8 @@
 import numpy as np
 
 from peaknet_pipeline.driver import StageDriver
-from peaknet_pipeline.stages.launch import start_producers
 from peaknet_pipeline.records import FrameBatch, FrameMeta
+from peaknet_pipeline.stages.launch import start_producers
 from peaknet_pipeline.stages.wiring import ensure_shared_actors, q1_client, shared_actor_names
 
 ALL = ("produce", "infer", "write")

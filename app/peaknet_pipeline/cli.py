@@ -12,13 +12,24 @@ from .config_sources import ConfigError, config_to_yaml, load_config
 
 log = logging.getLogger("peaknet_pipeline")
 
-STAGE_COMMANDS = {"run": ("produce", "infer", "write"), "produce": ("produce",), "infer": ("infer",), "write": ("write",)}
+STAGE_COMMANDS = {
+    "run": ("produce", "infer", "write"),
+    "produce": ("produce",),
+    "infer": ("infer",),
+    "write": ("write",),
+}
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="pipeline YAML file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config value (repeatable); values are YAML, e.g. 'data.frame_shape=[1,512,512]'")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (repeatable); values are YAML, e.g. 'data.frame_shape=[1,512,512]'",
+    )
     g = p.add_argument_group("shortcuts kept from the predecessor's CLI")
     g.add_argument("--max-actors", type=int, help="inference.num_actors")
     g.add_argument("--total-samples", type=int, help="producer.total_frames")

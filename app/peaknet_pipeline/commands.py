@@ -25,8 +25,15 @@ def run_stages(cfg: PipelineConfig, stages: tuple[str, ...], command: str) -> in
     connect(cfg, embedded=command == "run", cpus_needed=cpus_needed(cfg, stages))
     log.info(
         "%s: namespace=%s model=%s device=%s batch=%d shape=%s buffers=%d precision=%s compile=%s service=%s",
-        command, cfg.ray.namespace, cfg.model.kind, cfg.inference.device, cfg.data.batch_size,
-        cfg.data.frame_shape, cfg.inference.num_buffers, cfg.inference.precision, cfg.inference.compile_mode,
+        command,
+        cfg.ray.namespace,
+        cfg.model.kind,
+        cfg.inference.device,
+        cfg.data.batch_size,
+        cfg.data.frame_shape,
+        cfg.inference.num_buffers,
+        cfg.inference.precision,
+        cfg.inference.compile_mode,
         cfg.lifecycle.service,
     )
     try:
@@ -43,8 +50,11 @@ def log_summary(report: RunReport) -> None:
     parts = [f"{name}: {s.frames_out} frames ({s.frames_per_s:.1f}/s)" for name, s in report.stages.items()]
     failed = {k: v for s in report.stages.values() for k, v in s.failed.items() if v}
     log.info(
-        "%s done in %.1fs%s: %s%s%s", report.command, report.wall_s,
-        f" (stopped by {report.stopped_by})" if report.stopped_by else "", "; ".join(parts),
+        "%s done in %.1fs%s: %s%s%s",
+        report.command,
+        report.wall_s,
+        f" (stopped by {report.stopped_by})" if report.stopped_by else "",
+        "; ".join(parts),
         f"; failed {failed}" if failed else "",
         "" if report.accounted is None else f"; all frames accounted: {report.accounted}",
     )
@@ -62,8 +72,10 @@ def status(cfg: PipelineConfig) -> int:
     now = time.time()
     for m in snap["members"]:
         failed = f" failed {m.failed}" if m.failed else ""
-        print(f"{m.stage:8s} {m.member:24s} {m.state:8s} in {m.frames_in} out {m.frames_out}{failed} "
-              f"(updated {now - m.updated:.0f}s ago)")
+        print(
+            f"{m.stage:8s} {m.member:24s} {m.state:8s} in {m.frames_in} out {m.frames_out}{failed} "
+            f"(updated {now - m.updated:.0f}s ago)"
+        )
     return 0
 
 

@@ -41,9 +41,7 @@ class SyntheticPeaks(Section):
 class ProducerSection(Section):
     kind: Literal["synthetic"] = "synthetic"
     num_producers: PositiveInt = Field(1, description="parallel streams (producer actors)")
-    total_frames: PositiveInt | None = Field(
-        1024, description="frames over all producers; null: produce until stopped"
-    )
+    total_frames: PositiveInt | None = Field(1024, description="frames over all producers; null: produce until stopped")
     push_interval_s: float = Field(0.0, ge=0, description="pause between pushed batches")
     seed: int = 0
     background: float = 10.0

@@ -56,7 +56,9 @@ class StageDriver:
             self._claim_namespace(coordinator)
         tag = run_tag()
         members = [m for stage in self.stages for m in STARTERS[stage](self.cfg, coordinator, tag)]
-        log.info("%s: started %s", self.command, ", ".join(f"{s} x{sum(m.stage == s for m in members)}" for s in self.stages))
+        log.info(
+            "%s: started %s", self.command, ", ".join(f"{s} x{sum(m.stage == s for m in members)}" for s in self.stages)
+        )
         started = time.monotonic()
         statuses, stopped_by = self._watch(coordinator, members)
         wall = time.monotonic() - started
@@ -105,8 +107,9 @@ class StageDriver:
 
     def _ask_to_stop(self, coordinator, members) -> None:
         if self.whole_pipeline:
-            coordinator.request_stop.remote()
-        for m in members:
+            coordinator.request_stop.remote()  # producers stop, every later stage drains
+            return
+        for m in members:  # only this process's actors go; the rest of the pipeline keeps running
             m.handle.stop.remote()
 
     def _collect(self, ref, member: Member) -> MemberStatus:

@@ -76,7 +76,9 @@ class QueueShard:
         return items
 
     async def stats(self) -> ShardStats:
-        return ShardStats(self._name, self._queue.qsize(), self._high_water, self._queue.maxsize, self._puts, self._gets)
+        return ShardStats(
+            self._name, self._queue.qsize(), self._high_water, self._queue.maxsize, self._puts, self._gets
+        )
 
 
 class QueueTimeout(TimeoutError):

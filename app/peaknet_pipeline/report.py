@@ -76,9 +76,7 @@ def build_report(
     if set(stages) == set(STAGES):
         p, i, w = stages["produce"], stages["infer"], stages["write"]
         inferred_failed = sum(i.failed.values())
-        report.accounted = (
-            p.frames_out == i.frames_in == i.frames_out + inferred_failed and w.frames_in == i.frames_out
-        )
+        report.accounted = p.frames_out == i.frames_in == i.frames_out + inferred_failed and w.frames_in == i.frames_out
     infer_members = [m for m in members if m.stage == "infer"]
     busy = [m.info["busy_fraction"] for m in infer_members if "busy_fraction" in m.info]
     if busy and all(m.info.get("device") == "cuda" for m in infer_members):

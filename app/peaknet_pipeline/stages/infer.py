@@ -126,7 +126,9 @@ class InferenceWorker:
         if assembly.missing:
             return
         rec = assembly.record
-        out = SegmentedBatch(rec.batch_id, (*rec.owners, self._member.name), rec.frames_ref, ray.put(assembly.masks), rec.meta)
+        out = SegmentedBatch(
+            rec.batch_id, (*rec.owners, self._member.name), rec.frames_ref, ray.put(assembly.masks), rec.meta
+        )
         with self._nvtx.range("put_q2"):
             self._q2.put(out)
         self._member.status.frames_out += rec.size

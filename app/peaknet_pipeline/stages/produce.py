@@ -89,4 +89,3 @@ class SyntheticProducer:
                 if self._member.drain_expired(self._cfg.lifecycle.drain_timeout_s):
                     self._member.status.fail("not_enqueued_at_stop", record.size)
                     return False
-
