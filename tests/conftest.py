@@ -44,6 +44,7 @@ def cpu_config(namespace):
                 "peaks": {"per_frame": [2, 5]},
                 "linger_timeout_s": 20,
             },
+            "model": {"kind": "threshold"},
             "inference": {"device": "cpu", "num_cpus": 0.5, "warmup_iters": 1},
             "sink": {"num_cpus": 0.25},
             "queues": {"num_shards": 2, "maxsize": 4, "poll_timeout_s": 0.05},

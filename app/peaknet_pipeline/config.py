@@ -48,6 +48,9 @@ class ProducerSection(Section):
     noise_sigma: float = Field(2.0, ge=0)
     photon_energy_eV: float = Field(9500.0, gt=0)
     peaks: SyntheticPeaks = SyntheticPeaks()
+    unique_batches: PositiveInt | None = Field(
+        None, description="make this many batches once and cycle them (fast load generation); null: all new"
+    )
     num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved per producer actor")
     linger_timeout_s: float = Field(
         120.0, ge=0, description="how long a finished producer keeps its frames alive for downstream"
@@ -66,10 +69,37 @@ class ThresholdModel(Section):
     k_sigma: float = Field(6.0, gt=0, description="peak pixels: value > mean + k_sigma * std of the frame")
 
 
+class PeakNetModel(Section):
+    """Sizes left null come from the preset; set one to override it."""
+
+    preset: Literal["base", "673m"] | None = "base"
+    weights: str | None = Field(
+        None, description="upstream PeakNet state_dict (torch.save); null runs random weights, on purpose"
+    )
+    backbone_hidden_sizes: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt] | None = None
+    backbone_depths: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt] | None = None
+    bifpn_num_blocks: PositiveInt | None = None
+    bifpn_num_features: PositiveInt | None = None
+    seg_out_channels: PositiveInt | None = None
+    uses_learned_upsample: bool | None = None
+    channels_last: bool = Field(True, description="NHWC activations on GPU (faster convolutions)")
+    cast_weights: bool = Field(True, description="on GPU with bf16/fp16, cast weights once instead of autocast")
+
+
+class Preprocess(Section):
+    instance_norm: bool = Field(False, description="(x - mean) / sqrt(var + 1e-6) per frame and panel")
+    pad: Literal["none", "bottom_right", "center"] = Field(
+        "none", description="pad H and W to multiples of 32; masks are cropped back"
+    )
+
+
 class ModelSection(Section):
-    kind: Literal["threshold"] = "threshold"
+    kind: Literal["peaknet", "threshold"] = Field("peaknet", description="peaknet, or the classical CPU demo model")
+    num_channels: PositiveInt = Field(1, description="model input channels; detector panels are fed one by one")
     num_classes: PositiveInt = 2
+    peaknet: PeakNetModel = PeakNetModel()
     threshold: ThresholdModel = ThresholdModel()
+    preprocess: Preprocess = Preprocess()
 
 
 class InferenceSection(Section):

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from ..model.segmenter import Segmenter
 from ..profiling import Nvtx
 
 ResultSink = Callable[[Any, np.ndarray], None]  # (tag, masks view valid only during the call)
@@ -33,13 +33,41 @@ class EngineSpec:
     num_buffers: int = 2
     precision: str = "fp32"
     compile_mode: str = "none"
+    channels_last: bool = False
+    cast_weights: bool = False  # reduced precision by casting weights once, not per-op autocast
 
 
-def prepare_model(model: nn.Module, device: torch.device, compile_mode: str) -> nn.Module:
-    model = model.to(device).eval()
-    if compile_mode != "none":
-        model = torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
-    return model
+class ModelRunner:
+    """The model on its device in the chosen precision, memory format and compile mode."""
+
+    def __init__(self, model: Segmenter, spec: EngineSpec, device: torch.device):
+        self.mask_channels = model.mask_channels(spec.frame_shape[0])
+        reduced = AUTOCAST.get(spec.precision) if device.type == "cuda" else None  # CPU: fp32 is faster
+        self._cast = reduced if spec.cast_weights else None
+        self._autocast = reduced if not spec.cast_weights else None
+        model = model.to(device).eval()
+        if self._cast is not None:
+            model = model.to(self._cast)
+        if spec.channels_last and device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        self._graphs = spec.compile_mode in ("reduce-overhead", "max-autotune") and device.type == "cuda"
+        if spec.compile_mode != "none":
+            model = torch.compile(model, mode=None if spec.compile_mode == "default" else spec.compile_mode)
+        self._model = model
+
+    @torch.inference_mode()
+    def masks(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) frames of any dtype -> (B, C', H, W) uint8 class ids."""
+        if self._graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        x = frames.to(self._cast or torch.float32)
+        if self._autocast is not None:
+            with torch.autocast("cuda", dtype=self._autocast):
+                logits = self._model(x)
+        else:
+            logits = self._model(x)
+        b, _, h, w = frames.shape
+        return class_ids(logits).view(b, self.mask_channels, h, w)
 
 
 def class_ids(logits: torch.Tensor) -> torch.Tensor:
@@ -49,29 +77,22 @@ def class_ids(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(1).to(torch.uint8)
 
 
-def to_panels(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B*C, 1, H, W): every panel is one image to the model."""
-    b, c, h, w = x.shape
-    return x.reshape(b * c, 1, h, w)
-
-
 class CpuEngine:
     """Synchronous: results are delivered inside submit(). CPU autocast to bf16 is slower, so fp32."""
 
-    def __init__(self, model: nn.Module, spec: EngineSpec, on_result: ResultSink, nvtx: Nvtx | None = None):
+    def __init__(self, model: Segmenter, spec: EngineSpec, on_result: ResultSink, nvtx: Nvtx | None = None):
         self.spec = spec
-        self._model = prepare_model(model, torch.device("cpu"), spec.compile_mode)
+        self._runner = ModelRunner(model, spec, torch.device("cpu"))
         self._on_result = on_result
         self.busy_s = 0.0
 
-    @torch.inference_mode()
     def submit(self, frames: np.ndarray, tag: Any) -> None:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             # Frames from the object store are read-only; the model never writes to its input.
             warnings.simplefilter("ignore", UserWarning)
-            x = to_panels(torch.from_numpy(frames))
-        masks = class_ids(self._model(x)).reshape(frames.shape)
+            x = torch.from_numpy(frames)
+        masks = self._runner.masks(x)
         self.busy_s += time.perf_counter() - t0
         self._on_result(tag, masks.numpy())
 
@@ -82,14 +103,15 @@ class CpuEngine:
 class _Slot:
     """One in-flight batch: its buffers on both sides and the events between the streams."""
 
-    def __init__(self, spec: EngineSpec, device: torch.device):
+    def __init__(self, spec: EngineSpec, device: torch.device, mask_channels: int):
         shape = (spec.batch_size, *spec.frame_shape)
+        mask_shape = (spec.batch_size, mask_channels, *spec.frame_shape[1:])
         torch_dtype = torch.from_numpy(np.empty(0, spec.dtype)).dtype
         self.host_in = torch.empty(shape, dtype=torch_dtype, pin_memory=True)
         self.host_in_np = self.host_in.numpy()
         self.dev_in = torch.empty(shape, dtype=torch_dtype, device=device)
-        self.dev_mask = torch.empty(shape, dtype=torch.uint8, device=device)
-        self.host_out = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+        self.dev_mask = torch.empty(mask_shape, dtype=torch.uint8, device=device)
+        self.host_out = torch.empty(mask_shape, dtype=torch.uint8, pin_memory=True)
         self.host_out_np = self.host_out.numpy()
         self.h2d_done = torch.cuda.Event()
         self.compute_start = torch.cuda.Event(enable_timing=True)
@@ -100,21 +122,19 @@ class _Slot:
 
 
 class CudaEngine:
-    def __init__(self, model: nn.Module, spec: EngineSpec, on_result: ResultSink, nvtx: Nvtx | None = None):
+    def __init__(self, model: Segmenter, spec: EngineSpec, on_result: ResultSink, nvtx: Nvtx | None = None):
         self.spec = spec
         self._device = torch.device("cuda", torch.cuda.current_device())
         torch.backends.cudnn.benchmark = True
-        self._model = prepare_model(model, self._device, spec.compile_mode)
+        self._runner = ModelRunner(model, spec, self._device)
         self._on_result = on_result
         self._nvtx = nvtx or Nvtx(False)
         self._h2d = torch.cuda.Stream()
         self._compute = torch.cuda.Stream()
         self._d2h = torch.cuda.Stream()
-        self._slots = [_Slot(spec, self._device) for _ in range(spec.num_buffers)]
+        self._slots = [_Slot(spec, self._device, self._runner.mask_channels) for _ in range(spec.num_buffers)]
         self._next = 0
         self._inflight: deque[_Slot] = deque()
-        self._autocast = AUTOCAST.get(spec.precision)
-        self._graphs = spec.compile_mode in ("reduce-overhead", "max-autotune")
         self.busy_s = 0.0
 
     def submit(self, frames: np.ndarray, tag: Any) -> None:
@@ -132,25 +152,13 @@ class CudaEngine:
         with torch.cuda.stream(self._compute), self._nvtx.range("compute"):
             self._compute.wait_event(slot.h2d_done)
             slot.compute_start.record()
-            self._forward(slot)
+            slot.dev_mask.copy_(self._runner.masks(slot.dev_in))
             slot.compute_done.record()
         with torch.cuda.stream(self._d2h), self._nvtx.range("d2h"):
             self._d2h.wait_event(slot.compute_done)
             slot.host_out.copy_(slot.dev_mask, non_blocking=True)
             slot.d2h_done.record()
         self._inflight.append(slot)
-
-    @torch.inference_mode()
-    def _forward(self, slot: _Slot) -> None:
-        if self._graphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        x = to_panels(slot.dev_in)
-        if self._autocast is not None:
-            with torch.autocast("cuda", dtype=self._autocast):
-                logits = self._model(x)
-        else:
-            logits = self._model(x.float())
-        slot.dev_mask.view(-1, *logits.shape[2:]).copy_(class_ids(logits))
 
     def _collect(self, slot: _Slot) -> None:
         with self._nvtx.range("wait_result"):
@@ -164,7 +172,7 @@ class CudaEngine:
             self._collect(self._inflight.popleft())
 
 
-def make_engine(model: nn.Module, spec: EngineSpec, device: str, on_result: ResultSink, nvtx: Nvtx | None = None):
+def make_engine(model: Segmenter, spec: EngineSpec, device: str, on_result: ResultSink, nvtx: Nvtx | None = None):
     if device == "cuda":
         return CudaEngine(model, spec, on_result, nvtx)
     return CpuEngine(model, spec, on_result, nvtx)

@@ -1,16 +1,39 @@
-"""Build the configured segmentation model."""
+"""Build the configured segmentation model, wrapped with its preprocessing."""
 
 from __future__ import annotations
 
-from torch import nn
+import logging
+from typing import Any
 
 from ..config import ModelSection
+from ..model.checkpoint import load_weights
+from ..model.peaknet import PeakNet, arch_from
+from ..model.segmenter import PAD_MULTIPLE, Segmenter
 from .threshold import ThresholdSegmenter
 
+log = logging.getLogger(__name__)
 
-def build_model(cfg: ModelSection) -> tuple[nn.Module, dict]:
+
+def build_model(cfg: ModelSection) -> tuple[Segmenter, dict[str, Any]]:
     """The model and a description of it for logs and the run report."""
+    pre = cfg.preprocess
     if cfg.kind == "threshold":
         model = ThresholdSegmenter(cfg.threshold.k_sigma, cfg.num_classes)
-        return model, {"kind": "threshold", "k_sigma": cfg.threshold.k_sigma, "weights": None}
-    raise ValueError(f"model.kind: unknown model {cfg.kind!r}")
+        info = {"kind": "threshold", "k_sigma": cfg.threshold.k_sigma, "weights": None}
+        return Segmenter(model, 1, pre.instance_norm, "none", None), info
+    pn = cfg.peaknet
+    sizes = pn.model_dump(exclude={"preset", "weights", "channels_last", "cast_weights"})
+    arch = arch_from(pn.preset, num_channels=cfg.num_channels, num_classes=cfg.num_classes, **sizes)
+    model = PeakNet(arch)
+    if pn.weights is None:
+        log.warning("model.peaknet.weights is null: running PeakNet with random weights (masks are meaningless)")
+    else:
+        load_weights(model, pn.weights)
+    info = {
+        "kind": "peaknet",
+        "preset": pn.preset,
+        "weights": pn.weights,
+        "random_weights": pn.weights is None,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    return Segmenter(model, cfg.num_channels, pre.instance_norm, pre.pad, PAD_MULTIPLE), info

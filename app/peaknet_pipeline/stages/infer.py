@@ -16,6 +16,7 @@ from ..coordinator import MemberStatus
 from ..inference.batch_check import BatchRejected, check_batch
 from ..inference.engine import EngineSpec, make_engine, resolve_device, warm_up
 from ..inference.models import build_model
+from ..model.segmenter import InputError
 from ..profiling import Nvtx, TorchTrace
 from ..records import FrameBatch, SegmentedBatch
 from .member import InputDrain, StageMember
@@ -32,6 +33,28 @@ class _Assembly:
     record: FrameBatch
     masks: np.ndarray
     missing: int
+
+
+class SteadyRate:
+    """Frames/s from the first output batch to the last: start-up and warm-up excluded."""
+
+    def __init__(self) -> None:
+        self._first: float | None = None
+        self._last = 0.0
+        self._frames_after_first = 0
+
+    def record(self, frames: int) -> None:
+        now = time.perf_counter()
+        if self._first is None:
+            self._first = now
+        else:
+            self._frames_after_first += frames
+        self._last = now
+
+    def rate(self) -> float | None:
+        if self._first is None or self._last <= self._first:
+            return None
+        return round(self._frames_after_first / (self._last - self._first), 2)
 
 
 class InferenceWorker:
@@ -53,6 +76,7 @@ class InferenceWorker:
         self._frame_shape = cfg.data.frame_shape
         self._engine = None
         self._errors = RateLimitedLog(log, every_s=10.0)
+        self._steady = SteadyRate()
         self._drain = InputDrain(self._member, self._q1, cfg.lifecycle.drain_timeout_s)
         self._member.publish(force=True)
 
@@ -63,9 +87,18 @@ class InferenceWorker:
     def _ensure_engine(self, frame_shape: tuple[int, int, int]) -> None:
         if self._engine is not None:
             return
-        inf = self._cfg.inference
+        inf, pn = self._cfg.inference, self._cfg.model.peaknet
+        peaknet = self._cfg.model.kind == "peaknet"
+        self._model.check_input((1, *frame_shape), torch.float32)
         spec = EngineSpec(
-            self._cfg.data.batch_size, frame_shape, self._dtype, inf.num_buffers, inf.precision, inf.compile_mode
+            self._cfg.data.batch_size,
+            frame_shape,
+            self._dtype,
+            inf.num_buffers,
+            inf.precision,
+            inf.compile_mode,
+            channels_last=peaknet and pn.channels_last,
+            cast_weights=peaknet and pn.cast_weights,
         )
         self._engine = make_engine(self._model, spec, self._device, self._emit, self._nvtx)
         with self._nvtx.range("warm_up"):
@@ -90,6 +123,7 @@ class InferenceWorker:
             self._engine.flush()
         if t_start is not None and self._engine is not None:
             member.status.info["busy_fraction"] = round(self._engine.busy_s / (time.perf_counter() - t_start), 4)
+        member.status.info["steady_frames_per_s"] = self._steady.rate()
         self._trace.close()
         member.finish(final=self._drain.ended_by_upstream())
         member.linger(member.status.frames_out, self._cfg.producer.linger_timeout_s)
@@ -108,6 +142,9 @@ class InferenceWorker:
                 raise BatchRejected("meta_mismatch", f"{record.size} metadata entries for {frames.shape[0]} frames")
         except BatchRejected as exc:
             self._reject(record, exc.reason, str(exc))
+            return
+        except InputError as exc:
+            self._reject(record, "model_input", str(exc))
             return
         except Exception as exc:  # a lost object or a broken producer must not end the stage
             self._reject(record, type(exc).__name__, str(exc))
@@ -133,6 +170,7 @@ class InferenceWorker:
             self._q2.put(out)
         self._member.status.frames_out += rec.size
         self._member.status.batches += 1
+        self._steady.record(rec.size)
 
     def _reject(self, record: FrameBatch, reason: str, message: str) -> None:
         self._member.status.fail(reason, record.size)

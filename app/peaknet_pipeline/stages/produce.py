@@ -11,7 +11,7 @@ from ..config import PipelineConfig
 from ..coordinator import MemberStatus
 from ..queue import QueueTimeout
 from ..records import FrameBatch, FrameMeta
-from ..synthetic import FrameSynthesizer
+from ..synthetic import FrameSynthesizer, SyntheticBatch
 from .member import StageMember
 from .wiring import q1_client
 
@@ -42,6 +42,8 @@ class SyntheticProducer:
         seed = cfg.producer.seed * 1_000_003 + index
         self._synth = FrameSynthesizer(cfg.producer, require_frame_shape(cfg), cfg.data.dtype, seed)
         self._q1 = q1_client(cfg)
+        self._pool: list[SyntheticBatch] = []
+        self._pool_index = 0
         self._member.publish(force=True)
 
     def stop(self) -> None:
@@ -69,7 +71,7 @@ class SyntheticProducer:
         return member.status
 
     def _make_batch(self, seq: int, size: int) -> FrameBatch:
-        batch = self._synth.batch(size)
+        batch = self._next_synthetic(size)
         now = time.time()
         energy = self._cfg.producer.photon_energy_eV
         meta = [
@@ -77,6 +79,16 @@ class SyntheticProducer:
             for i in range(size)
         ]
         return FrameBatch(f"{self._member.name}:b{seq}", (self._member.name,), ray.put(batch.frames), meta)
+
+    def _next_synthetic(self, size: int) -> SyntheticBatch:
+        pool_size = self._cfg.producer.unique_batches
+        if pool_size is None or size != self._cfg.data.batch_size:
+            return self._synth.batch(size)
+        if len(self._pool) < pool_size:
+            self._pool.append(self._synth.batch(size))
+            return self._pool[-1]
+        self._pool_index = (self._pool_index + 1) % pool_size
+        return self._pool[self._pool_index]
 
     def _push(self, record: FrameBatch) -> bool:
         """Blocks while Q1 is full. Gives up only when told to stop and the drain deadline passes."""

@@ -1,0 +1,91 @@
+"""ConvNeXtV2 backbone with Hugging Face ConvNextV2Backbone's parameter names and numerics."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ChannelsFirstLayerNorm
+
+
+class GRN(nn.Module):
+    """Global response normalisation on NHWC input."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, 1, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(1, 1, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gx = torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True)
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
+        return self.weight * (x * nx) + self.bias + x
+
+
+class ConvNeXtV2Block(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.layernorm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.grn = GRN(4 * dim)
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dwconv(x).permute(0, 2, 3, 1)
+        y = self.pwconv2(self.grn(F.gelu(self.pwconv1(self.layernorm(y)))))
+        return x + y.permute(0, 3, 1, 2)
+
+
+class ConvNeXtV2Stage(nn.Module):
+    def __init__(self, in_dim: int, out_dim: int, depth: int, downsample: bool):
+        super().__init__()
+        self.downsampling_layer = (
+            nn.Sequential(ChannelsFirstLayerNorm(in_dim), nn.Conv2d(in_dim, out_dim, kernel_size=2, stride=2))
+            if downsample
+            else nn.Identity()
+        )
+        self.layers = nn.Sequential(*[ConvNeXtV2Block(out_dim) for _ in range(depth)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.downsampling_layer(x))
+
+
+class Embeddings(nn.Module):
+    def __init__(self, num_channels: int, dim: int):
+        super().__init__()
+        self.patch_embeddings = nn.Conv2d(num_channels, dim, kernel_size=4, stride=4)
+        self.layernorm = ChannelsFirstLayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layernorm(self.patch_embeddings(x))
+
+
+class Encoder(nn.Module):
+    def __init__(self, hidden_sizes: list[int], depths: list[int]):
+        super().__init__()
+        dims = [hidden_sizes[0], *hidden_sizes]
+        self.stages = nn.ModuleList(
+            ConvNeXtV2Stage(dims[i], dims[i + 1], depths[i], downsample=i > 0) for i in range(len(depths))
+        )
+
+
+class ConvNeXtV2Backbone(nn.Module):
+    """Returns the four normalised stage outputs at strides 4, 8, 16, 32."""
+
+    def __init__(self, num_channels: int, hidden_sizes: list[int], depths: list[int]):
+        super().__init__()
+        self.embeddings = Embeddings(num_channels, hidden_sizes[0])
+        self.encoder = Encoder(hidden_sizes, depths)
+        self.hidden_states_norms = nn.ModuleDict(
+            {f"stage{i + 1}": ChannelsFirstLayerNorm(h) for i, h in enumerate(hidden_sizes)}
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.embeddings(x)
+        outputs = []
+        for i, stage in enumerate(self.encoder.stages):
+            x = stage(x)
+            outputs.append(self.hidden_states_norms[f"stage{i + 1}"](x))
+        return outputs

@@ -1,0 +1,69 @@
+"""BiFPN over four levels (finest first), upstream PeakNet's parameter names and fusion order."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ChannelsFirstLayerNorm, upsample_fp32
+
+FUSION_EPS = 1e-5
+
+
+class DepthwiseSeparableConv(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.depthwise_conv = nn.Conv2d(channels, channels, kernel_size=1, groups=channels, bias=False)
+        self.pointwise_conv = nn.Conv2d(channels, channels, kernel_size=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise_conv(self.depthwise_conv(x))
+
+
+def conv_block(channels: int) -> nn.Sequential:
+    return nn.Sequential(DepthwiseSeparableConv(channels), ChannelsFirstLayerNorm(channels), nn.GELU())
+
+
+class BiFPNBlock(nn.Module):
+    """Levels base..base+L-1. Row i of w_m fuses the i-th step of the top-down pass (coarsest first);
+    row i of w_q the i-th step of the bottom-up pass (finest first); components (p, m, q_down)."""
+
+    def __init__(self, features: int, num_levels: int = 4, base_level: int = 4):
+        super().__init__()
+        n = num_levels - 1
+        self.w_m = nn.Parameter(torch.ones(n, 2))
+        self.w_q = nn.Parameter(torch.ones(n, 3))
+        mask = torch.ones(n, 3, dtype=torch.bool)
+        mask[-1, 0] = False
+        self.register_buffer("w_q_mask", mask)
+        levels = range(base_level, base_level + num_levels)
+        self.conv = nn.ModuleDict({f"m{lv}": conv_block(features) for lv in levels[:-1]})
+        self.conv.update({f"q{lv}": conv_block(features) for lv in levels[1:]})
+        self.levels = list(levels)
+
+    def forward(self, p: list[torch.Tensor]) -> list[torch.Tensor]:
+        n = len(p)
+        w_m = F.relu(self.w_m)
+        w_q = F.relu(self.w_q * self.w_q_mask)
+        m = list(p)  # m[-1] is p at the coarsest level
+        for step, i in enumerate(range(n - 2, -1, -1)):
+            w1, w2 = w_m[step]
+            fused = (w1 * p[i] + w2 * upsample_fp32(m[i + 1], 2.0)) / (w1 + w2 + FUSION_EPS)
+            m[i] = self.conv[f"m{self.levels[i]}"](fused) + p[i]
+        q = [m[0]]  # the finest output is the top-down output
+        for step, i in enumerate(range(1, n)):
+            w1, w2, w3 = w_q[step]
+            down = upsample_fp32(q[i - 1], 0.5)
+            fused = (w1 * p[i] + w2 * m[i] + w3 * down) / (w1 + w2 + w3 + FUSION_EPS)
+            q.append(self.conv[f"q{self.levels[i]}"](fused) + p[i])
+        return q
+
+
+class BiFPN(nn.Module):
+    def __init__(self, features: int, num_blocks: int):
+        super().__init__()
+        self.blocks = nn.Sequential(*[BiFPNBlock(features) for _ in range(num_blocks)])
+
+    def forward(self, p: list[torch.Tensor]) -> list[torch.Tensor]:
+        return self.blocks(p)
