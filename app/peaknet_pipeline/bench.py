@@ -1,0 +1,67 @@
+"""Throughput measurements: the model alone with batches resident on the device, and the whole pipeline."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import PipelineConfig
+from .inference.engine import EngineSpec, ModelRunner, resolve_device
+from .inference.models import build_model
+
+
+def engine_spec(cfg: PipelineConfig) -> EngineSpec:
+    pn, inf = cfg.model.peaknet, cfg.inference
+    peaknet = cfg.model.kind == "peaknet"
+    return EngineSpec(
+        cfg.data.batch_size, cfg.data.frame_shape, np.dtype(cfg.data.dtype), inf.num_buffers, inf.precision,
+        inf.compile_mode, channels_last=peaknet and pn.channels_last, cast_weights=peaknet and pn.cast_weights,
+    )
+
+
+def flops_per_frame(model: torch.nn.Module, frame_shape: tuple[int, int, int], device: torch.device) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros((1, *frame_shape), device=device)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model.to(device)(x)
+    return float(counter.get_total_flops())
+
+
+def model_only(cfg: PipelineConfig, iters: int = 50, model: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Frames/s of the model on batches already on the device, same precision and compile mode."""
+    if cfg.data.frame_shape is None:
+        raise ValueError("bench needs data.frame_shape")
+    device = torch.device(resolve_device(cfg.inference.device))
+    if model is None:
+        model, _ = build_model(cfg.model)
+    flops = flops_per_frame(model, cfg.data.frame_shape, device) if device.type == "cuda" else None
+    spec = engine_spec(cfg)
+    t0 = time.perf_counter()
+    runner = ModelRunner(model, spec, device)
+    g = torch.Generator(device=device).manual_seed(0)
+    batches = [torch.rand((spec.batch_size, *spec.frame_shape), device=device, generator=g) for _ in range(3)]
+    for i in range(max(cfg.inference.warmup_iters, 3)):
+        runner.masks(batches[i % 3])
+    sync(device)
+    warmup_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in range(iters):
+        runner.masks(batches[i % 3])  # rotate inputs so caches do not flatter the numbers
+    sync(device)
+    seconds = time.perf_counter() - t0
+    fps = iters * spec.batch_size / seconds
+    out = {"frames_per_s": round(fps, 2), "warmup_s": round(warmup_s, 2), "iters": iters, "device": str(device)}
+    if flops:
+        out["gflop_per_frame"] = round(flops / 1e9, 2)
+        out["tflop_per_s"] = round(flops * fps / 1e12, 2)
+    return out
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()

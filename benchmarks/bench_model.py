@@ -1,0 +1,86 @@
+"""PeakNet model-only sweep on one GPU: presets, shapes, batch sizes, compile modes, and the same
+architecture on transformers' ConvNextV2Backbone for comparison. One JSON line per variant.
+
+    python3 benchmarks/bench_model.py --output results.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+
+import torch
+
+from peaknet_pipeline.bench import model_only
+from peaknet_pipeline.config_sources import load_config
+from peaknet_pipeline.inference.models import build_model
+
+VARIANTS = [  # (name, overrides)
+    ("base-512-b32-eager", ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=none"]),
+    ("base-512-b32-eager-autocast", ["data.frame_shape=[1,512,512]", "data.batch_size=32",
+                                     "inference.compile_mode=none", "model.peaknet.cast_weights=false"]),
+    ("base-512-b32-default", ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=default"]),
+    ("hf-base-512-b32-default", ["data.frame_shape=[1,512,512]", "data.batch_size=32",
+                                 "inference.compile_mode=default", "model.peaknet.cast_weights=false",
+                                 "model.peaknet.channels_last=false"]),
+    ("base-512-b64-default", ["data.frame_shape=[1,512,512]", "data.batch_size=64", "inference.compile_mode=default"]),
+    ("base-512-b32-reduce-overhead", ["data.frame_shape=[1,512,512]", "data.batch_size=32",
+                                      "inference.compile_mode=reduce-overhead"]),
+    ("base-1920-b8-default", ["data.frame_shape=[1,1920,1920]", "data.batch_size=8", "inference.compile_mode=default"]),
+    ("673m-512-b32-default", ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=default",
+                              "model.peaknet.preset=673m"]),
+]
+
+
+class HFBackbone(torch.nn.Module):
+    """transformers' ConvNextV2Backbone returning the list our BiFPN takes."""
+
+    def __init__(self, arch):
+        super().__init__()
+        from transformers import ConvNextV2Backbone, ConvNextV2Config
+
+        cfg = ConvNextV2Config(num_channels=arch.num_channels, hidden_sizes=list(arch.backbone_hidden_sizes),
+                               depths=list(arch.backbone_depths), out_features=["stage1", "stage2", "stage3", "stage4"])
+        self.inner = ConvNextV2Backbone(cfg)
+
+    def forward(self, x):
+        return list(self.inner(x).feature_maps)
+
+
+def build(name: str, cfg):
+    model, _ = build_model(cfg.model)
+    if name.startswith("hf-"):
+        model.model.backbone = HFBackbone(model.model.arch)
+    return model
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", nargs="*", help="variant names to run")
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--output")
+    args = ap.parse_args()
+    base = ["model.kind=peaknet", "inference.device=cuda", "inference.precision=bf16", "inference.warmup_iters=3"]
+    out = open(args.output, "a") if args.output else None
+    for name, overrides in VARIANTS:
+        if args.only and name not in args.only:
+            continue
+        cfg = load_config(None, base + overrides)
+        try:
+            row = {"variant": name, "overrides": overrides, **model_only(cfg, args.iters, build(name, cfg))}
+        except Exception as exc:  # one failing variant must not cost the others
+            row = {"variant": name, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-800:]}
+        row["gpu"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+        print(json.dumps(row), flush=True)
+        if out:
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+        torch._dynamo.reset()
+        torch.cuda.empty_cache()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
