@@ -19,18 +19,41 @@ from peaknet_pipeline.inference.models import build_model
 
 VARIANTS = [  # (name, overrides)
     ("base-512-b32-eager", ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=none"]),
-    ("base-512-b32-eager-autocast", ["data.frame_shape=[1,512,512]", "data.batch_size=32",
-                                     "inference.compile_mode=none", "model.peaknet.cast_weights=false"]),
+    (
+        "base-512-b32-eager-autocast",
+        [
+            "data.frame_shape=[1,512,512]",
+            "data.batch_size=32",
+            "inference.compile_mode=none",
+            "model.peaknet.cast_weights=false",
+        ],
+    ),
     ("base-512-b32-default", ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=default"]),
-    ("hf-base-512-b32-default", ["data.frame_shape=[1,512,512]", "data.batch_size=32",
-                                 "inference.compile_mode=default", "model.peaknet.cast_weights=false",
-                                 "model.peaknet.channels_last=false"]),
+    (
+        "hf-base-512-b32-default",
+        [
+            "data.frame_shape=[1,512,512]",
+            "data.batch_size=32",
+            "inference.compile_mode=default",
+            "model.peaknet.cast_weights=false",
+            "model.peaknet.channels_last=false",
+        ],
+    ),
     ("base-512-b64-default", ["data.frame_shape=[1,512,512]", "data.batch_size=64", "inference.compile_mode=default"]),
-    ("base-512-b32-reduce-overhead", ["data.frame_shape=[1,512,512]", "data.batch_size=32",
-                                      "inference.compile_mode=reduce-overhead"]),
+    (
+        "base-512-b32-reduce-overhead",
+        ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=reduce-overhead"],
+    ),
     ("base-1920-b8-default", ["data.frame_shape=[1,1920,1920]", "data.batch_size=8", "inference.compile_mode=default"]),
-    ("673m-512-b32-default", ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=default",
-                              "model.peaknet.preset=673m"]),
+    (
+        "673m-512-b32-default",
+        [
+            "data.frame_shape=[1,512,512]",
+            "data.batch_size=32",
+            "inference.compile_mode=default",
+            "model.peaknet.preset=673m",
+        ],
+    ),
 ]
 
 
@@ -41,8 +64,12 @@ class HFBackbone(torch.nn.Module):
         super().__init__()
         from transformers import ConvNextV2Backbone, ConvNextV2Config
 
-        cfg = ConvNextV2Config(num_channels=arch.num_channels, hidden_sizes=list(arch.backbone_hidden_sizes),
-                               depths=list(arch.backbone_depths), out_features=["stage1", "stage2", "stage3", "stage4"])
+        cfg = ConvNextV2Config(
+            num_channels=arch.num_channels,
+            hidden_sizes=list(arch.backbone_hidden_sizes),
+            depths=list(arch.backbone_depths),
+            out_features=["stage1", "stage2", "stage3", "stage4"],
+        )
         self.inner = ConvNextV2Backbone(cfg)
 
     def forward(self, x):

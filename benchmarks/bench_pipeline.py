@@ -66,7 +66,12 @@ def main() -> int:
 
 def machine() -> dict:
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    return {"gpu": gpu, "torch": torch.__version__, "python": platform.python_version(), "cpus": __import__("os").cpu_count()}
+    return {
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpus": __import__("os").cpu_count(),
+    }
 
 
 if __name__ == "__main__":

@@ -14,8 +14,13 @@ from peaknet_pipeline.model.segmenter import InputError, Segmenter
 from .conftest import ROOT
 
 DESIGN = ROOT / "tests" / "data"
-SMALL = PeakNetArch(backbone_hidden_sizes=(32, 32, 64, 64), backbone_depths=(1, 1, 2, 1),
-                    bifpn_num_blocks=2, bifpn_num_features=32, seg_out_channels=32)
+SMALL = PeakNetArch(
+    backbone_hidden_sizes=(32, 32, 64, 64),
+    backbone_depths=(1, 1, 2, 1),
+    bifpn_num_blocks=2,
+    bifpn_num_features=32,
+    seg_out_channels=32,
+)
 
 
 def listing(name: str) -> list[tuple[str, str, str]]:
@@ -47,8 +52,11 @@ def test_presets_match_upstream_state_dict_listings(preset, entries, params):
 def test_backbone_matches_transformers_convnextv2():
     transformers = pytest.importorskip("transformers", reason="transformers (the `test` extra) is not installed")
     cfg = transformers.ConvNextV2Config(
-        num_channels=1, hidden_sizes=list(SMALL.backbone_hidden_sizes), depths=list(SMALL.backbone_depths),
-        out_features=["stage1", "stage2", "stage3", "stage4"], drop_path_rate=0.0,
+        num_channels=1,
+        hidden_sizes=list(SMALL.backbone_hidden_sizes),
+        depths=list(SMALL.backbone_depths),
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        drop_path_rate=0.0,
     )
     theirs = transformers.ConvNextV2Backbone(cfg).eval()
     ours = randomise(PeakNet(SMALL)).backbone.eval()

@@ -34,7 +34,12 @@ def test_synthetic_frames_are_seeded_and_carry_truth():
 def run_engine(frames: np.ndarray, batch_size: int) -> np.ndarray:
     out = {}
     spec = EngineSpec(batch_size, frames.shape[1:], frames.dtype)
-    engine = make_engine(Segmenter(ThresholdSegmenter(6.0), 1, False, "none", None), spec, "cpu", lambda tag, m: out.__setitem__(tag, m.copy()))
+    engine = make_engine(
+        Segmenter(ThresholdSegmenter(6.0), 1, False, "none", None),
+        spec,
+        "cpu",
+        lambda tag, m: out.__setitem__(tag, m.copy()),
+    )
     for start in range(0, len(frames), batch_size):
         engine.submit(frames[start : start + batch_size], start)
     engine.flush()

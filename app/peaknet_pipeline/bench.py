@@ -17,8 +17,14 @@ def engine_spec(cfg: PipelineConfig) -> EngineSpec:
     pn, inf = cfg.model.peaknet, cfg.inference
     peaknet = cfg.model.kind == "peaknet"
     return EngineSpec(
-        cfg.data.batch_size, cfg.data.frame_shape, np.dtype(cfg.data.dtype), inf.num_buffers, inf.precision,
-        inf.compile_mode, channels_last=peaknet and pn.channels_last, cast_weights=peaknet and pn.cast_weights,
+        cfg.data.batch_size,
+        cfg.data.frame_shape,
+        np.dtype(cfg.data.dtype),
+        inf.num_buffers,
+        inf.precision,
+        inf.compile_mode,
+        channels_last=peaknet and pn.channels_last,
+        cast_weights=peaknet and pn.cast_weights,
     )
 
 

@@ -23,7 +23,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and "model_state_dict" in state and isinstance(state["model_state_dict"], dict):
         state = state["model_state_dict"]  # training checkpoints wrap the state dict
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a state_dict (mapping of names to tensors), got {type(state).__name__}")
+        raise CheckpointError(
+            f"{path}: expected a state_dict (mapping of names to tensors), got {type(state).__name__}"
+        )
     return state
 
 

@@ -43,7 +43,9 @@ class Segmenter(nn.Module):
         if not dtype.is_floating_point:
             raise InputError(f"model input must be a float dtype (float32, bfloat16, float16), got {dtype}")
         if self.num_channels > 1 and c != self.num_channels:
-            raise InputError(f"expected frames with {self.num_channels} channels (model.num_channels), got shape {tuple(shape)}")
+            raise InputError(
+                f"expected frames with {self.num_channels} channels (model.num_channels), got shape {tuple(shape)}"
+            )
         if self.multiple and self.pad == "none" and (h % self.multiple or w % self.multiple):
             raise InputError(
                 f"frame H and W must be multiples of {self.multiple}, got {h}x{w} (shape {tuple(shape)}); "
