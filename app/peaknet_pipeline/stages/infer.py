@@ -20,6 +20,7 @@ from ..model.segmenter import InputError
 from ..profiling import Nvtx, TorchTrace
 from ..records import FrameBatch, SegmentedBatch
 from .member import InputDrain, StageMember
+from .prefetch import BackgroundPutter, Prefetcher
 from .ratelimit import RateLimitedLog
 from .wiring import q1_client, q2_client
 
@@ -77,6 +78,7 @@ class InferenceWorker:
         self._engine = None
         self._errors = RateLimitedLog(log, every_s=10.0)
         self._steady = SteadyRate()
+        self._putter = BackgroundPutter(self._put_q2, cfg.inference.num_buffers)
         self._drain = InputDrain(self._member, self._q1, cfg.lifecycle.drain_timeout_s)
         self._member.publish(force=True)
 
@@ -114,13 +116,15 @@ class InferenceWorker:
             self._ensure_engine(self._frame_shape)
         member.status.state = "running"
         t_start = None
-        while (records := self._drain.next_records(1, self._cfg.queues.poll_timeout_s)) is not None:
-            for record in records:
-                t_start = t_start or time.perf_counter()
-                with self._nvtx.range(f"batch {record.batch_id}"):
-                    self._process(record)
+        depth = self._cfg.inference.num_buffers
+        prefetched = Prefetcher(self._drain, lambda r: ray.get(r.frames_ref), depth, self._cfg.queues.poll_timeout_s)
+        for record, frames in prefetched:
+            t_start = t_start or time.perf_counter()
+            with self._nvtx.range(f"batch {record.batch_id}"):
+                self._process(record, frames)
         if self._engine is not None:
             self._engine.flush()
+        self._putter.close()
         if t_start is not None and self._engine is not None:
             member.status.info["busy_fraction"] = round(self._engine.busy_s / (time.perf_counter() - t_start), 4)
         member.status.info["steady_frames_per_s"] = self._steady.rate()
@@ -129,12 +133,12 @@ class InferenceWorker:
         member.linger(member.status.frames_out, self._cfg.producer.linger_timeout_s)
         return member.status
 
-    def _process(self, record: FrameBatch) -> None:
+    def _process(self, record: FrameBatch, frames) -> None:
         status = self._member.status
         status.frames_in += record.size
         try:
-            with self._nvtx.range("fetch"):
-                frames = ray.get(record.frames_ref)
+            if isinstance(frames, Exception):
+                raise frames
             if self._frame_shape is None and isinstance(frames, np.ndarray) and frames.ndim == 4:
                 self._ensure_engine(tuple(frames.shape[1:]))  # post-warm-up on the first batch's shape
             check_batch(frames, self._frame_shape, self._dtype)
@@ -162,6 +166,10 @@ class InferenceWorker:
         assembly.missing -= masks.shape[0]
         if assembly.missing:
             return
+        self._putter.submit(assembly)
+
+    def _put_q2(self, assembly: _Assembly) -> None:
+        """On the putter thread: masks into the object store, the record into Q2."""
         rec = assembly.record
         out = SegmentedBatch(
             rec.batch_id, (*rec.owners, self._member.name), rec.frames_ref, ray.put(assembly.masks), rec.meta

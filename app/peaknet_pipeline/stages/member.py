@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 
 import ray
 
@@ -35,7 +36,8 @@ class StageMember:
         now = time.monotonic()
         if force or now - self._last_publish >= self._interval:
             self._last_publish = now
-            self._stop_requested = ray.get(self.coordinator.update.remote(self.status))
+            snapshot = replace(self.status, failed=dict(self.status.failed), info=dict(self.status.info))
+            self._stop_requested = ray.get(self.coordinator.update.remote(snapshot))
             if self._stop_requested and self._stop_seen_at is None:
                 self._stop_seen_at = now
         return self._stop_requested
@@ -83,6 +85,9 @@ class InputDrain:
         if stop and self._member.drain_expired(self._drain_timeout):
             log.warning("%s: drain deadline passed with input left", self._member.name)
             return None
+        records = self._queue.get_batch(max_items, timeout=0)
+        if records:
+            return records
         # Closed first, then empty: once closed nothing more is put, so empty then means drained.
         closed = self._member.upstream_closed()
         records = self._queue.get_batch(max_items, timeout=0 if closed else timeout)
