@@ -46,7 +46,7 @@ def cpu_config(namespace):
             },
             "model": {"kind": "threshold"},
             "inference": {"device": "cpu", "num_cpus": 0.5, "warmup_iters": 1},
-            "sink": {"num_cpus": 0.25},
+            "writer": {"num_cpus": 0.25, "kind": "none"},
             "queues": {"num_shards": 2, "maxsize": 4, "poll_timeout_s": 0.05},
             "lifecycle": {"drain_timeout_s": 20},
             "output": {"progress": "off"},

@@ -16,7 +16,7 @@ from .conftest import ROOT, cli
 
 
 @pytest.fixture
-def stage_args(ray_session, namespace):
+def stage_args(ray_session, namespace, tmp_path):
     address = ray_session.get_runtime_context().gcs_address
     return [
         "--config",
@@ -32,7 +32,7 @@ def stage_args(ray_session, namespace):
         "--set",
         "inference.num_cpus=0.5",
         "--set",
-        "sink.num_cpus=0.25",
+        "writer.num_cpus=0.25",
         "--set",
         "output.progress=log",
         "--set",

@@ -113,10 +113,25 @@ class InferenceSection(Section):
     cpu_threads: PositiveInt | None = Field(None, description="torch threads on the CPU path (null: num_cpus)")
 
 
-class SinkSection(Section):
-    num_actors: PositiveInt = Field(1, description="Q2 consumers")
+class PeaksSection(Section):
+    weighting: Literal["intensity", "mask"] = Field(
+        "intensity", description="centre of mass weighted by pixel values, or by the mask alone"
+    )
+    max_pending_tasks: PositiveInt = Field(8, description="peak-finding tasks in flight per writer")
+    task_cpus: float = Field(1.0, gt=0, description="Ray CPUs per peak-finding task")
+
+
+class WriterSection(Section):
+    kind: Literal["cxi", "none"] = Field("cxi", description="cxi: peaks and CXI files; none: count and check only")
+    num_actors: PositiveInt = Field(1, description="writer actors (Q2 consumers), each with its own files")
     num_cpus: float = Field(0.5, ge=0)
-    check_masks: bool = Field(True, description="count peak pixels per frame (reads every mask)")
+    output_dir: str = "cxi"
+    file_prefix: str = "peaknet"
+    buffer_size: PositiveInt = Field(500, description="kept events per CXI file")
+    min_num_peak: int = Field(10, ge=0, description="events with fewer peaks are counted, not written")
+    max_num_peak: PositiveInt = Field(2048, description="peaks stored per event at most")
+    store_images: bool = Field(True, description="false: peaks only, for high rates")
+    geometry: str | None = Field(None, description="CrystFEL .geom file; needed for multi-panel frames")
 
 
 class LifecycleSection(Section):
@@ -145,7 +160,8 @@ class PipelineConfig(Section):
     queues: QueueSection = QueueSection()
     model: ModelSection = ModelSection()
     inference: InferenceSection = InferenceSection()
-    sink: SinkSection = SinkSection()
+    peaks: PeaksSection = PeaksSection()
+    writer: WriterSection = WriterSection()
     lifecycle: LifecycleSection = LifecycleSection()
     profiling: ProfilingSection = ProfilingSection()
     output: OutputSection = OutputSection()

@@ -11,6 +11,7 @@ from ..config import PipelineConfig
 from .infer import InferenceActor
 from .produce import SyntheticProducer, require_frame_shape, split_frames
 from .sink import SinkActor
+from .write import CxiWriterActor
 
 
 @dataclass(slots=True)
@@ -54,9 +55,10 @@ def start_inference(cfg: PipelineConfig, coordinator, tag: str) -> list[Member]:
 
 def start_writers(cfg: PipelineConfig, coordinator, tag: str) -> list[Member]:
     members = []
-    for i in range(cfg.sink.num_actors):
+    for i in range(cfg.writer.num_actors):
         name = f"write-{tag}-{i}"
-        handle = SinkActor.options(num_cpus=cfg.sink.num_cpus).remote(cfg, coordinator, name)
+        actor = CxiWriterActor if cfg.writer.kind == "cxi" else SinkActor
+        handle = actor.options(num_cpus=cfg.writer.num_cpus).remote(cfg, coordinator, name)
         members.append(Member("write", name, handle))
     return members
 
@@ -68,6 +70,6 @@ def cpus_needed(cfg: PipelineConfig, stages: tuple[str, ...]) -> float:
     need = {
         "produce": cfg.producer.num_cpus * cfg.producer.num_producers,
         "infer": cfg.inference.num_cpus * cfg.inference.num_actors,
-        "write": cfg.sink.num_cpus * cfg.sink.num_actors,
+        "write": cfg.writer.num_cpus * cfg.writer.num_actors,
     }
     return sum(need[s] for s in stages)

@@ -1,0 +1,79 @@
+"""CXI files as CrystFEL reads them (indexamajig --peaks=cxi), one per chunk of kept events.
+
+Each file is written under a temporary name and renamed when complete: a crash never leaves a partial .cxi.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .geometry import SlabLayout
+from .peaks import PeakList
+
+FILL = -1.0
+
+
+@dataclass(slots=True)
+class KeptEvent:
+    event_id: str
+    timestamp: float
+    photon_energy_eV: float
+    peaks: PeakList
+    image: np.ndarray | None  # (C, H, W), None when images are not stored
+
+
+class CxiChunkWriter:
+    def __init__(self, output_dir: str, prefix: str, writer_name: str, layout: SlabLayout, max_num_peak: int):
+        self._dir = Path(output_dir)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._prefix = prefix
+        self._writer = writer_name.replace(":", "_")
+        self._layout = layout
+        self._max_peaks = max_num_peak
+        self._chunk = 0
+
+    def next_path(self) -> Path:
+        # UTC time first so names sort in time order across writers; the writer name keeps them apart.
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        self._chunk += 1
+        return self._dir / f"{self._prefix}-{stamp}-{self._writer}-{self._chunk:05d}.cxi"
+
+    def write(self, events: list[KeptEvent]) -> Path:
+        path = self.next_path()
+        tmp = path.with_name(f".{path.name}.tmp")
+        with h5py.File(tmp, "w") as f:
+            self._write_peaks(f, events)
+            if events and events[0].image is not None:
+                images = self._layout.to_slab(np.stack([e.image for e in events]))
+                f.create_dataset("/entry_1/data_1/data", data=images, chunks=(1, *images.shape[1:]))
+            f["/LCLS/photon_energy_eV"] = np.array([e.photon_energy_eV for e in events], np.float32)
+            f["/LCLS/timestamp"] = np.array([e.timestamp for e in events], np.float64)
+            f["/entry_1/event_id"] = np.array([e.event_id for e in events], dtype=h5py.string_dtype())
+        os.replace(tmp, path)  # atomic on one filesystem
+        return path
+
+    def _write_peaks(self, f: h5py.File, events: list[KeptEvent]) -> None:
+        n, m = len(events), self._max_peaks
+        x = np.full((n, m), FILL, np.float32)
+        y = np.full((n, m), FILL, np.float32)
+        seg = np.full((n, m), FILL, np.float32)
+        intensity = np.full((n, m), FILL, np.float32)
+        counts = np.zeros(n, np.int32)
+        for i, event in enumerate(events):
+            k = min(len(event.peaks), m)
+            sx, sy, panel = self._layout.peaks_to_slab(event.peaks.positions[:k])
+            x[i, :k], y[i, :k], seg[i, :k] = sx, sy, panel
+            intensity[i, :k] = event.peaks.intensity[:k]
+            counts[i] = k
+        group = f.create_group("/entry_1/result_1")
+        group["nPeaks"] = counts
+        group["peakXPosRaw"] = x
+        group["peakYPosRaw"] = y
+        group["peakSegPosRaw"] = seg
+        group["peakTotalIntensity"] = intensity

@@ -1,0 +1,117 @@
+"""Write stage: Q2 -> peak finding on parallel CPU tasks -> buffered CXI files."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+import numpy as np
+import ray
+
+from ..config import PipelineConfig
+from ..coordinator import MemberStatus
+from ..output.cxi import CxiChunkWriter, KeptEvent
+from ..output.geometry import layout_for
+from ..output.peaks import PeakList, find_peaks
+from ..records import SegmentedBatch
+from .member import InputDrain, StageMember
+from .prefetch import Prefetcher
+from .wiring import q2_client
+
+log = logging.getLogger(__name__)
+
+
+@ray.remote
+def find_batch_peaks(mask: np.ndarray, frames: np.ndarray | None) -> list[PeakList]:
+    """One task per batch: a task per frame would cost more in scheduling than in labelling."""
+    return [find_peaks(mask[i], None if frames is None else frames[i]) for i in range(mask.shape[0])]
+
+
+@ray.remote(max_concurrency=2)
+class CxiWriterActor:
+    def __init__(self, cfg: PipelineConfig, coordinator, name: str):
+        self._cfg = cfg
+        self._member = StageMember(coordinator, "write", name)
+        self._drain = InputDrain(self._member, q2_client(cfg), cfg.lifecycle.drain_timeout_s)
+        self._pending: deque = deque()  # (record, ObjectRef of peak lists), in Q2 order
+        self._buffer: list[KeptEvent] = []
+        self._files: list[str] = []
+        self._writer: CxiChunkWriter | None = None
+        self._member.publish(force=True)
+
+    def stop(self) -> None:
+        self._member.local_stop.set()
+
+    def run(self) -> MemberStatus:
+        self._member.status.state = "running"
+        prefetched = Prefetcher(self._drain, lambda r: r, 2, self._cfg.queues.poll_timeout_s)
+        for record, _ in prefetched:
+            self._dispatch(record)
+            self._collect(block=len(self._pending) >= self._cfg.peaks.max_pending_tasks)
+        while self._pending:
+            self._collect(block=True)
+        self._flush()
+        self._member.status.info.update(files=len(self._files))
+        return self._member.finish(final=self._drain.ended_by_upstream())
+
+    def _dispatch(self, record: SegmentedBatch) -> None:
+        self._member.status.frames_in += record.size
+        weighted = self._cfg.peaks.weighting == "intensity"
+        task = find_batch_peaks.options(num_cpus=self._cfg.peaks.task_cpus).remote(
+            record.mask_ref, record.frames_ref if weighted else None
+        )
+        self._pending.append((record, task))
+
+    def _collect(self, block: bool) -> None:
+        """Take finished tasks in order; ray.wait over all of them, never one ray.get per item."""
+        if not self._pending:
+            return
+        if block:  # the oldest first, so events keep their Q2 order
+            ray.wait([self._pending[0][1]])
+        refs = [task for _, task in self._pending]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        ready_ids = {ref.hex() for ref in ready}  # compare ids: the refs ray.wait returns are new objects
+        done = []
+        while self._pending and self._pending[0][1].hex() in ready_ids:
+            done.append(self._pending.popleft())
+        if not done:
+            return
+        results = ray.get([task for _, task in done])
+        images = ray.get([r.frames_ref for r, _ in done]) if self._cfg.writer.store_images else [None] * len(done)
+        for (record, _), peaks, frames in zip(done, results, images):
+            self._keep(record, peaks, frames)
+
+    def _keep(self, record: SegmentedBatch, peaks: list[PeakList], frames: np.ndarray | None) -> None:
+        w, status = self._cfg.writer, self._member.status
+        for i, (meta, peak_list) in enumerate(zip(record.meta, peaks)):
+            if len(peak_list) < w.min_num_peak:
+                status.fail("filtered_min_num_peak", 1)
+                continue
+            # A copy: the producer that owns the frame may leave once this batch is settled.
+            image = None if frames is None else np.array(frames[i], np.float32)
+            self._buffer.append(KeptEvent(meta.frame_id, meta.timestamp, meta.photon_energy_eV, peak_list, image))
+            status.frames_out += 1
+        status.batches += 1
+        self._member.settle({owner: record.size for owner in record.owners})
+        if len(self._buffer) >= w.buffer_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        if self._writer is None:
+            shape = self._buffer[0].image.shape if self._buffer[0].image is not None else None
+            layout = layout_for(self._cfg.writer.geometry, shape or self._shape_from_peaks())
+            w = self._cfg.writer
+            self._writer = CxiChunkWriter(w.output_dir, w.file_prefix, self._member.name, layout, w.max_num_peak)
+        self._files.append(str(self._writer.write(self._buffer)))
+        self._buffer = []
+
+    def _shape_from_peaks(self) -> tuple[int, int, int]:
+        if self._cfg.data.frame_shape is None:
+            raise ValueError("writer.store_images=false needs data.frame_shape to place peaks in the slab")
+        return self._cfg.data.frame_shape
+
+    def files(self) -> list[str]:
+        return list(self._files)
+
