@@ -12,7 +12,7 @@ import pytest
 from peaknet_pipeline.config import ProducerSection, SyntheticPeaks
 from peaknet_pipeline.driver import StageDriver
 from peaknet_pipeline.output.cxi import CxiChunkWriter, KeptEvent
-from peaknet_pipeline.output.geometry import SlabLayout, layout_for
+from peaknet_pipeline.output.geometry import layout_for
 from peaknet_pipeline.output.peaks import find_peaks
 from peaknet_pipeline.stages.produce import split_frames
 from peaknet_pipeline.synthetic import FrameSynthesizer
@@ -129,7 +129,7 @@ def test_killed_writer_leaves_only_complete_files(ray_session, cpu_config, tmp_p
     cfg.writer.kind, cfg.writer.output_dir, cfg.writer.buffer_size, cfg.writer.min_num_peak = "cxi", str(tmp_path), 4, 0
     cfg.producer.total_frames, cfg.producer.num_producers, cfg.producer.push_interval_s = None, 1, 0.01
     cfg.peaks.task_cpus = 0.25
-    from peaknet_pipeline.stages.launch import start_producers, start_inference, start_writers
+    from peaknet_pipeline.stages.launch import start_inference, start_producers, start_writers
     from peaknet_pipeline.stages.wiring import ensure_shared_actors, remove_shared_actors
 
     coordinator = ensure_shared_actors(cfg)

@@ -46,8 +46,10 @@ class SlabLayout:
             raise ValueError(f"geometry has {len(self.panels)} panels, frames have {c} (shape {frame_shape})")
         p = self.panels[0]
         if (p.max_ss - p.min_ss + 1, p.max_fs - p.min_fs + 1) != (h, w):
-            raise ValueError(f"geometry panel {p.name} is {p.max_ss - p.min_ss + 1}x{p.max_fs - p.min_fs + 1}, "
-                             f"frame panels are {h}x{w}")
+            raise ValueError(
+                f"geometry panel {p.name} is {p.max_ss - p.min_ss + 1}x{p.max_fs - p.min_fs + 1}, "
+                f"frame panels are {h}x{w}"
+            )
 
     def to_slab(self, frames: np.ndarray) -> np.ndarray:
         """(N, C, H, W) -> (N, H_slab, W_slab) float32."""

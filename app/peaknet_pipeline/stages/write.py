@@ -114,4 +114,3 @@ class CxiWriterActor:
 
     def files(self) -> list[str]:
         return list(self._files)
-
