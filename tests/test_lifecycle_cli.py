@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import h5py
 import pytest
 
 from peaknet_pipeline.coordinator import attach_coordinator
@@ -37,6 +38,12 @@ def stage_args(ray_session, namespace, tmp_path):
         "output.progress=log",
         "--set",
         "output.progress_interval_s=1",
+        "--set",
+        f"writer.output_dir={tmp_path / 'cxi'}",
+        "--set",
+        "writer.min_num_peak=0",
+        "--set",
+        "peaks.task_cpus=0.25",
     ]
 
 
@@ -54,7 +61,7 @@ def wait_for(predicate, timeout, what):
         if predicate():
             return
         time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 
 def test_ctrl_c_during_a_run_exits_0_with_a_complete_summary(ray_session, namespace, stage_args, tmp_path: Path):
@@ -115,7 +122,7 @@ def test_service_mode_survives_a_producer_restart_and_stop_drains(ray_session, n
             assert done.returncode == 0, done.stdout + done.stderr
             assert all(p.poll() is None for p in services.values()), "a service stage ended with its producer"
         written = lambda: sum(m.frames_out for m in members(ray_session, namespace, "write"))  # noqa: E731
-        wait_for(lambda: written() == 40, 60, "all 40 frames written")
+        wait_for(lambda: written() == 40, 60, lambda: f"40 frames written: {members(ray_session, namespace, 'write')}")
         stopped = subprocess.run(cli("stop", *stage_args), cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert stopped.returncode == 0, stopped.stderr
         outputs = {s: p.communicate(timeout=90)[0] for s, p in services.items()}
@@ -127,5 +134,37 @@ def test_service_mode_survives_a_producer_restart_and_stop_drains(ray_session, n
     infer, write = (json.loads(reports[s].read_text())["stages"] for s in ("infer", "write"))
     assert infer["infer"]["frames_in"] == infer["infer"]["frames_out"] == 40
     assert write["write"]["frames_in"] == 40
-    assert next(iter(write["write"]["info"].values()))["duplicate_frames"] == 0
+    ids = []
+    for path in (tmp_path / "cxi").glob("*.cxi"):
+        with h5py.File(path) as f:
+            ids += [x.decode() for x in f["/entry_1/event_id"][:]]
+    assert len(ids) == len(set(ids)) == 40  # every frame from both producers, once
     subprocess.run(cli("cleanup", *stage_args), cwd=ROOT, check=True, timeout=60)
+
+
+def test_quick_start_cpu_demo_runs_with_embedded_ray(tmp_path):
+    """The README's first command, as a user runs it: embedded local Ray, CXI files out, exit 0."""
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        cli(
+            "run",
+            "--config",
+            str(ROOT / "examples/configs/cpu-demo.yaml"),
+            "--set",
+            f"writer.output_dir={tmp_path}",
+            "--set",
+            "ray.namespace=quickstart-test",
+            "--report",
+            str(report),
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(report.read_text())
+    assert summary["accounted"] is True and summary["stages"]["write"]["frames_in"] == 256
+    assert list(tmp_path.glob("*.cxi"))
+    info_lines = [line for line in done.stderr.splitlines() if " INFO " in line]
+    assert len(info_lines) <= 8, info_lines  # a handful per run, no per-batch lines

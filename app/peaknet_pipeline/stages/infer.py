@@ -119,6 +119,8 @@ class InferenceWorker:
         depth = self._cfg.inference.num_buffers
         prefetched = Prefetcher(self._drain, lambda r: ray.get(r.frames_ref), depth, self._cfg.queues.poll_timeout_s)
         for record, frames in prefetched:
+            if record is None:  # input idle
+                continue
             t_start = t_start or time.perf_counter()
             with self._nvtx.range(f"batch {record.batch_id}"):
                 self._process(record, frames)

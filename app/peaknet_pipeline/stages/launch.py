@@ -70,6 +70,7 @@ def cpus_needed(cfg: PipelineConfig, stages: tuple[str, ...]) -> float:
     need = {
         "produce": cfg.producer.num_cpus * cfg.producer.num_producers,
         "infer": cfg.inference.num_cpus * cfg.inference.num_actors,
-        "write": cfg.writer.num_cpus * cfg.writer.num_actors,
+        # Peak-finding tasks must find a CPU free, or the write stage waits for ever.
+        "write": cfg.writer.num_cpus * cfg.writer.num_actors + (cfg.peaks.task_cpus if cfg.writer.kind == "cxi" else 0),
     }
     return sum(need[s] for s in stages)

@@ -13,7 +13,9 @@ _END = object()
 
 
 class Prefetcher:
-    """Iterates (record, payload-or-exception) pairs; a bounded look-ahead so memory stays bounded."""
+    """Iterates (record, payload-or-exception) pairs; a bounded look-ahead so memory stays bounded.
+    While the input is idle it yields (None, None) every poll interval, so the consumer can finish
+    work in progress instead of holding it until the next record comes."""
 
     def __init__(self, drain: InputDrain, fetch: Callable[[Any], Any], depth: int, poll_timeout_s: float):
         self._drain = drain
@@ -26,6 +28,8 @@ class Prefetcher:
     def _loop(self) -> None:
         try:
             while (records := self._drain.next_records(1, self._poll)) is not None:
+                if not records and self._items.empty():
+                    self._items.put((None, None))
                 for record in records:
                     try:
                         payload = self._fetch(record)
@@ -39,7 +43,7 @@ class Prefetcher:
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         while (item := self._items.get()) is not _END:
-            if item[0] is None:
+            if item[0] is None and item[1] is not None:
                 raise item[1]
             yield item
 

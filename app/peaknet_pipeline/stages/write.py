@@ -46,7 +46,8 @@ class CxiWriterActor:
         self._member.status.state = "running"
         prefetched = Prefetcher(self._drain, lambda r: r, 2, self._cfg.queues.poll_timeout_s)
         for record, _ in prefetched:
-            self._dispatch(record)
+            if record is not None:
+                self._dispatch(record)
             self._collect(block=len(self._pending) >= self._cfg.peaks.max_pending_tasks)
         while self._pending:
             self._collect(block=True)
