@@ -54,6 +54,23 @@ VARIANTS = [  # (name, overrides)
             "model.peaknet.preset=673m",
         ],
     ),
+    (
+        "base-512-b128-default",
+        ["data.frame_shape=[1,512,512]", "data.batch_size=128", "inference.compile_mode=default"],
+    ),
+    (
+        "base-512-b32-default-nchw",
+        [
+            "data.frame_shape=[1,512,512]",
+            "data.batch_size=32",
+            "inference.compile_mode=default",
+            "model.peaknet.channels_last=false",
+        ],
+    ),
+    (
+        "base-512-b32-max-autotune",
+        ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=max-autotune"],
+    ),
 ]
 
 
