@@ -1,4 +1,5 @@
-"""Q2 consumer that checks and counts what arrives: the `write` stage until a file writer is chosen."""
+"""Q2 consumer that only checks and counts what arrives (writer.kind: none): for tests and for
+measuring the front half of the pipeline without files."""
 
 from __future__ import annotations
 
@@ -42,11 +43,10 @@ class SinkActor:
 
     def _consume(self, records: list[SegmentedBatch]) -> None:
         status = self._member.status
-        if True:  # reads every mask: this consumer exists to check and count
-            masks = ray.get([r.mask_ref for r in records])  # one batched get, not one per record
-            for record, mask in zip(records, masks):
-                counts = np.count_nonzero(mask.reshape(mask.shape[0], -1), axis=1)
-                self._peak_pixels.update(zip((m.frame_id for m in record.meta), counts.tolist()))
+        masks = ray.get([r.mask_ref for r in records])  # one batched get, not one per record
+        for record, mask in zip(records, masks):
+            counts = np.count_nonzero(mask.reshape(mask.shape[0], -1), axis=1)
+            self._peak_pixels.update(zip((m.frame_id for m in record.meta), counts.tolist()))
         settle: dict[str, int] = {}
         for record in records:
             self._frame_ids.extend(m.frame_id for m in record.meta)
