@@ -38,8 +38,29 @@ class SyntheticPeaks(Section):
     min_separation_px: float = Field(6.0, ge=0)
 
 
+class SocketAddress(Section):
+    url: str = Field(description="e.g. tcp://0.0.0.0:5555")
+    role: Literal["listen", "dial"] = Field("listen", description="listen/bind, or dial/connect to the sender")
+
+
+class SocketSection(Section):
+    transport: Literal["zmq", "nng"] = Field("zmq", description="zmq: current lclstreamer; nng: older releases")
+    addresses: list[SocketAddress] = Field(default_factory=list, description="one producer actor per address")
+    buffer_batches: PositiveInt = Field(16, description="messages drained from the socket ahead of Q1")
+    idle_timeout_s: float | None = Field(None, gt=0, description="end the stream after this long without data")
+    max_messages: PositiveInt | None = Field(None, description="end the stream after this many messages")
+    hdf5_detector: str = "/data/data"
+    hdf5_timestamp: str = "/data/timestamp"
+    hdf5_wavelength: str = "/data/wavelength"
+    npz_detector: str = "detector_data"
+    npz_timestamp: str = "timestamp"
+    npz_wavelength: str = "photon_wavelength"
+    npz_original_shape: str = "detector_data_original_shape"
+
+
 class ProducerSection(Section):
-    kind: Literal["synthetic"] = "synthetic"
+    kind: Literal["synthetic", "socket"] = "synthetic"
+    socket: SocketSection = SocketSection()
     num_producers: PositiveInt = Field(1, description="parallel streams (producer actors)")
     total_frames: PositiveInt | None = Field(1024, description="frames over all producers; null: produce until stopped")
     push_interval_s: float = Field(0.0, ge=0, description="pause between pushed batches")

@@ -9,6 +9,7 @@ import ray
 
 from ..config import PipelineConfig
 from .infer import InferenceActor
+from .ingest import SocketProducer
 from .produce import SyntheticProducer, require_frame_shape, split_frames
 from .sink import SinkActor
 from .write import CxiWriterActor
@@ -27,11 +28,24 @@ def run_tag() -> str:
 
 
 def start_producers(cfg: PipelineConfig, coordinator, tag: str) -> list[Member]:
+    if cfg.producer.kind == "socket":
+        return start_socket_producers(cfg, coordinator, tag)
     require_frame_shape(cfg)
     members = []
     for i, frames in enumerate(split_frames(cfg.producer.total_frames, cfg.producer.num_producers)):
         name = f"synthetic-{tag}-{i}"
         handle = SyntheticProducer.options(num_cpus=cfg.producer.num_cpus).remote(cfg, coordinator, name, i, frames)
+        members.append(Member("produce", name, handle))
+    return members
+
+
+def start_socket_producers(cfg: PipelineConfig, coordinator, tag: str) -> list[Member]:
+    if not cfg.producer.socket.addresses:
+        raise ValueError("producer.kind=socket needs producer.socket.addresses, e.g. [{url: 'tcp://0.0.0.0:5555'}]")
+    members = []
+    for i, address in enumerate(cfg.producer.socket.addresses):
+        name = f"socket-{tag}-{i}"
+        handle = SocketProducer.options(num_cpus=cfg.producer.num_cpus).remote(cfg, coordinator, name, address)
         members.append(Member("produce", name, handle))
     return members
 

@@ -1,0 +1,1 @@
+"""Socket ingest from lclstreamer: message decoding, receivers, and a sender for tests and load."""

@@ -1,0 +1,62 @@
+"""One PULL socket on either transport, listening (bind) or dialling (connect).
+
+A dialling socket keeps retrying until the sender appears; a listening one waits. Neither is an error.
+"""
+
+from __future__ import annotations
+
+
+class PullSocket:
+    def __init__(self, transport: str, url: str, role: str, recv_timeout_ms: int = 200):
+        self.transport, self.url, self.role = transport, url, role
+        if transport == "nng":
+            import pynng
+
+            self._sock = pynng.Pull0(recv_timeout=recv_timeout_ms)
+            self._timeout = pynng.Timeout
+            if role == "listen":
+                self._sock.listen(url)
+            else:
+                self._sock.dial(url, block=False)  # nng redials in the background
+        else:
+            import zmq
+
+            self._ctx = zmq.Context.instance()
+            self._sock = self._ctx.socket(zmq.PULL)
+            self._sock.setsockopt(zmq.RCVTIMEO, recv_timeout_ms)
+            self._sock.setsockopt(zmq.LINGER, 0)
+            self._timeout = zmq.Again
+            (self._sock.bind if role == "listen" else self._sock.connect)(url)
+
+    def recv(self) -> bytes | None:
+        """One message, or None when nothing came within the receive timeout."""
+        try:
+            return self._sock.recv()
+        except self._timeout:
+            return None
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class PushSocket:
+    """The sender side, as lclstreamer uses it (zmq PUSH connects; the old nng pusher listened)."""
+
+    def __init__(self, transport: str, url: str, role: str):
+        if transport == "nng":
+            import pynng
+
+            self._sock = pynng.Push0()
+            (self._sock.listen if role == "listen" else lambda u: self._sock.dial(u, block=False))(url)
+        else:
+            import zmq
+
+            self._sock = zmq.Context.instance().socket(zmq.PUSH)
+            self._sock.setsockopt(zmq.SNDHWM, 5)
+            (self._sock.bind if role == "listen" else self._sock.connect)(url)
+
+    def send(self, payload: bytes) -> None:
+        self._sock.send(payload)
+
+    def close(self) -> None:
+        self._sock.close()

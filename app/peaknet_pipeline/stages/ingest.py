@@ -1,0 +1,116 @@
+"""Socket producer stage: lclstreamer messages -> Q1.
+
+A thread drains the socket promptly into a bounded local buffer (lclstreamer's PUSH socket discards what
+is still queued when it exits); the actor moves batches from that buffer into Q1, and while Q1 is full
+the buffer fills and the thread stops receiving, so the sender's own high-water mark holds it back.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import numpy as np
+import ray
+
+from ..config import PipelineConfig, SocketAddress
+from ..coordinator import MemberStatus
+from ..ingest.decode import DatasetNames, MalformedMessage, decode_message
+from ..ingest.sockets import PullSocket
+from ..queue import QueueTimeout
+from ..records import FrameBatch, FrameMeta
+from .member import StageMember
+from .ratelimit import RateLimitedLog
+from .wiring import q1_client
+
+log = logging.getLogger(__name__)
+
+
+def dataset_names(cfg: PipelineConfig) -> DatasetNames:
+    s = cfg.producer.socket
+    return DatasetNames(**{k: getattr(s, k) for k in DatasetNames.__dataclass_fields__})
+
+
+@ray.remote(max_concurrency=2)
+class SocketProducer:
+    def __init__(self, cfg: PipelineConfig, coordinator, name: str, address: SocketAddress):
+        self._cfg = cfg
+        self._member = StageMember(coordinator, "produce", name)
+        self._sock = PullSocket(cfg.producer.socket.transport, address.url, address.role)
+        self._buffer: queue.Queue = queue.Queue(maxsize=cfg.producer.socket.buffer_batches)
+        self._names = dataset_names(cfg)
+        self._dtype = np.dtype(cfg.data.dtype)
+        self._q1 = q1_client(cfg)
+        self._errors = RateLimitedLog(log, every_s=10.0)
+        self._receiving = threading.Event()
+        self._receiving.set()
+        self._receiver = threading.Thread(target=self._receive, name="receiver", daemon=True)
+        self._receiver.start()
+        self._member.status.info.update(url=address.url, role=address.role)
+        self._member.publish(force=True)
+
+    def stop(self) -> None:
+        self._member.local_stop.set()
+
+    def _receive(self) -> None:
+        while self._receiving.is_set():
+            payload = self._sock.recv()
+            if payload is not None:
+                self._buffer.put(payload)  # blocks while the buffer is full: backpressure to the sender
+
+    def run(self) -> MemberStatus:
+        member, sock_cfg = self._member, self._cfg.producer.socket
+        member.status.state = "running"
+        messages, last_data, seq, finished = 0, time.monotonic(), 0, False
+        while not (member.local_stop.is_set() or member.publish()):
+            try:
+                payload = self._buffer.get(timeout=self._cfg.queues.poll_timeout_s)
+            except queue.Empty:
+                if sock_cfg.idle_timeout_s and time.monotonic() - last_data > sock_cfg.idle_timeout_s:
+                    finished = True
+                    break
+                continue
+            messages += 1
+            last_data = time.monotonic()
+            seq += self._forward(payload, seq)
+            if sock_cfg.max_messages and messages >= sock_cfg.max_messages:
+                finished = True
+                break
+        self._receiving.clear()
+        member.status.info["messages"] = messages
+        member.finish(final=finished and not self._cfg.lifecycle.service)
+        member.linger(member.status.frames_out, self._cfg.producer.linger_timeout_s)
+        self._sock.close()
+        return member.status
+
+    def _forward(self, payload: bytes, seq: int) -> int:
+        """Decode and queue one message; returns the number of frames it carried (0 if malformed)."""
+        try:
+            batch = decode_message(payload, self._names, self._dtype)
+            shape = self._cfg.data.frame_shape
+            if shape is not None and tuple(batch.frames.shape[1:]) != tuple(shape):
+                raise MalformedMessage("shape", f"frames {batch.frames.shape[1:]}, expected {tuple(shape)}")
+        except MalformedMessage as exc:
+            info = self._member.status.info
+            info["malformed"] = info.get("malformed", 0) + 1
+            by_reason = info.setdefault("malformed_by_reason", {})
+            by_reason[exc.reason] = by_reason.get(exc.reason, 0) + 1
+            self._errors.warning(exc.reason, "%s: malformed message skipped: %s", self._member.name, exc)
+            return 0
+        b = batch.frames.shape[0]
+        meta = [
+            FrameMeta(f"{self._member.name}:{seq + i}", float(batch.timestamps[i]), float(batch.photon_energy_eV[i]))
+            for i in range(b)
+        ]
+        record = FrameBatch(f"{self._member.name}:b{seq}", (self._member.name,), ray.put(batch.frames), meta)
+        while True:
+            try:
+                self._q1.put(record, timeout=self._cfg.queues.poll_timeout_s * 5)
+                break
+            except QueueTimeout:
+                self._member.publish()
+        self._member.status.frames_out += b
+        self._member.status.batches += 1
+        return b

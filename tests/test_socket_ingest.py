@@ -1,0 +1,132 @@
+"""Socket ingest over real sockets on 127.0.0.1: both transports, both payload flavours, malformed input."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from peaknet_pipeline.driver import StageDriver
+from peaknet_pipeline.ingest.decode import (
+    DatasetNames,
+    MalformedMessage,
+    decode_message,
+    encode_hdf5,
+    encode_npz,
+)
+from peaknet_pipeline.ingest.sockets import PushSocket
+
+NAMES = DatasetNames()
+F32 = np.dtype("float32")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("encode", [encode_npz, encode_hdf5])
+@pytest.mark.parametrize("shape", [(4, 32, 48), (4, 2, 32, 48)])
+def test_both_flavours_decode_every_accepted_layout(encode, shape):
+    frames = np.random.default_rng(0).random(shape)  # float64, as lclstreamer often sends
+    batch = decode_message(encode(frames, np.arange(4.0), np.full(4, 1.0)), NAMES, F32)
+    assert batch.frames.dtype == F32 and batch.frames.shape == (4, *([1] if len(shape) == 3 else [2]), 32, 48)
+    np.testing.assert_array_equal(batch.frames.reshape(frames.shape), frames.astype(F32))
+    np.testing.assert_allclose(batch.photon_energy_eV, 12398.42)
+
+
+def test_merged_batch_and_channels_with_original_shape_and_packed_timestamps():
+    import io
+
+    frames = np.arange(3 * 2 * 8 * 8, dtype=np.float32).reshape(6, 1, 8, 8)
+    stamps = (np.arange(3, dtype=np.uint64) + np.uint64(100)) << np.uint64(32) | np.uint64(500_000_000)
+    buf = io.BytesIO()
+    np.savez(buf, detector_data=frames, timestamp=stamps, detector_data_original_shape=np.array([3, 2, 8, 6], np.int32))
+    batch = decode_message(buf.getvalue(), NAMES, F32)
+    assert batch.frames.shape == (3, 2, 8, 6)
+    np.testing.assert_array_equal(batch.frames, frames.reshape(3, 2, 8, 8)[..., :6])
+    np.testing.assert_allclose(batch.timestamps, [100.5, 101.5, 102.5])
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (b"\x00random bytes", "unknown_format"),
+        (encode_hdf5(np.zeros((2, 8, 8)), np.zeros(2), np.ones(2))[:300], "bad_hdf5"),
+        (encode_npz(np.zeros((2, 8, 8)), np.zeros(2), np.ones(2))[:40], "bad_npz"),
+        (encode_npz(np.zeros((2, 8)), np.zeros(2), np.ones(2)), "rank"),
+        (encode_npz(np.zeros((2, 8, 8)), np.zeros(3), np.ones(2)), "meta_mismatch"),
+    ],
+)
+def test_malformed_messages_get_a_reason(payload, reason):
+    with pytest.raises(MalformedMessage) as err:
+        decode_message(payload, NAMES, F32)
+    assert err.value.reason == reason
+
+
+def npz_without_detector() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, timestamp=np.zeros(2))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "transport, encode, receiver_role",
+    [
+        ("zmq", encode_hdf5, "listen"),
+        ("nng", encode_npz, "dial"),
+        ("nng", encode_hdf5, "listen"),
+        ("zmq", encode_npz, "dial"),
+    ],
+)
+def test_every_frame_arrives_and_every_bad_message_is_counted(
+    ray_session, cpu_config, tmp_path, transport, encode, receiver_role
+):
+    url = f"tcp://127.0.0.1:{free_port()}"
+    cfg = cpu_config.model_copy(deep=True)
+    cfg.producer.kind = "socket"
+    cfg.producer.socket = cfg.producer.socket.model_validate(
+        {"transport": transport, "addresses": [{"url": url, "role": receiver_role}], "max_messages": 14}
+    )
+    cfg.data.frame_shape = (1, 32, 32)
+    cfg.writer.kind, cfg.writer.output_dir, cfg.writer.min_num_peak = "cxi", str(tmp_path), 0
+    cfg.peaks.task_cpus = 0.25
+    rng = np.random.default_rng(1)
+    sent = [rng.random((b, 1, 32, 32)).astype(np.float32) * 100 for b in (4, 4, 3, 4, 1, 4, 4, 2, 4, 4)]
+    bad = [b"garbage", npz_without_detector(), encode_npz(np.zeros((2, 1, 16, 16)), np.zeros(2), np.ones(2)), b"PK.."]
+
+    def sender():
+        push = PushSocket(transport, url, "dial" if receiver_role == "listen" else "listen")
+        time.sleep(0.5)  # a dialling receiver started first must find the sender; a listening one waits
+        for i, frames in enumerate(sent):
+            push.send(encode(frames, np.full(len(frames), float(i)), np.full(len(frames), 1.3)))
+            if i < len(bad):
+                push.send(bad[i])
+        time.sleep(2)
+        push.close()
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    report = StageDriver(cfg, ("produce", "infer", "write"), "run", whole_pipeline=True).execute()
+    thread.join(timeout=10)
+    produce = report.stages["produce"]
+    assert produce.frames_out == sum(len(f) for f in sent) == report.stages["write"].frames_out
+    info = next(iter(produce.info.values()))
+    assert info["malformed"] == len(bad) and produce.failed == {}
+    assert info["malformed_by_reason"] == {"unknown_format": 1, "no_detector_data": 1, "shape": 1, "bad_npz": 1}
+    received = {}
+    for path in tmp_path.glob("*.cxi"):
+        with h5py.File(path) as f:
+            for event_id, image in zip(f["/entry_1/event_id"][:], f["/entry_1/data_1/data"][:]):
+                received[int(event_id.decode().rsplit(":", 1)[1])] = image
+    expected = np.concatenate(sent)
+    assert sorted(received) == list(range(len(expected)))
+    got = np.stack([received[i] for i in range(len(expected))])
+    np.testing.assert_array_equal(got, expected[:, 0])  # same content, in the order sent
