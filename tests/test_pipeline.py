@@ -20,6 +20,8 @@ def test_cpu_pipeline_accounts_for_every_frame(ray_session, cpu_config):
     sink_info = next(iter(stages["write"].info.values()))
     assert sink_info["unique_frames"] == 64 and sink_info["duplicate_frames"] == 0
     assert report.accounted is True and report.stopped_by is None
+    infer_info = next(iter(stages["infer"].info.values()))
+    assert infer_info["warmup_shape"] == [1, 64, 64]  # pre-warm-up on the configured shape
     assert all(q.depth_at_end == 0 and 1 <= q.high_water <= 4 for q in report.queues)
     # run removes the detached actors it created
     for name in shared_actor_names(cpu_config):

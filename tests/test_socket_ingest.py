@@ -69,6 +69,22 @@ def test_malformed_messages_get_a_reason(payload, reason):
     assert err.value.reason == reason
 
 
+def wait_until_receiver_runs(namespace: str, timeout: float = 60) -> None:
+    import ray
+
+    from peaknet_pipeline.coordinator import attach_coordinator
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            members = ray.get(attach_coordinator(namespace).snapshot.remote())["members"]
+        except LookupError:
+            members = []
+        if any(m.stage == "produce" and m.state == "running" for m in members):
+            return
+        time.sleep(0.1)
+
+
 def npz_without_detector() -> bytes:
     import io
 
@@ -103,8 +119,11 @@ def test_every_frame_arrives_and_every_bad_message_is_counted(
     bad = [b"garbage", npz_without_detector(), encode_npz(np.zeros((2, 1, 16, 16)), np.zeros(2), np.ones(2)), b"PK.."]
 
     def sender():
+        if receiver_role == "dial":  # the receiver starts first and must keep redialling until we appear
+            wait_until_receiver_runs(cfg.ray.namespace)
+            time.sleep(1.0)
         push = PushSocket(transport, url, "dial" if receiver_role == "listen" else "listen")
-        time.sleep(0.5)  # a dialling receiver started first must find the sender; a listening one waits
+        time.sleep(0.5)
         for i, frames in enumerate(sent):
             push.send(encode(frames, np.full(len(frames), float(i)), np.full(len(frames), 1.3)))
             if i < len(bad):
