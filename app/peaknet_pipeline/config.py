@@ -43,12 +43,9 @@ class SocketAddress(Section):
     role: Literal["listen", "dial"] = Field("listen", description="listen/bind, or dial/connect to the sender")
 
 
-class SocketSection(Section):
-    transport: Literal["zmq", "nng"] = Field("zmq", description="zmq: current lclstreamer; nng: older releases")
-    addresses: list[SocketAddress] = Field(default_factory=list, description="one producer actor per address")
-    buffer_batches: PositiveInt = Field(16, description="messages drained from the socket ahead of Q1")
-    idle_timeout_s: float | None = Field(None, gt=0, description="end the stream after this long without data")
-    max_messages: PositiveInt | None = Field(None, description="end the stream after this many messages")
+class DatasetNames(Section):
+    """Where lclstreamer puts each data source: HDF5 paths and NPZ keys (its defaults)."""
+
     hdf5_detector: str = "/data/data"
     hdf5_timestamp: str = "/data/timestamp"
     hdf5_wavelength: str = "/data/wavelength"
@@ -56,6 +53,15 @@ class SocketSection(Section):
     npz_timestamp: str = "timestamp"
     npz_wavelength: str = "photon_wavelength"
     npz_original_shape: str = "detector_data_original_shape"
+
+
+class SocketSection(Section):
+    transport: Literal["zmq", "nng"] = Field("zmq", description="zmq: current lclstreamer; nng: older releases")
+    addresses: list[SocketAddress] = Field(default_factory=list, description="one producer actor per address")
+    buffer_batches: PositiveInt = Field(16, description="messages drained from the socket ahead of Q1")
+    idle_timeout_s: float | None = Field(None, gt=0, description="end the stream after this long without data")
+    max_messages: PositiveInt | None = Field(None, description="end the stream after this many messages")
+    names: DatasetNames = DatasetNames()
 
 
 class ProducerSection(Section):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from ..config import DatasetNames
+
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 NPZ_MAGIC = b"PK"
 HC_EV_ANGSTROM = 12398.42  # photon energy (eV) = this / wavelength (Å)
@@ -21,19 +23,6 @@ class MalformedMessage(ValueError):
     def __init__(self, reason: str, detail: str = ""):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class DatasetNames:
-    """Where lclstreamer puts each data source: HDF5 paths and NPZ keys (its defaults)."""
-
-    hdf5_detector: str = "/data/data"
-    hdf5_timestamp: str = "/data/timestamp"
-    hdf5_wavelength: str = "/data/wavelength"
-    npz_detector: str = "detector_data"
-    npz_timestamp: str = "timestamp"
-    npz_wavelength: str = "photon_wavelength"
-    npz_original_shape: str = "detector_data_original_shape"
 
 
 @dataclass(slots=True)

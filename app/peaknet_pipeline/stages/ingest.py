@@ -17,7 +17,7 @@ import ray
 
 from ..config import PipelineConfig, SocketAddress
 from ..coordinator import MemberStatus
-from ..ingest.decode import DatasetNames, MalformedMessage, decode_message
+from ..ingest.decode import MalformedMessage, decode_message
 from ..ingest.sockets import PullSocket
 from ..queue import QueueTimeout
 from ..records import FrameBatch, FrameMeta
@@ -28,11 +28,6 @@ from .wiring import q1_client
 log = logging.getLogger(__name__)
 
 
-def dataset_names(cfg: PipelineConfig) -> DatasetNames:
-    s = cfg.producer.socket
-    return DatasetNames(**{k: getattr(s, k) for k in DatasetNames.__dataclass_fields__})
-
-
 @ray.remote(max_concurrency=2)
 class SocketProducer:
     def __init__(self, cfg: PipelineConfig, coordinator, name: str, address: SocketAddress):
@@ -40,7 +35,7 @@ class SocketProducer:
         self._member = StageMember(coordinator, "produce", name)
         self._sock = PullSocket(cfg.producer.socket.transport, address.url, address.role)
         self._buffer: queue.Queue = queue.Queue(maxsize=cfg.producer.socket.buffer_batches)
-        self._names = dataset_names(cfg)
+        self._names = cfg.producer.socket.names
         self._dtype = np.dtype(cfg.data.dtype)
         self._q1 = q1_client(cfg)
         self._errors = RateLimitedLog(log, every_s=10.0)
