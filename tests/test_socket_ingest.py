@@ -149,3 +149,76 @@ def test_every_frame_arrives_and_every_bad_message_is_counted(
     assert sorted(received) == list(range(len(expected)))
     got = np.stack([received[i] for i in range(len(expected))])
     np.testing.assert_array_equal(got, expected[:, 0])  # same content, in the order sent
+
+
+def test_push_to_run_over_a_socket_writes_cxi(ray_session, namespace, tmp_path):
+    """The two commands a user types: `run` with a socket producer, then `push` (lclstreamer's wire format)."""
+    import json
+    import subprocess
+
+    from .conftest import ROOT, cli
+
+    url = f"tcp://127.0.0.1:{free_port()}"
+    common = [
+        "--config",
+        str(ROOT / "examples/configs/cpu-demo.yaml"),
+        "--set",
+        "data.frame_shape=[1,64,64]",
+        "--set",
+        "data.batch_size=4",
+    ]
+    run = subprocess.Popen(
+        cli(
+            "run",
+            *common,
+            "--set",
+            f"ray.address={ray_session.get_runtime_context().gcs_address}",
+            "--set",
+            f"ray.namespace={namespace}",
+            "--set",
+            "producer.kind=socket",
+            "--set",
+            f"producer.socket.addresses=[{{url: '{url}', role: listen}}]",
+            "--set",
+            "producer.socket.max_messages=6",
+            "--set",
+            "producer.num_cpus=0.25",
+            "--set",
+            "inference.num_cpus=0.5",
+            "--set",
+            "writer.num_cpus=0.25",
+            "--set",
+            "peaks.task_cpus=0.25",
+            "--set",
+            "writer.min_num_peak=0",
+            "--set",
+            f"writer.output_dir={tmp_path}",
+            "--report",
+            str(tmp_path / "report.json"),
+        ),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until_receiver_runs(namespace)
+        pushed = subprocess.run(
+            cli("push", *common, "--url", url, "--flavour", "npz", "--compress", "--batches", "6"),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert pushed.returncode == 0, pushed.stderr
+        out, _ = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 0, out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["accounted"] is True and report["stages"]["write"]["frames_out"] == 24
+    ids = []
+    for path in tmp_path.glob("*.cxi"):
+        with h5py.File(path) as f:
+            ids += list(f["/entry_1/event_id"][:])
+    assert len(set(ids)) == 24

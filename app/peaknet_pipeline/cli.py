@@ -57,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("cleanup", "remove the detached actors (queues, coordinator) of a namespace"),
     ]:
         add_config_args(sub.add_parser(name, help=help_text))
+    push_p = sub.add_parser("push", help="send lclstreamer-format messages with planted peaks (tests, demos, load)")
+    add_config_args(push_p)
+    push_p.add_argument("--url", required=True, help="e.g. tcp://127.0.0.1:5555")
+    push_p.add_argument("--transport", choices=["zmq", "nng"], default="zmq")
+    push_p.add_argument("--role", choices=["dial", "listen"], default="dial", help="lclstreamer dials (connects)")
+    push_p.add_argument("--flavour", choices=["hdf5", "npz"], default="hdf5")
+    push_p.add_argument("--compress", action="store_true", help="gzip (HDF5) or savez_compressed (NPZ)")
+    push_p.add_argument("--batches", type=int, default=10, help="messages to send, each data.batch_size frames")
+    push_p.add_argument("--rate", type=float, default=0.0, help="messages per second (0: as fast as taken)")
     cfg_p = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg_p.add_subparsers(dest="config_command", required=True)
     add_config_args(cfg_sub.add_parser("show", help="print the effective configuration as YAML"))
@@ -86,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=cfg.output.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "config":
         sys.stdout.write(config_to_yaml(cfg))
+        return 0
+    if args.command == "push":
+        from .ingest.push import PushPlan, push
+
+        plan = PushPlan(args.url, args.transport, args.role, args.flavour, args.compress, args.batches, args.rate)
+        push(cfg, plan)
         return 0
     from . import commands  # imports ray and torch: keep `config show` and --help fast
 

@@ -121,10 +121,12 @@ def _per_event(values, b: int, what: str, convert) -> np.ndarray:
         raise MalformedMessage(f"bad_{what}", str(exc)[:80]) from None
 
 
-def encode_npz(frames: np.ndarray, timestamps: np.ndarray, wavelengths: np.ndarray) -> bytes:
+def encode_npz(frames: np.ndarray, timestamps: np.ndarray, wavelengths: np.ndarray, compressed: bool = False) -> bytes:
     """What lclstreamer's numpy serializer sends."""
     buf = io.BytesIO()
-    np.savez(buf, detector_data=frames, timestamp=timestamps, photon_wavelength=wavelengths)
+    (np.savez_compressed if compressed else np.savez)(
+        buf, detector_data=frames, timestamp=timestamps, photon_wavelength=wavelengths
+    )
     return buf.getvalue()
 
 
