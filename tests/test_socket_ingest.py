@@ -161,7 +161,7 @@ def test_push_to_run_over_a_socket_writes_cxi(ray_session, namespace, tmp_path):
     url = f"tcp://127.0.0.1:{free_port()}"
     common = [
         "--config",
-        str(ROOT / "examples/configs/cpu-demo.yaml"),
+        str(ROOT / "examples/configs/socket-cpu.yaml"),  # the socket CPU example must keep running
         "--set",
         "data.frame_shape=[1,64,64]",
         "--set",
