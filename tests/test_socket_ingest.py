@@ -222,3 +222,32 @@ def test_push_to_run_over_a_socket_writes_cxi(ray_session, namespace, tmp_path):
         with h5py.File(path) as f:
             ids += list(f["/entry_1/event_id"][:])
     assert len(set(ids)) == 24
+
+
+def test_a_fast_sender_with_1000_malformed_messages_loses_nothing_and_memory_stays_bounded(ray_session, cpu_config):
+    url = f"tcp://127.0.0.1:{free_port()}"
+    cfg = cpu_config.model_copy(deep=True)
+    cfg.producer.kind = "socket"
+    cfg.producer.socket = cfg.producer.socket.model_validate(
+        {"transport": "zmq", "addresses": [{"url": url}], "max_messages": 1050, "buffer_batches": 4}
+    )
+    cfg.data.frame_shape = (1, 32, 32)
+    cfg.queues.maxsize = 1  # a slow pipeline behind a sender that never waits
+    good = encode_npz(np.ones((2, 1, 32, 32), np.float32), np.zeros(2), np.ones(2))
+
+    def sender():
+        push = PushSocket("zmq", url, "dial")
+        for i in range(1050):
+            push.send(good if i % 21 == 0 else b"\x00not a message %d" % i)
+        time.sleep(2)
+        push.close()
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    report = StageDriver(cfg, ("produce", "infer", "write"), "run", whole_pipeline=True).execute()
+    thread.join(timeout=10)
+    info = next(iter(report.stages["produce"].info.values()))
+    assert info["malformed"] == 1000 and info["malformed_by_reason"] == {"unknown_format": 1000}
+    assert report.stages["produce"].frames_out == 100 == report.stages["write"].frames_in
+    assert info["buffer_high_water"] <= 4  # bounded: the sender was held back, not buffered without limit
+    assert report.accounted is True

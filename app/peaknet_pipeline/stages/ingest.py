@@ -39,6 +39,7 @@ class SocketProducer:
         self._dtype = np.dtype(cfg.data.dtype)
         self._q1 = q1_client(cfg)
         self._errors = RateLimitedLog(log, every_s=10.0)
+        self._buffer_high_water = 0
         self._receiving = threading.Event()
         self._receiving.set()
         self._receiver = threading.Thread(target=self._receive, name="receiver", daemon=True)
@@ -54,6 +55,7 @@ class SocketProducer:
             payload = self._sock.recv()
             if payload is not None:
                 self._buffer.put(payload)  # blocks while the buffer is full: backpressure to the sender
+                self._buffer_high_water = max(self._buffer_high_water, self._buffer.qsize())
 
     def run(self) -> MemberStatus:
         member, sock_cfg = self._member, self._cfg.producer.socket
@@ -74,7 +76,7 @@ class SocketProducer:
                 finished = True
                 break
         self._receiving.clear()
-        member.status.info["messages"] = messages
+        member.status.info.update(messages=messages, buffer_high_water=self._buffer_high_water)
         member.finish(final=finished and not self._cfg.lifecycle.service)
         member.linger(member.status.frames_out, self._cfg.producer.linger_timeout_s)
         self._sock.close()
