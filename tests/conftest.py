@@ -18,7 +18,13 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 def ray_session():
     import ray
 
-    ray.init(num_cpus=4, object_store_memory=400 * 2**20, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        num_cpus=4,
+        resources={"ingest_test": 2},  # a custom resource, as an ingest worker group would advertise
+        object_store_memory=400 * 2**20,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
     yield ray
     ray.shutdown()
 

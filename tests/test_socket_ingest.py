@@ -251,3 +251,32 @@ def test_a_fast_sender_with_1000_malformed_messages_loses_nothing_and_memory_sta
     assert report.stages["produce"].frames_out == 100 == report.stages["write"].frames_in
     assert info["buffer_high_water"] <= 4  # bounded: the sender was held back, not buffered without limit
     assert report.accounted is True
+
+
+def test_several_addresses_feed_several_producer_actors_placed_by_custom_resource(ray_session, cpu_config):
+    urls = [f"tcp://127.0.0.1:{free_port()}" for _ in range(2)]
+    cfg = cpu_config.model_copy(deep=True)
+    cfg.producer.kind = "socket"
+    cfg.producer.resources = {"ingest_test": 1}  # only placeable where that resource exists
+    cfg.producer.socket = cfg.producer.socket.model_validate(
+        {"transport": "nng", "addresses": [{"url": u} for u in urls], "max_messages": 3}
+    )
+    cfg.data.frame_shape = (1, 32, 32)
+
+    def sender(url: str, tag: int):
+        push = PushSocket("nng", url, "dial")
+        for i in range(3):
+            push.send(encode_npz(np.full((2, 1, 32, 32), tag * 10 + i, np.float32), np.zeros(2), np.ones(2)))
+        time.sleep(2)
+        push.close()
+
+    threads = [threading.Thread(target=sender, args=(u, k), daemon=True) for k, u in enumerate(urls)]
+    for t in threads:
+        t.start()
+    report = StageDriver(cfg, ("produce", "infer", "write"), "run", whole_pipeline=True).execute()
+    for t in threads:
+        t.join(timeout=10)
+    produce = report.stages["produce"]
+    assert produce.members == 2 and produce.frames_out == 12 == report.stages["write"].frames_in
+    assert sorted(i["url"] for i in produce.info.values()) == sorted(urls)
+    assert all(i["messages"] == 3 for i in produce.info.values())

@@ -72,6 +72,8 @@ def status(cfg: PipelineConfig) -> int:
     now = time.time()
     for m in snap["members"]:
         failed = f" failed {m.failed}" if m.failed else ""
+        if m.info.get("malformed"):
+            failed += f" malformed messages {m.info['malformed_by_reason']}"
         print(
             f"{m.stage:8s} {m.member:24s} {m.state:8s} in {m.frames_in} out {m.frames_out}{failed} "
             f"(updated {now - m.updated:.0f}s ago)"

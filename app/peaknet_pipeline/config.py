@@ -79,6 +79,11 @@ class ProducerSection(Section):
         None, description="make this many batches once and cycle them (fast load generation); null: all new"
     )
     num_cpus: float = Field(0.5, ge=0, description="Ray CPUs reserved per producer actor")
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="custom Ray resources each producer actor needs, e.g. {ingest: 1} to pin socket receivers "
+        "to the worker group that the ingest Service routes to (rayStartParams resources on that group)",
+    )
     linger_timeout_s: float = Field(
         120.0, ge=0, description="how long a finished producer keeps its frames alive for downstream"
     )

@@ -45,7 +45,8 @@ def start_socket_producers(cfg: PipelineConfig, coordinator, tag: str) -> list[M
     members = []
     for i, address in enumerate(cfg.producer.socket.addresses):
         name = f"socket-{tag}-{i}"
-        handle = SocketProducer.options(num_cpus=cfg.producer.num_cpus).remote(cfg, coordinator, name, address)
+        options = {"num_cpus": cfg.producer.num_cpus, "resources": cfg.producer.resources or None}
+        handle = SocketProducer.options(**options).remote(cfg, coordinator, name, address)
         members.append(Member("produce", name, handle))
     return members
 
