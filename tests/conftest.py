@@ -60,5 +60,12 @@ def cpu_config(namespace):
     )
 
 
+# --set overrides that let several stage actors share the small test Ray.
+SMALL_ACTORS = [
+    "--set", "producer.num_cpus=0.25", "--set", "inference.num_cpus=0.5",
+    "--set", "writer.num_cpus=0.25", "--set", "peaks.task_cpus=0.25",
+]  # fmt: skip
+
+
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "peaknet_pipeline", *args]

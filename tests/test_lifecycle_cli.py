@@ -13,7 +13,7 @@ import pytest
 
 from peaknet_pipeline.coordinator import attach_coordinator
 
-from .conftest import ROOT, cli
+from .conftest import ROOT, SMALL_ACTORS, cli
 
 
 @pytest.fixture
@@ -28,12 +28,7 @@ def stage_args(ray_session, namespace, tmp_path):
         f"ray.namespace={namespace}",
         "--set",
         "data.frame_shape=[1,64,64]",
-        "--set",
-        "producer.num_cpus=0.25",
-        "--set",
-        "inference.num_cpus=0.5",
-        "--set",
-        "writer.num_cpus=0.25",
+        *SMALL_ACTORS,
         "--set",
         "output.progress=log",
         "--set",
@@ -42,8 +37,6 @@ def stage_args(ray_session, namespace, tmp_path):
         f"writer.output_dir={tmp_path / 'cxi'}",
         "--set",
         "writer.min_num_peak=0",
-        "--set",
-        "peaks.task_cpus=0.25",
     ]
 
 

@@ -69,6 +69,17 @@ def test_malformed_messages_get_a_reason(payload, reason):
     assert err.value.reason == reason
 
 
+def run_while_sending(cfg, *senders):
+    """Run the whole pipeline in this driver while each sender pushes from its own thread."""
+    threads = [threading.Thread(target=send, daemon=True) for send in senders]
+    for t in threads:
+        t.start()
+    report = StageDriver(cfg, ("produce", "infer", "write"), "run", whole_pipeline=True).execute()
+    for t in threads:
+        t.join(timeout=10)
+    return report
+
+
 def wait_until_receiver_runs(namespace: str, timeout: float = 60) -> None:
     import ray
 
@@ -131,10 +142,7 @@ def test_every_frame_arrives_and_every_bad_message_is_counted(
         time.sleep(2)
         push.close()
 
-    thread = threading.Thread(target=sender, daemon=True)
-    thread.start()
-    report = StageDriver(cfg, ("produce", "infer", "write"), "run", whole_pipeline=True).execute()
-    thread.join(timeout=10)
+    report = run_while_sending(cfg, sender)
     produce = report.stages["produce"]
     assert produce.frames_out == sum(len(f) for f in sent) == report.stages["write"].frames_out
     info = next(iter(produce.info.values()))
@@ -156,7 +164,7 @@ def test_push_to_run_over_a_socket_writes_cxi(ray_session, namespace, tmp_path):
     import json
     import subprocess
 
-    from .conftest import ROOT, cli
+    from .conftest import ROOT, SMALL_ACTORS, cli
 
     url = f"tcp://127.0.0.1:{free_port()}"
     common = [
@@ -181,14 +189,7 @@ def test_push_to_run_over_a_socket_writes_cxi(ray_session, namespace, tmp_path):
             f"producer.socket.addresses=[{{url: '{url}', role: listen}}]",
             "--set",
             "producer.socket.max_messages=6",
-            "--set",
-            "producer.num_cpus=0.25",
-            "--set",
-            "inference.num_cpus=0.5",
-            "--set",
-            "writer.num_cpus=0.25",
-            "--set",
-            "peaks.task_cpus=0.25",
+            *SMALL_ACTORS,
             "--set",
             "writer.min_num_peak=0",
             "--set",
@@ -242,10 +243,7 @@ def test_a_fast_sender_with_1000_malformed_messages_loses_nothing_and_memory_sta
         time.sleep(2)
         push.close()
 
-    thread = threading.Thread(target=sender, daemon=True)
-    thread.start()
-    report = StageDriver(cfg, ("produce", "infer", "write"), "run", whole_pipeline=True).execute()
-    thread.join(timeout=10)
+    report = run_while_sending(cfg, sender)
     info = next(iter(report.stages["produce"].info.values()))
     assert info["malformed"] == 1000 and info["malformed_by_reason"] == {"unknown_format": 1000}
     assert report.stages["produce"].frames_out == 100 == report.stages["write"].frames_in
@@ -270,12 +268,7 @@ def test_several_addresses_feed_several_producer_actors_placed_by_custom_resourc
         time.sleep(2)
         push.close()
 
-    threads = [threading.Thread(target=sender, args=(u, k), daemon=True) for k, u in enumerate(urls)]
-    for t in threads:
-        t.start()
-    report = StageDriver(cfg, ("produce", "infer", "write"), "run", whole_pipeline=True).execute()
-    for t in threads:
-        t.join(timeout=10)
+    report = run_while_sending(cfg, *(lambda u=u, k=k: sender(u, k) for k, u in enumerate(urls)))
     produce = report.stages["produce"]
     assert produce.members == 2 and produce.frames_out == 12 == report.stages["write"].frames_in
     assert sorted(i["url"] for i in produce.info.values()) == sorted(urls)
