@@ -5,27 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
 from .config import PipelineConfig
-from .inference.engine import EngineSpec, ModelRunner, resolve_device
+from .inference.engine import ModelRunner, resolve_device, spec_from_config
 from .inference.models import build_model
-
-
-def engine_spec(cfg: PipelineConfig) -> EngineSpec:
-    pn, inf = cfg.model.peaknet, cfg.inference
-    peaknet = cfg.model.kind == "peaknet"
-    return EngineSpec(
-        cfg.data.batch_size,
-        cfg.data.frame_shape,
-        np.dtype(cfg.data.dtype),
-        inf.num_buffers,
-        inf.precision,
-        inf.compile_mode,
-        channels_last=peaknet and pn.channels_last,
-        cast_weights=peaknet and pn.cast_weights,
-    )
 
 
 def flops_per_frame(model: torch.nn.Module, frame_shape: tuple[int, int, int], device: torch.device) -> float:
@@ -46,7 +30,7 @@ def model_only(cfg: PipelineConfig, iters: int = 50, model: torch.nn.Module | No
     if model is None:
         model, _ = build_model(cfg.model)
     flops = flops_per_frame(model, cfg.data.frame_shape, device) if device.type == "cuda" else None
-    spec = engine_spec(cfg)
+    spec = spec_from_config(cfg, cfg.data.frame_shape)
     t0 = time.perf_counter()
     runner = ModelRunner(model, spec, device)
     g = torch.Generator(device=device).manual_seed(0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 from collections.abc import Iterator
 
 import torch
@@ -29,10 +28,6 @@ class Nvtx:
             yield
         finally:
             torch.cuda.nvtx.range_pop()
-
-
-def under_nsys() -> bool:
-    return any(k.startswith("NSYS_") for k in os.environ) or "nsys" in os.environ.get("LD_PRELOAD", "")
 
 
 class TorchTrace:
@@ -59,7 +54,3 @@ class TorchTrace:
         self._prof = None
         log.info("torch profiler trace written to %s", self._path)
         return self._path
-
-
-def nsys_available() -> bool:
-    return shutil.which("nsys") is not None

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import PipelineConfig
 from ..model.segmenter import Segmenter
 from ..profiling import Nvtx
 
@@ -35,6 +36,22 @@ class EngineSpec:
     compile_mode: str = "none"
     channels_last: bool = False
     cast_weights: bool = False  # reduced precision by casting weights once, not per-op autocast
+
+
+def spec_from_config(cfg: PipelineConfig, frame_shape: tuple[int, int, int]) -> EngineSpec:
+    """The engine settings a config asks for; memory format and weight cast apply to PeakNet only."""
+    pn, inf = cfg.model.peaknet, cfg.inference
+    peaknet = cfg.model.kind == "peaknet"
+    return EngineSpec(
+        cfg.data.batch_size,
+        frame_shape,
+        np.dtype(cfg.data.dtype),
+        inf.num_buffers,
+        inf.precision,
+        inf.compile_mode,
+        channels_last=peaknet and pn.channels_last,
+        cast_weights=peaknet and pn.cast_weights,
+    )
 
 
 class ModelRunner:

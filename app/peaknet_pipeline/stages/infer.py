@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 
@@ -14,7 +13,7 @@ import torch
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
 from ..inference.batch_check import BatchRejected, check_batch
-from ..inference.engine import EngineSpec, make_engine, resolve_device, warm_up
+from ..inference.engine import make_engine, resolve_device, spec_from_config, warm_up
 from ..inference.models import build_model
 from ..model.segmenter import InputError
 from ..profiling import Nvtx, TorchTrace
@@ -89,19 +88,9 @@ class InferenceWorker:
     def _ensure_engine(self, frame_shape: tuple[int, int, int]) -> None:
         if self._engine is not None:
             return
-        inf, pn = self._cfg.inference, self._cfg.model.peaknet
-        peaknet = self._cfg.model.kind == "peaknet"
+        inf = self._cfg.inference
         self._model.check_input((1, *frame_shape), torch.float32)
-        spec = EngineSpec(
-            self._cfg.data.batch_size,
-            frame_shape,
-            self._dtype,
-            inf.num_buffers,
-            inf.precision,
-            inf.compile_mode,
-            channels_last=peaknet and pn.channels_last,
-            cast_weights=peaknet and pn.cast_weights,
-        )
+        spec = spec_from_config(self._cfg, frame_shape)
         self._engine = make_engine(self._model, spec, self._device, self._emit, self._nvtx)
         with self._nvtx.range("warm_up"):
             seconds = warm_up(self._engine, inf.warmup_iters)
@@ -199,6 +188,3 @@ class InferenceActor:
 
     def run(self) -> MemberStatus:
         return self._worker.run()
-
-    def pid(self) -> int:
-        return os.getpid()

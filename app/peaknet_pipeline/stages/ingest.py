@@ -19,7 +19,6 @@ from ..config import PipelineConfig, SocketAddress
 from ..coordinator import MemberStatus
 from ..ingest.decode import MalformedMessage, decode_message
 from ..ingest.sockets import PullSocket
-from ..queue import QueueTimeout
 from ..records import FrameBatch, FrameMeta
 from .member import StageMember
 from .ratelimit import RateLimitedLog
@@ -102,12 +101,8 @@ class SocketProducer:
             for i in range(b)
         ]
         record = FrameBatch(f"{self._member.name}:b{seq}", (self._member.name,), ray.put(batch.frames), meta)
-        while True:
-            try:
-                self._q1.put(record, timeout=self._cfg.queues.poll_timeout_s * 5)
-                break
-            except QueueTimeout:
-                self._member.publish()
+        # Received data was accepted from the sender: never give it up, even past a drain deadline.
+        self._member.put_until_accepted(self._q1, record, self._cfg.queues.poll_timeout_s * 5, None)
         self._member.status.frames_out += b
         self._member.status.batches += 1
         return b

@@ -10,7 +10,7 @@ from dataclasses import replace
 import ray
 
 from ..coordinator import MemberStatus, upstream_of
-from ..queue import ShardedQueue
+from ..queue import QueueTimeout, ShardedQueue
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,18 @@ class StageMember:
 
     def drain_expired(self, drain_timeout_s: float) -> bool:
         return self._stop_seen_at is not None and time.monotonic() - self._stop_seen_at > drain_timeout_s
+
+    def put_until_accepted(self, queue: ShardedQueue, record, retry_s: float, drain_timeout_s: float | None) -> bool:
+        """Block while the queue is full, keeping status fresh. Gives up (False) only after a stop
+        and the drain deadline, and only when drain_timeout_s is given."""
+        while True:
+            try:
+                queue.put(record, timeout=retry_s)
+                return True
+            except QueueTimeout:
+                self.publish()
+                if drain_timeout_s is not None and self.drain_expired(drain_timeout_s):
+                    return False
 
     def upstream_closed(self) -> bool:
         return ray.get(self.coordinator.stage_closed.remote(upstream_of(self.status.stage)))

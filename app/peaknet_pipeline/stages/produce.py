@@ -9,7 +9,6 @@ import ray
 
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
-from ..queue import QueueTimeout
 from ..records import FrameBatch, FrameMeta
 from ..synthetic import FrameSynthesizer, SyntheticBatch
 from .member import StageMember
@@ -92,12 +91,8 @@ class SyntheticProducer:
 
     def _push(self, record: FrameBatch) -> bool:
         """Blocks while Q1 is full. Gives up only when told to stop and the drain deadline passes."""
-        while True:
-            try:
-                self._q1.put(record, timeout=self._cfg.queues.poll_timeout_s * 5)
-                return True
-            except QueueTimeout:
-                self._member.publish()
-                if self._member.drain_expired(self._cfg.lifecycle.drain_timeout_s):
-                    self._member.status.fail("not_enqueued_at_stop", record.size)
-                    return False
+        retry_s = self._cfg.queues.poll_timeout_s * 5
+        if self._member.put_until_accepted(self._q1, record, retry_s, self._cfg.lifecycle.drain_timeout_s):
+            return True
+        self._member.status.fail("not_enqueued_at_stop", record.size)
+        return False

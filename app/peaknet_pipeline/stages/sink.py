@@ -25,7 +25,7 @@ class SinkActor:
         self._q2 = q2_client(cfg)
         self._drain = InputDrain(self._member, self._q2, cfg.lifecycle.drain_timeout_s)
         self._frame_ids: list[str] = []
-        self._peak_pixels: dict[str, int] = {}
+        self._frames_with_peak_pixels = 0
         self._member.publish(force=True)
 
     def stop(self) -> None:
@@ -38,15 +38,18 @@ class SinkActor:
             if records:
                 self._consume(records)
         unique = len(set(self._frame_ids))
-        self._member.status.info.update(unique_frames=unique, duplicate_frames=len(self._frame_ids) - unique)
+        self._member.status.info.update(
+            unique_frames=unique,
+            duplicate_frames=len(self._frame_ids) - unique,
+            frames_with_peak_pixels=self._frames_with_peak_pixels,
+        )
         return self._member.finish(final=self._drain.ended_by_upstream())
 
     def _consume(self, records: list[SegmentedBatch]) -> None:
         status = self._member.status
         masks = ray.get([r.mask_ref for r in records])  # one batched get, not one per record
-        for record, mask in zip(records, masks):
-            counts = np.count_nonzero(mask.reshape(mask.shape[0], -1), axis=1)
-            self._peak_pixels.update(zip((m.frame_id for m in record.meta), counts.tolist()))
+        for mask in masks:
+            self._frames_with_peak_pixels += int(np.count_nonzero(mask.reshape(mask.shape[0], -1).any(axis=1)))
         settle: dict[str, int] = {}
         for record in records:
             self._frame_ids.extend(m.frame_id for m in record.meta)
@@ -56,9 +59,3 @@ class SinkActor:
             for owner in record.owners:
                 settle[owner] = settle.get(owner, 0) + record.size
         self._member.settle(settle)
-
-    def frame_ids(self) -> list[str]:
-        return list(self._frame_ids)
-
-    def peak_pixels(self) -> dict[str, int]:
-        return dict(self._peak_pixels)

@@ -112,6 +112,3 @@ class CxiWriterActor:
         if self._cfg.data.frame_shape is None:
             raise ValueError("writer.store_images=false needs data.frame_shape to place peaks in the slab")
         return self._cfg.data.frame_shape
-
-    def files(self) -> list[str]:
-        return list(self._files)
