@@ -1,61 +1,69 @@
-"""Model-only and end-to-end throughput in one run, same model, batch, precision and compile mode.
+"""Model-only against the pipeline, side by side: same model, batch, precision and compile mode.
 
-    python3 benchmarks/bench_pipeline.py --config examples/configs/gpu-512.yaml [--set k=v ...]
+    python3 benchmarks/bench_pipeline.py --config examples/configs/gpu-512.yaml --seconds 30 \
+        [--runs infer images peaks] [--set k=v ...] [--output result.json]
 
-Prints one JSON object: model_only, pipeline and their ratio.
+(a) model_only: batches resident on the device.
+(b) infer: synthetic producers -> Q1 -> inference -> Q2 -> a counting sink (writer.kind=none).
+(c) images / peaks: the full pipeline with peak finding and CXI files, with and without images.
+Each pipeline run moves about `--seconds` worth of frames at the model-only rate. Rates are steady state
+(first to last output batch); the limiting stage is named from the stage rates and queue high-water marks.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import platform
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-import torch
-
 from peaknet_pipeline.bench import model_only
+from peaknet_pipeline.config import PipelineConfig
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.driver import StageDriver
 from peaknet_pipeline.ray_session import connect
+from peaknet_pipeline.report import RunReport
 from peaknet_pipeline.stages.launch import cpus_needed
+
+RUNS = {
+    "infer": ["writer.kind=none"],
+    "images": ["writer.kind=cxi", "writer.store_images=true"],
+    "peaks": ["writer.kind=cxi", "writer.store_images=false"],
+}
+STAGES = ("produce", "infer", "write")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--runs", nargs="*", default=list(RUNS), choices=list(RUNS))
+    ap.add_argument("--seconds", type=float, default=30.0, help="pipeline run length at the model-only rate")
     ap.add_argument("--iters", type=int, default=50, help="timed model-only batches")
     ap.add_argument("--output", help="also write the JSON here")
     args = ap.parse_args()
-    cfg = load_config(args.config, args.overrides)
-    cfg.output.progress = "off"
-    alone = model_only(cfg, args.iters)
-    stages = ("produce", "infer", "write")
-    connect(cfg, embedded=True, cpus_needed=cpus_needed(cfg, stages))
-    report = StageDriver(cfg, stages, "bench", whole_pipeline=True).execute()
-    infer_info = list(report.stages["infer"].info.values())
-    steady = sum(i.get("steady_frames_per_s") or 0 for i in infer_info)
+    base = load_config(args.config, args.overrides)
+    base.output.progress = "off"
+    alone = model_only(base, args.iters)
+    frames = frames_for(base, alone["frames_per_s"], args.seconds)
+    configs = {name: run_config(args, extra, frames) for name, extra in RUNS.items() if name in args.runs}
+    connect(base, embedded=True, cpus_needed=max(cpus_needed(c, STAGES) for c in configs.values()))
+    runs = {name: pipeline_run(cfg, alone["frames_per_s"]) for name, cfg in configs.items()}
     result = {
         "config": args.config,
         "overrides": args.overrides,
         "machine": machine(),
-        "model": report.model,
-        "batch_size": cfg.data.batch_size,
-        "frame_shape": cfg.data.frame_shape,
-        "precision": cfg.inference.precision,
-        "compile_mode": cfg.inference.compile_mode,
+        "batch_size": base.data.batch_size,
+        "frame_shape": base.data.frame_shape,
+        "precision": base.inference.precision,
+        "compile_mode": base.inference.compile_mode,
         "model_only": alone,
-        "pipeline": {
-            "steady_frames_per_s": round(steady, 2),
-            "frames": report.stages["write"].frames_in,
-            "wall_s": report.wall_s,
-            "gpu_busy_fraction": report.gpu_busy_fraction,
-            "accounted": report.accounted,
-            "queue_high_water": {q.name: q.high_water for q in report.queues},
-        },
-        "ratio": round(steady / alone["frames_per_s"], 3) if alone["frames_per_s"] else None,
+        "runs": runs,
     }
     text = json.dumps(result, indent=2)
     print(text)
@@ -64,13 +72,67 @@ def main() -> int:
     return 0
 
 
-def machine() -> dict:
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+def frames_for(cfg: PipelineConfig, fps: float, seconds: float) -> int:
+    per_batch = cfg.data.batch_size * cfg.producer.num_producers
+    return max(per_batch, math.ceil(fps * seconds / per_batch) * per_batch)
+
+
+def run_config(args: argparse.Namespace, extra: list[str], frames: int) -> PipelineConfig:
+    cfg = load_config(args.config, [*args.overrides, *extra, f"producer.total_frames={frames}"])
+    cfg.output.progress = "off"
+    return cfg
+
+
+def pipeline_run(cfg: PipelineConfig, model_fps: float) -> dict:
+    out_dir = tempfile.mkdtemp(prefix="peaknet-bench-")
+    cfg.writer.output_dir = out_dir
+    try:
+        report = StageDriver(cfg, STAGES, "bench", whole_pipeline=True).execute()
+        written = sum(f.stat().st_size for f in Path(out_dir).glob("*.cxi"))
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    rates = {stage: steady_rate(report, stage) for stage in ("infer", "write")}
+    end_to_end = min(r for r in rates.values() if r) if all(rates.values()) else None
+    queues = {q.name: {"high_water": q.high_water, "maxsize": q.capacity // q.shards} for q in report.queues}
     return {
-        "gpu": gpu,
+        "frames": report.stages["write"].frames_in,
+        "accounted": report.accounted,
+        "wall_s": report.wall_s,
+        "steady_frames_per_s": rates,
+        "end_to_end_frames_per_s": end_to_end,
+        "ratio_to_model_only": round(end_to_end / model_fps, 3) if end_to_end else None,
+        "gpu_busy_fraction": report.gpu_busy_fraction,
+        "queues": queues,
+        "cxi_bytes": written,
+        "limited_by": limiter(rates, queues, model_fps),
+    }
+
+
+def steady_rate(report: RunReport, stage: str) -> float | None:
+    rates = [i.get("steady_frames_per_s") for i in report.stages[stage].info.values()]
+    return round(sum(r for r in rates if r), 2) if any(rates) else None
+
+
+def limiter(rates: dict, queues: dict, model_fps: float) -> str:
+    """Per shard. Full Q2 with a slower writer: the write stage limits; Q1 never near full: the producers do."""
+    q1, q2 = queues.get("Q1", {}), queues.get("Q2", {})
+    if q2 and q2["high_water"] >= q2["maxsize"] and (rates["write"] or 0) < 0.9 * model_fps:
+        return f"write: {rates['write']} frames/s, Q2 full"
+    if q1 and q1["high_water"] < q1["maxsize"] // 2 and (rates["infer"] or 0) < 0.9 * model_fps:
+        return f"produce: Q1 high water {q1['high_water']} of {q1['maxsize']}"
+    if (rates["infer"] or 0) < 0.9 * model_fps:
+        return f"infer: {rates['infer']} frames/s with Q1 fed"
+    return "none (within 10% of model-only)"
+
+
+def machine() -> dict:
+    import torch
+
+    return {
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "cpus": __import__("os").cpu_count(),
+        "cpus": os.cpu_count(),
     }
 
 

@@ -171,11 +171,17 @@ class LifecycleSection(Section):
         None, description="stages wait for more input until `stop` (null: yes for stage subcommands, no for run)"
     )
     drain_timeout_s: float = Field(60.0, gt=0, description="after a stop, how long stages may drain")
+    max_run_s: float | None = Field(None, gt=0, description="`run`: stop the pipeline (and drain) after this long")
 
 
 class ProfilingSection(Section):
-    enabled: bool = Field(False, description="NVTX ranges per stage and batch step")
-    torch_trace_dir: str | None = Field(None, description="write a torch profiler trace here (no nsys needed)")
+    enabled: bool = Field(False, description="NVTX ranges per stage and batch step, and a trace of inference")
+    tool: Literal["auto", "nsys", "torch"] = Field(
+        "auto", description="auto: Nsight Systems (Ray's nsight runtime_env) when nsys is on PATH, else torch profiler"
+    )
+    torch_trace_dir: str = Field("peaknet-traces", description="where torch profiler traces (Chrome JSON) go")
+    trace_skip_batches: int = Field(20, ge=0, description="batches after warm-up before the torch trace starts")
+    trace_batches: PositiveInt = Field(40, description="batches recorded in the torch trace (keeps the file small)")
 
 
 class OutputSection(Section):
@@ -183,6 +189,8 @@ class OutputSection(Section):
     progress_interval_s: float = Field(30.0, gt=0, description="seconds between plain progress log lines")
     report: str | None = Field(None, description="write the run summary JSON here")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    samples: str | None = Field(None, description="write resource samples (RSS, queue depths, object store) here")
+    samples_interval_s: float = Field(5.0, gt=0, description="seconds between resource samples")
 
 
 class PipelineConfig(Section):

@@ -12,6 +12,8 @@ from typing import Any
 
 import ray
 
+from .memory import process_rss
+
 STAGES = ("produce", "infer", "write")
 COORDINATOR_NAME = "peaknet-coordinator"
 
@@ -33,6 +35,7 @@ class MemberStatus:
     batches: int = 0
     failed: dict[str, int] = field(default_factory=dict)  # reason -> frames
     info: dict[str, Any] = field(default_factory=dict)  # warm-up time, busy fraction, model...
+    rss_bytes: int = 0  # resident memory of the member's process at the last update
     started: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
 
@@ -85,6 +88,7 @@ class Coordinator:
         return {
             "stop_requested": self._stop_requested,
             "members": list(self._members.values()),
+            "rss_bytes": process_rss(),
         }
 
     def forget_members(self) -> None:

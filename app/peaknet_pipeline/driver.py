@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -11,6 +12,7 @@ import ray
 
 from .config import PipelineConfig
 from .coordinator import MemberStatus
+from .monitor import ResourceSampler
 from .progress import Progress
 from .report import RunReport, build_report, summarise_queues
 from .stages.launch import STARTERS, Member, run_tag
@@ -60,12 +62,20 @@ class StageDriver:
             "%s: started %s", self.command, ", ".join(f"{s} x{sum(m.stage == s for m in members)}" for s in self.stages)
         )
         started = time.monotonic()
-        statuses, stopped_by = self._watch(coordinator, members)
+        with self._sampler(coordinator):
+            statuses, stopped_by = self._watch(coordinator, members)
         wall = time.monotonic() - started
         report = build_report(self.command, statuses, self._queue_summaries(), wall, stopped_by)
         if self.whole_pipeline:
             remove_shared_actors(self.cfg)
         return report
+
+    def _sampler(self, coordinator):
+        out = self.cfg.output
+        if out.samples is None:
+            return contextlib.nullcontext()
+        queues = {"Q1": q1_client(self.cfg), "Q2": q2_client(self.cfg)}
+        return ResourceSampler(coordinator, queues, out.samples, out.samples_interval_s)
 
     def _claim_namespace(self, coordinator) -> None:
         snapshot = ray.get(coordinator.snapshot.remote())
@@ -82,6 +92,7 @@ class StageDriver:
         done: list[MemberStatus] = []
         progress = Progress(self.cfg.output.progress, self.cfg.output.progress_interval_s)
         stopped_by, stop_at = None, None
+        deadline = self._run_deadline()
         with SignalFlag() as signals:
             while pending:
                 ready, _ = ray.wait(list(pending), timeout=0.25)
@@ -91,6 +102,10 @@ class StageDriver:
                     stopped_by, stop_at = "signal", time.monotonic()
                     log.info("%s: stopping, draining for up to %.0fs", self.command, self.cfg.lifecycle.drain_timeout_s)
                     self._ask_to_stop(coordinator, pending.values())
+                if stopped_by is None and deadline is not None and time.monotonic() > deadline:
+                    stopped_by, stop_at = "max_run_s", time.monotonic()
+                    log.info("%s: lifecycle.max_run_s reached, draining", self.command)
+                    coordinator.request_stop.remote()
                 if stopped_by is None and ray.get(coordinator.stop_requested.remote()):
                     stopped_by, stop_at = "stop", time.monotonic()
                 if stop_at and (signals.count > 1 or self._past_drain(stop_at)):
@@ -100,6 +115,10 @@ class StageDriver:
                     progress.show(self._live_members(coordinator, done), self._queue_stats())
         progress.close()
         return done, stopped_by
+
+    def _run_deadline(self) -> float | None:
+        limit = self.cfg.lifecycle.max_run_s
+        return time.monotonic() + limit if self.whole_pipeline and limit else None
 
     def _past_drain(self, stop_at: float) -> bool:
         # Members enforce the drain deadline themselves; this margin covers their flush and linger.

@@ -5,41 +5,78 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 
-import torch
+from .config import ProfilingSection
 
 log = logging.getLogger(__name__)
 
 
 class Nvtx:
-    """Named ranges, free when profiling is off or there is no CUDA."""
+    """Named ranges, free when profiling is off or there is no CUDA. torch is imported only when on,
+    so CPU-only stages (producers, writers) do not pay for it."""
 
     def __init__(self, enabled: bool):
-        self.enabled = enabled and torch.cuda.is_available()
+        self.enabled = False
+        if enabled:
+            import torch
+
+            self.enabled = torch.cuda.is_available()
+            self._nvtx = torch.cuda.nvtx
 
     @contextlib.contextmanager
     def range(self, name: str) -> Iterator[None]:
         if not self.enabled:
             yield
             return
-        torch.cuda.nvtx.range_push(name)
+        self._nvtx.range_push(name)
         try:
             yield
         finally:
-            torch.cuda.nvtx.range_pop()
+            self._nvtx.range_pop()
+
+
+def profiling_tool(cfg: ProfilingSection) -> str | None:
+    """Which profiler a profiled run uses: nsys where it is installed, the torch profiler elsewhere."""
+    if not cfg.enabled:
+        return None
+    if cfg.tool == "auto":
+        return "nsys" if shutil.which("nsys") else "torch"
+    return cfg.tool
+
+
+def nsight_runtime_env(cfg: ProfilingSection) -> dict | None:
+    """Ray starts the actor's worker under `nsys profile` (reports land in the Ray session's logs/nsight)."""
+    return {"nsight": "default"} if profiling_tool(cfg) == "nsys" else None
 
 
 class TorchTrace:
-    """A torch profiler session that writes a Chrome trace on close, also after Ctrl-C."""
+    """A window of `batches` batch steps after `skip` steps, written as a Chrome trace when the window
+    ends or at close (so Ctrl-C during the window still leaves a trace)."""
 
-    def __init__(self, trace_dir: str | None, member: str):
-        self._path = None
+    def __init__(self, cfg: ProfilingSection, member: str):
+        self._enabled = profiling_tool(cfg) == "torch"
+        self._path = os.path.join(cfg.torch_trace_dir, f"{member.replace(':', '_')}.trace.json")
+        self._start_at = cfg.trace_skip_batches
+        self._stop_at = cfg.trace_skip_batches + cfg.trace_batches
+        self._steps = 0
         self._prof = None
-        if trace_dir is None:
+        self.written: str | None = None
+
+    def step(self) -> None:
+        """Call once per batch, before its work."""
+        if not self._enabled:
             return
-        os.makedirs(trace_dir, exist_ok=True)
-        self._path = os.path.join(trace_dir, f"{member.replace(':', '_')}.trace.json")
+        if self._steps == self._start_at:
+            self._start()
+        elif self._steps == self._stop_at:
+            self.close()
+        self._steps += 1
+
+    def _start(self) -> None:
+        import torch
+
         activities = [torch.profiler.ProfilerActivity.CPU]
         if torch.cuda.is_available():
             activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -48,9 +85,11 @@ class TorchTrace:
 
     def close(self) -> str | None:
         if self._prof is None:
-            return None
+            return self.written
         self._prof.__exit__(None, None, None)
+        os.makedirs(os.path.dirname(self._path) or ".", exist_ok=True)
         self._prof.export_chrome_trace(self._path)
         self._prof = None
-        log.info("torch profiler trace written to %s", self._path)
-        return self._path
+        self.written = os.path.abspath(self._path)
+        log.info("torch profiler trace written to %s", self.written)
+        return self.written

@@ -20,6 +20,8 @@ from typing import Any
 
 import ray
 
+from .memory import process_rss
+
 
 @dataclass(frozen=True, slots=True)
 class ShardStats:
@@ -29,6 +31,7 @@ class ShardStats:
     maxsize: int
     puts: int
     gets: int
+    rss_bytes: int = 0  # of the shard's process, to show memory stays bounded
 
 
 @ray.remote(num_cpus=0)
@@ -77,7 +80,13 @@ class QueueShard:
 
     async def stats(self) -> ShardStats:
         return ShardStats(
-            self._name, self._queue.qsize(), self._high_water, self._queue.maxsize, self._puts, self._gets
+            self._name,
+            self._queue.qsize(),
+            self._high_water,
+            self._queue.maxsize,
+            self._puts,
+            self._gets,
+            process_rss(),
         )
 
 

@@ -21,6 +21,7 @@ from ..records import FrameBatch, SegmentedBatch
 from .member import InputDrain, StageMember
 from .prefetch import BackgroundPutter, Prefetcher
 from .ratelimit import RateLimitedLog
+from .steady import SteadyRate
 from .wiring import q1_client, q2_client
 
 log = logging.getLogger(__name__)
@@ -35,28 +36,6 @@ class _Assembly:
     missing: int
 
 
-class SteadyRate:
-    """Frames/s from the first output batch to the last: start-up and warm-up excluded."""
-
-    def __init__(self) -> None:
-        self._first: float | None = None
-        self._last = 0.0
-        self._frames_after_first = 0
-
-    def record(self, frames: int) -> None:
-        now = time.perf_counter()
-        if self._first is None:
-            self._first = now
-        else:
-            self._frames_after_first += frames
-        self._last = now
-
-    def rate(self) -> float | None:
-        if self._first is None or self._last <= self._first:
-            return None
-        return round(self._frames_after_first / (self._last - self._first), 2)
-
-
 class InferenceWorker:
     """Plain class holding the stage logic; InferenceActor wraps it for Ray."""
 
@@ -69,7 +48,7 @@ class InferenceWorker:
         self._model, model_info = build_model(cfg.model)
         self._member.status.info.update(model=model_info, device=self._device)
         self._nvtx = Nvtx(cfg.profiling.enabled)
-        self._trace = TorchTrace(cfg.profiling.torch_trace_dir, name)
+        self._trace = TorchTrace(cfg.profiling, name)
         self._q1 = q1_client(cfg)
         self._q2 = q2_client(cfg)
         self._dtype = np.dtype(cfg.data.dtype)
@@ -111,6 +90,7 @@ class InferenceWorker:
             if record is None:  # input idle
                 continue
             t_start = t_start or time.perf_counter()
+            self._trace.step()
             with self._nvtx.range(f"batch {record.batch_id}"):
                 self._process(record, frames)
         if self._engine is not None:
@@ -119,7 +99,8 @@ class InferenceWorker:
         if t_start is not None and self._engine is not None:
             member.status.info["busy_fraction"] = round(self._engine.busy_s / (time.perf_counter() - t_start), 4)
         member.status.info["steady_frames_per_s"] = self._steady.rate()
-        self._trace.close()
+        if self._trace.close():
+            member.status.info["torch_trace"] = self._trace.written
         member.finish(final=self._drain.ended_by_upstream())
         member.linger(member.status.frames_out, self._cfg.producer.linger_timeout_s)
         return member.status

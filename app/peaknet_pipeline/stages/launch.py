@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import ray
 
 from ..config import PipelineConfig
+from ..profiling import nsight_runtime_env
 from .infer import InferenceActor
 from .ingest import SocketProducer
 from .produce import SyntheticProducer, require_frame_shape, split_frames
@@ -61,9 +62,10 @@ def start_inference(cfg: PipelineConfig, coordinator, tag: str) -> list[Member]:
     members = []
     for i in range(inf.num_actors):
         name = f"infer-{tag}-{i}"
-        handle = InferenceActor.options(num_cpus=inf.num_cpus, num_gpus=1 if use_gpu else 0).remote(
-            cfg, coordinator, name
-        )
+        options = {"num_cpus": inf.num_cpus, "num_gpus": 1 if use_gpu else 0}
+        if env := nsight_runtime_env(cfg.profiling):
+            options["runtime_env"] = env
+        handle = InferenceActor.options(**options).remote(cfg, coordinator, name)
         members.append(Member("infer", name, handle))
     return members
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 import ray
 
 from ..coordinator import MemberStatus, upstream_of
+from ..memory import process_rss
 from ..queue import QueueTimeout, ShardedQueue
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class StageMember:
         now = time.monotonic()
         if force or now - self._last_publish >= self._interval:
             self._last_publish = now
+            self.status.rss_bytes = process_rss()
             snapshot = replace(self.status, failed=dict(self.status.failed), info=dict(self.status.info))
             self._stop_requested = ray.get(self.coordinator.update.remote(snapshot))
             if self._stop_requested and self._stop_seen_at is None:

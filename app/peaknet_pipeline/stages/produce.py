@@ -9,6 +9,7 @@ import ray
 
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
+from ..profiling import Nvtx
 from ..records import FrameBatch, FrameMeta
 from ..synthetic import FrameSynthesizer, SyntheticBatch
 from .member import StageMember
@@ -43,6 +44,7 @@ class SyntheticProducer:
         self._q1 = q1_client(cfg)
         self._pool: list[SyntheticBatch] = []
         self._pool_index = 0
+        self._nvtx = Nvtx(cfg.profiling.enabled)
         self._member.publish(force=True)
 
     def stop(self) -> None:
@@ -56,8 +58,11 @@ class SyntheticProducer:
             if member.local_stop.is_set() or member.publish():
                 break
             size = cfg.data.batch_size if self._frames is None else min(cfg.data.batch_size, self._frames - seq)
-            if not self._push(self._make_batch(seq, size)):
-                break
+            with self._nvtx.range("produce batch"):
+                record = self._make_batch(seq, size)
+            with self._nvtx.range("put_q1"):
+                if not self._push(record):
+                    break
             seq += size
             member.status.frames_out = seq
             member.status.batches += 1

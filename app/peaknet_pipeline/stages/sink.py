@@ -12,6 +12,7 @@ from ..config import PipelineConfig
 from ..coordinator import MemberStatus
 from ..records import SegmentedBatch
 from .member import InputDrain, StageMember
+from .steady import SteadyRate
 from .wiring import q2_client
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ class SinkActor:
         self._drain = InputDrain(self._member, self._q2, cfg.lifecycle.drain_timeout_s)
         self._frame_ids: list[str] = []
         self._frames_with_peak_pixels = 0
+        self._steady = SteadyRate()
         self._member.publish(force=True)
 
     def stop(self) -> None:
@@ -42,6 +44,7 @@ class SinkActor:
             unique_frames=unique,
             duplicate_frames=len(self._frame_ids) - unique,
             frames_with_peak_pixels=self._frames_with_peak_pixels,
+            steady_frames_per_s=self._steady.rate(),
         )
         return self._member.finish(final=self._drain.ended_by_upstream())
 
@@ -58,4 +61,5 @@ class SinkActor:
             status.batches += 1
             for owner in record.owners:
                 settle[owner] = settle.get(owner, 0) + record.size
+        self._steady.record(sum(r.size for r in records))
         self._member.settle(settle)

@@ -13,9 +13,11 @@ from ..coordinator import MemberStatus
 from ..output.cxi import CxiChunkWriter, KeptEvent
 from ..output.geometry import layout_for
 from ..output.peaks import PeakList, find_peaks
+from ..profiling import Nvtx
 from ..records import SegmentedBatch
 from .member import InputDrain, StageMember
 from .prefetch import Prefetcher
+from .steady import SteadyRate
 from .wiring import q2_client
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ class CxiWriterActor:
         self._buffer: list[KeptEvent] = []
         self._files: list[str] = []
         self._writer: CxiChunkWriter | None = None
+        self._nvtx = Nvtx(cfg.profiling.enabled)
+        self._steady = SteadyRate()
         self._member.publish(force=True)
 
     def stop(self) -> None:
@@ -47,12 +51,14 @@ class CxiWriterActor:
         prefetched = Prefetcher(self._drain, lambda r: r, 2, self._cfg.queues.poll_timeout_s)
         for record, _ in prefetched:
             if record is not None:
-                self._dispatch(record)
-            self._collect(block=len(self._pending) >= self._cfg.peaks.max_pending_tasks)
+                with self._nvtx.range("dispatch peaks"):
+                    self._dispatch(record)
+            with self._nvtx.range("collect peaks"):
+                self._collect(block=len(self._pending) >= self._cfg.peaks.max_pending_tasks)
         while self._pending:
             self._collect(block=True)
         self._flush()
-        self._member.status.info.update(files=len(self._files))
+        self._member.status.info.update(files=len(self._files), steady_frames_per_s=self._steady.rate())
         return self._member.finish(final=self._drain.ended_by_upstream())
 
     def _dispatch(self, record: SegmentedBatch) -> None:
@@ -93,9 +99,11 @@ class CxiWriterActor:
             self._buffer.append(KeptEvent(meta.frame_id, meta.timestamp, meta.photon_energy_eV, peak_list, image))
             status.frames_out += 1
         status.batches += 1
+        self._steady.record(record.size)
         self._member.settle({owner: record.size for owner in record.owners})
         if len(self._buffer) >= w.buffer_size:
-            self._flush()
+            with self._nvtx.range("write cxi"):
+                self._flush()
 
     def _flush(self) -> None:
         if not self._buffer:

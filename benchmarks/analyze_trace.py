@@ -1,0 +1,103 @@
+"""Summarise a torch profiler Chrome trace of an inference actor: GPU busy fraction and copy/compute overlap.
+
+    python3 benchmarks/analyze_trace.py peaknet-traces/infer-*.trace.json --output trace-summary.json
+
+busy: union of all GPU work (kernels and copies, any stream) over the traced window.
+h2d_overlapped: share of host-to-device copy time during which a kernel ran on another stream; near 1 means
+the copies hide behind compute, near 0 means the GPU waits for them. The summary also keeps each stream's
+intervals for a short slice of the window, for the timeline plot (plots.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+from pathlib import Path
+
+
+def load_events(path: str) -> list[dict]:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt") as f:
+        trace = json.load(f)
+    return [e for e in trace.get("traceEvents", []) if e.get("ph") == "X" and e.get("cat") in GPU_CATS]
+
+
+GPU_CATS = {"kernel", "gpu_memcpy", "gpu_memset"}
+
+
+def kind_of(event: dict) -> str:
+    name = event["name"]
+    if event["cat"] != "gpu_memcpy":
+        return "compute"
+    return "h2d" if "HtoD" in name else "d2h" if "DtoH" in name else "d2d"
+
+
+def union_length(intervals: list[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
+
+
+def overlap_with(intervals: list[tuple[float, float]], others: list[tuple[float, float]]) -> float:
+    """Length of `intervals` covered by the union of `others` (both lists of (start, end))."""
+    merged: list[list[float]] = []
+    for a, b in sorted(others):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    covered = 0.0
+    for a, b in intervals:
+        for m0, m1 in merged:
+            if m0 >= b:
+                break
+            covered += max(0.0, min(b, m1) - max(a, m0))
+    return covered
+
+
+def summarise(events: list[dict], slice_ms: float = 200.0) -> dict:
+    if not events:
+        raise ValueError("no GPU events in the trace: was it recorded with CUDA activity on a GPU?")
+    spans = [(e["ts"], e["ts"] + e["dur"], kind_of(e), e["args"].get("stream")) for e in events]
+    t0 = min(s[0] for s in spans)
+    window = max(s[1] for s in spans) - t0
+    by_kind = {k: [(a, b) for a, b, kind, _ in spans if kind == k] for k in ("compute", "h2d", "d2h", "d2d")}
+    h2d_time = sum(b - a for a, b in by_kind["h2d"])
+    streams: dict[str, list] = {}
+    for a, b, kind, stream in spans:
+        if a - t0 <= slice_ms * 1000:
+            streams.setdefault(str(stream), []).append([round((a - t0) / 1000, 4), round((b - a) / 1000, 4), kind])
+    return {
+        "window_ms": round(window / 1000, 2),
+        "busy_fraction": round(union_length([(a, b) for a, b, _, _ in spans]) / window, 4),
+        "compute_fraction": round(union_length(by_kind["compute"]) / window, 4),
+        "h2d_ms": round(h2d_time / 1000, 2),
+        "h2d_overlapped": round(overlap_with(by_kind["h2d"], by_kind["compute"]) / h2d_time, 4) if h2d_time else None,
+        "d2h_ms": round(sum(b - a for a, b in by_kind["d2h"]) / 1000, 2),
+        "streams_used": sorted({str(s[3]) for s in spans}),
+        "timeline_slice_ms": slice_ms,
+        "timeline": streams,  # stream -> [[start_ms, duration_ms, kind], ...]
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("trace")
+    ap.add_argument("--output")
+    args = ap.parse_args()
+    summary = summarise(load_events(args.trace))
+    text = json.dumps(summary)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "timeline"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Queue records holding an ObjectRef to the frames (what peaknet does) against records holding the frames.
+
+    python3 benchmarks/bench_queue.py --frame 1 512 512 --batch 32 --batches 200 --output queue.json
+
+One producer process puts, one consumer process gets and reads the frames; both through a sharded queue of
+Ray actors. With values, every batch is serialised into the shard actor and out again (two extra copies
+through a single-threaded actor); with refs, the shard handles a few hundred bytes and the consumer maps
+the frames from the shared-memory object store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+
+from peaknet_pipeline.queue import ShardedQueue
+
+
+@ray.remote(num_cpus=1)
+def produce(queue: ShardedQueue, shape: tuple, batches: int, by_ref: bool) -> None:
+    frames = np.random.default_rng(0).random(shape, dtype=np.float32)
+    for i in range(batches):
+        payload = ray.put(frames) if by_ref else frames
+        queue.put({"id": i, "frames": payload})
+
+
+@ray.remote(num_cpus=1)
+def consume(queue: ShardedQueue, batches: int, by_ref: bool) -> float:
+    seen, checksum, t0 = 0, 0.0, None
+    while seen < batches:
+        for record in queue.get_batch(4, timeout=5):
+            frames = ray.get(record["frames"]) if by_ref else record["frames"]
+            checksum += float(frames[0, 0, 0, 0])
+            t0 = t0 or time.perf_counter()
+            seen += 1
+    return time.perf_counter() - t0
+
+
+def measure(shape: tuple, batches: int, shards: int, by_ref: bool) -> dict:
+    queue = ShardedQueue.create(f"bench-{'ref' if by_ref else 'value'}", shards, 8, "peaknet-bench")
+    consumer = consume.remote(queue, batches, by_ref)
+    produce.remote(queue, shape, batches, by_ref)
+    seconds = ray.get(consumer)
+    queue.destroy()
+    frames = shape[0] * (batches - 1)
+    mb = np.prod(shape) * 4 * (batches - 1) / 1e6
+    return {"by_ref": by_ref, "frames_per_s": round(frames / seconds, 1), "MB_per_s": round(mb / seconds, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frame", type=int, nargs=3, default=[1, 512, 512])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batches", type=int, default=200)
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--output")
+    args = ap.parse_args()
+    ray.init(num_cpus=4, include_dashboard=False, namespace="peaknet-bench")
+    shape = (args.batch, *args.frame)
+    result = {
+        "batch_shape": list(shape),
+        "shards": args.shards,
+        "runs": [measure(shape, args.batches, args.shards, by_ref) for by_ref in (True, False)],
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

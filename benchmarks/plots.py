@@ -1,0 +1,116 @@
+"""The pictures in docs/performance.md, from the JSON that the benchmarks write.
+
+    python3 benchmarks/plots.py --sweep benchmarks/results/h100-sweep-batch.json \
+        --trace benchmarks/results/h100-trace-summary.json \
+        --samples benchmarks/results/h100-memory-samples.jsonl --out docs/img
+
+Needs matplotlib (pip install matplotlib); nothing else in peaknet does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from analyze_samples import MIB, load_samples  # noqa: E402
+
+COLOURS = {"compute": "tab:blue", "h2d": "tab:orange", "d2h": "tab:green", "d2d": "tab:gray"}
+
+
+def throughput_vs_batch(sweep: list[dict], out: Path) -> None:
+    rows = sorted(sweep, key=lambda r: r["batch_size"])
+    sizes = [r["batch_size"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(sizes, [r["model_only"]["frames_per_s"] for r in rows], "o-", label="model only (on GPU)")
+    for run in ("infer", "peaks", "images"):
+        ys = [r["runs"].get(run, {}).get("end_to_end_frames_per_s") for r in rows]
+        if any(ys):
+            ax.plot(sizes, ys, "s--", label=f"pipeline ({run})")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("frames/s")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title_of(rows[0]))
+    fig.tight_layout()
+    fig.savefig(out / "throughput-vs-batch.png", dpi=120)
+
+
+def title_of(row: dict) -> str:
+    shape = "x".join(str(d) for d in row["frame_shape"])
+    return f"{row['machine']['gpu']}: {shape}, {row['precision']}, compile {row['compile_mode']}"
+
+
+def timeline(summary: dict, out: Path, span_ms: float = 60.0) -> None:
+    streams = sorted(summary["timeline"])
+    fig, ax = plt.subplots(figsize=(10, 1 + 0.6 * len(streams)))
+    for row, stream in enumerate(streams):
+        for kind in COLOURS:
+            bars = [(s, d) for s, d, k in summary["timeline"][stream] if k == kind and s < span_ms]
+            if bars:
+                ax.broken_barh(bars, (row - 0.35, 0.7), color=COLOURS[kind], label=kind)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), loc="upper right", ncols=len(unique))
+    ax.set_yticks(range(len(streams)), [f"stream {s}" for s in streams])
+    ax.set_xlim(0, span_ms)
+    ax.set_xlabel("ms")
+    ax.set_title(
+        f"inference actor, GPU streams: busy {summary['busy_fraction']:.1%}, "
+        f"H2D overlapped with compute {summary['h2d_overlapped']:.0%}"
+    )
+    fig.tight_layout()
+    fig.savefig(out / "stream-timeline.png", dpi=120)
+
+
+def memory(samples: list[dict], out: Path) -> None:
+    fig, (ax_rss, ax_q) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    t = [s["t_s"] / 60 for s in samples]
+    processes = sorted({p for s in samples for p in s["rss_bytes"]})
+    for proc in processes:
+        pts = [(s["t_s"] / 60, s["rss_bytes"][proc] / MIB) for s in samples if proc in s["rss_bytes"]]
+        ax_rss.plot(*zip(*pts), label=proc, lw=1)
+    ax_rss.plot(t, [s["object_store_bytes"] / MIB for s in samples], "k--", lw=1.5, label="object store")
+    ax_rss.set_ylabel("MiB")
+    ax_rss.set_title("resident memory per actor and object store use")
+    ax_rss.legend(fontsize=6, ncols=3)
+    for q in sorted(samples[-1]["queue_depth"]):
+        ax_q.plot(t, [s["queue_depth"].get(q, 0) for s in samples], lw=1, label=q)
+    limit = max(samples[-1]["queue_maxsize"].values())
+    ax_q.axhline(limit, color="r", ls=":", label="shard limit")
+    ax_q.set_ylabel("records in shard")
+    ax_q.set_xlabel("minutes")
+    ax_q.legend(fontsize=6, ncols=3)
+    fig.tight_layout()
+    fig.savefig(out / "memory-over-time.png", dpi=120)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sweep", nargs="*", default=[], help="bench_pipeline.py outputs differing in batch size")
+    ap.add_argument("--trace", help="analyze_trace.py output")
+    ap.add_argument("--samples", help="output.samples JSON lines of a long run")
+    ap.add_argument("--out", default="docs/img")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.sweep:
+        throughput_vs_batch([json.loads(Path(p).read_text()) for p in args.sweep], out)
+    if args.trace:
+        timeline(json.loads(Path(args.trace).read_text()), out)
+    if args.samples:
+        memory(load_samples(args.samples), out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
+#   bash benchmarks/run_h100.sh e2e-512|memory|large|sweep   (results under $OUT, default benchmarks/results/raw)
+# Weights: a minute of training on synthetic frames (train_synthetic.py), kept in $WEIGHTS between parts.
+set -uo pipefail
+OUT=${OUT:-benchmarks/results/raw}
+WEIGHTS=${WEIGHTS:-/tmp/peaknet-weights}
+mkdir -p "$OUT" "$WEIGHTS"
+C512=examples/configs/gpu-512.yaml
+C1920=examples/configs/gpu-1920.yaml
+
+weights() {  # preset -> path, training once per machine
+  local preset=$1 path=$WEIGHTS/$1.pt
+  if [ ! -f "$path" ]; then
+    python3 benchmarks/train_synthetic.py --config $C512 --set model.peaknet.preset="$preset" \
+      --seconds "${TRAIN_S:-50}" --output "$path" > "$OUT/train-$preset.json" 2> "$OUT/train-$preset.log"
+  fi
+  echo "$path"
+}
+
+bench() {  # name config [bench_pipeline args...]
+  local name=$1 config=$2
+  shift 2
+  python3 benchmarks/bench_pipeline.py --config "$config" --output "$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1 \
+    || { echo "FAILED $name"; tail -20 "$OUT/$name.log"; }
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(sys.argv[1], r['model_only']['frames_per_s'], \
+    {k: (v['end_to_end_frames_per_s'], v['ratio_to_model_only'], v['limited_by']) for k, v in r['runs'].items()})" \
+    "$OUT/$name.json" 2>/dev/null
+}
+
+case ${1:?part} in
+  e2e-512)  # base at 512 and 1920 (same weights: the model is fully convolutional), buffers 1 and 3
+    W=$(weights base)
+    cat "$OUT/train-base.json"
+    bench h100-e2e-base-512 $C512 --set model.peaknet.weights="$W" --seconds 12
+    bench h100-e2e-base-1920 $C1920 --set model.peaknet.weights="$W" --seconds 12 --iters 20
+    for n in 1 3; do
+      bench "h100-sweep-buffers-$n" $C512 --set model.peaknet.weights="$W" --set inference.num_buffers=$n \
+        --runs infer --seconds 8 --iters 30
+    done
+    ;;
+  memory)  # >= 5 minutes, peaks-only CXI, resource samples, and a torch trace of 12 batches
+    W=$(weights base)
+    rm -rf /tmp/peaknet-mem && mkdir -p /tmp/peaknet-mem
+    python3 -m peaknet_pipeline.cli run --config $C512 --set model.peaknet.weights="$W" --set producer.total_frames=null \
+      --set lifecycle.max_run_s="${MEMORY_S:-320}" --set writer.store_images=false --set writer.min_num_peak=0 --set writer.output_dir=/tmp/peaknet-mem \
+      --set output.samples="$OUT/h100-memory-samples.jsonl" --set output.samples_interval_s=5 \
+      --enable-profiling --set profiling.tool=torch --set profiling.torch_trace_dir=/tmp/peaknet-mem/traces \
+      --set profiling.trace_skip_batches=200 --set profiling.trace_batches=12 \
+      --report "$OUT/h100-memory-report.json" > "$OUT/memory.log" 2>&1 || tail -30 "$OUT/memory.log"
+    python3 benchmarks/analyze_samples.py "$OUT/h100-memory-samples.jsonl" --warmup-s 60 \
+      --output "$OUT/h100-memory-summary.json" | head -5
+    trace=$(ls /tmp/peaknet-mem/traces/*.trace.json | head -1)
+    python3 benchmarks/analyze_trace.py "$trace" --output "$OUT/h100-trace-summary.json"
+    gzip -c "$trace" > "$OUT/h100-infer-trace.json.gz"
+    ;;
+  large)
+    W673=$(weights 673m)
+    cat "$OUT/train-673m.json"
+    bench h100-e2e-673m-512 $C512 --set model.peaknet.preset=673m --set model.peaknet.weights="$W673" --seconds 10
+    ;;
+  sweep)  # one knob at a time from the gpu-512 defaults, inference stage only (b) unless it is a writer knob
+    W=$(weights base)
+    for knob in inference.num_buffers=1 inference.num_buffers=3 data.batch_size=16 data.batch_size=64 \
+                queues.num_shards=1 producer.num_producers=2; do
+      bench "h100-sweep-${knob//[.=]/-}" $C512 --set model.peaknet.weights="$W" --set "$knob" \
+        --runs infer --seconds 10 --iters 30
+    done
+    bench h100-sweep-peaks-pending-2 $C512 --set model.peaknet.weights="$W" --set peaks.max_pending_tasks=2 \
+      --runs peaks --seconds 10 --iters 30
+    python3 benchmarks/bench_queue.py --batches 300 --output "$OUT/h100-queue-refs-vs-values.json" > /dev/null 2>&1
+    cat "$OUT/h100-queue-refs-vs-values.json"
+    ;;
+esac
