@@ -1,6 +1,7 @@
 """The pictures in docs/performance.md, from the JSON that the benchmarks write.
 
-    python3 benchmarks/plots.py --sweep benchmarks/results/h100-sweep-batch.json \
+    python3 benchmarks/plots.py --sweep benchmarks/results/h100-model-sweep.jsonl \
+        --e2e benchmarks/results/h100-e2e-{base-512,base-1920,673m-512}.json \
         --trace benchmarks/results/h100-trace-summary.json \
         --samples benchmarks/results/h100-memory-samples.jsonl --out docs/img
 
@@ -25,29 +26,57 @@ COLOURS = {"compute": "tab:blue", "h2d": "tab:orange", "d2h": "tab:green", "d2d"
 
 
 def throughput_vs_batch(sweep: list[dict], out: Path) -> None:
-    rows = sorted(sweep, key=lambda r: r["batch_size"])
-    sizes = [r["batch_size"] for r in rows]
+    """Model-only frames/s of the compiled default variants against batch size (bench_model.py output)."""
+    points = sorted(
+        (int(o.split("=")[1]), r["frames_per_s"])
+        for r in sweep
+        if r["variant"].startswith("base-512-") and r["variant"].endswith("-default")
+        for o in r["overrides"]
+        if o.startswith("data.batch_size=")
+    )
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(sizes, [r["model_only"]["frames_per_s"] for r in rows], "o-", label="model only (on GPU)")
-    for run in ("infer", "peaks", "images"):
-        ys = [r["runs"].get(run, {}).get("end_to_end_frames_per_s") for r in rows]
-        if any(ys):
-            ax.plot(sizes, ys, "s--", label=f"pipeline ({run})")
+    ax.plot([b for b, _ in points], [f for _, f in points], "o-")
+    for b, f in points:
+        ax.annotate(f"{f:,.0f}", (b, f), textcoords="offset points", xytext=(0, 6), ha="center")
     ax.set_xscale("log", base=2)
-    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set_xticks([b for b, _ in points], [str(b) for b, _ in points])
     ax.set_xlabel("batch size")
-    ax.set_ylabel("frames/s")
-    ax.set_ylim(bottom=0)
+    ax.set_ylabel("frames/s (model only, on GPU)")
+    ax.set_ylim(0, max(f for _, f in points) * 1.15)
     ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title_of(rows[0]))
+    ax.set_title(f"PeakNet base 1x512x512, bf16, compile default ({sweep[0]['gpu']})")
     fig.tight_layout()
     fig.savefig(out / "throughput-vs-batch.png", dpi=120)
 
 
-def title_of(row: dict) -> str:
-    shape = "x".join(str(d) for d in row["frame_shape"])
-    return f"{row['machine']['gpu']}: {shape}, {row['precision']}, compile {row['compile_mode']}"
+def pipeline_vs_model(results: list[dict], out: Path) -> None:
+    """(a) model only against (b) inference stage and (c) full pipeline, per model (bench_pipeline.py)."""
+    labels = [label_of(r) for r in results]
+    series = [("model only", [r["model_only"]["frames_per_s"] for r in results])]
+    for run in ("infer", "peaks", "images"):
+        series.append((RUN_LABELS[run], [r["runs"].get(run, {}).get("end_to_end_frames_per_s") or 0 for r in results]))
+    fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 4))
+    for i, ax in enumerate(axes if len(results) > 1 else [axes]):
+        values = [vals[i] for _, vals in series]
+        ax.bar(range(len(series)), values, color=["tab:gray", "tab:blue", "tab:green", "tab:orange"])
+        for x, v in enumerate(values):
+            ax.annotate(f"{v:,.0f}", (x, v), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
+        ax.axhline(0.9 * values[0], color="r", ls=":", lw=1)
+        ax.set_xticks(range(len(series)), [name for name, _ in series], rotation=30, ha="right", fontsize=8)
+        ax.set_title(labels[i], fontsize=9)
+        ax.set_ylabel("frames/s")
+    fig.suptitle("model only vs pipeline (red: 0.9 x model only)")
+    fig.tight_layout()
+    fig.savefig(out / "pipeline-vs-model.png", dpi=120)
+
+
+RUN_LABELS = {"infer": "(b) infer -> Q2", "peaks": "(c) + peaks CXI", "images": "(c) + images CXI"}
+
+
+def label_of(r: dict) -> str:
+    shape = "x".join(str(d) for d in r["frame_shape"])
+    preset = next((o.split("=")[1] for o in r["overrides"] if o.startswith("model.peaknet.preset=")), "base")
+    return f"{preset} {shape} b{r['batch_size']}"
 
 
 def timeline(summary: dict, out: Path, span_ms: float = 60.0) -> None:
@@ -96,7 +125,8 @@ def memory(samples: list[dict], out: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sweep", nargs="*", default=[], help="bench_pipeline.py outputs differing in batch size")
+    ap.add_argument("--sweep", help="bench_model.py JSON lines (model-only variants)")
+    ap.add_argument("--e2e", nargs="*", default=[], help="bench_pipeline.py outputs, one per model")
     ap.add_argument("--trace", help="analyze_trace.py output")
     ap.add_argument("--samples", help="output.samples JSON lines of a long run")
     ap.add_argument("--out", default="docs/img")
@@ -104,7 +134,9 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.sweep:
-        throughput_vs_batch([json.loads(Path(p).read_text()) for p in args.sweep], out)
+        throughput_vs_batch(load_samples(args.sweep), out)  # JSON lines, like the samples
+    if args.e2e:
+        pipeline_vs_model([json.loads(Path(p).read_text()) for p in args.e2e], out)
     if args.trace:
         timeline(json.loads(Path(args.trace).read_text()), out)
     if args.samples:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import gzip
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "peaknet"
-CRD_DIR = ROOT.parent / "shared" / "kuberay-crds"
+CRD_DIR = ROOT / "k8s" / "crds"  # vendored, gzipped; see its README
 K8S_VERSION = "1.32.0"
 MAX_RAYJOB_NAME = 47  # KubeRay derives DNS-1035 names from it
 
@@ -84,14 +85,16 @@ def closed(schema: dict) -> dict:
 
 def crd_validators(crd_dir: Path = CRD_DIR) -> dict[str, jsonschema.Draft7Validator]:
     validators = {}
-    for path in sorted(crd_dir.glob("ray.io_*.yaml")):
-        crd = yaml.safe_load(path.read_text())
+    for path in sorted(crd_dir.glob("ray.io_*.yaml*")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt") as f:
+            crd = yaml.safe_load(f)
         for version in crd["spec"]["versions"]:
             if version["name"] == "v1":
                 schema = closed(version["schema"]["openAPIV3Schema"])
                 validators[crd["spec"]["names"]["kind"]] = jsonschema.Draft7Validator(schema)
     if not validators:
-        raise FileNotFoundError(f"no KubeRay CRDs (ray.io_*.yaml) in {crd_dir}")
+        raise FileNotFoundError(f"no KubeRay CRDs (ray.io_*.yaml[.gz]) in {crd_dir}")
     return validators
 
 

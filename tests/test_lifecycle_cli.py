@@ -57,12 +57,18 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 
-def test_ctrl_c_during_a_run_exits_0_with_a_complete_summary(ray_session, namespace, stage_args, tmp_path: Path):
+def test_ctrl_c_during_a_profiled_run_exits_0_with_a_summary_and_a_trace(
+    ray_session, namespace, stage_args, tmp_path: Path
+):
     report_path = tmp_path / "report.json"
+    traces = tmp_path / "traces"
+    profiling = ["--enable-profiling", "--set", "profiling.tool=torch", "--set", f"profiling.torch_trace_dir={traces}"]
+    profiling += ["--set", "profiling.trace_skip_batches=1", "--set", "profiling.trace_batches=100000"]
     proc = subprocess.Popen(
         cli(
             "run",
             *stage_args,
+            *profiling,
             "--set",
             "producer.total_frames=null",
             "--set",
@@ -88,6 +94,11 @@ def test_ctrl_c_during_a_run_exits_0_with_a_complete_summary(ray_session, namesp
     produced = report["stages"]["produce"]["frames_out"]
     assert produced >= 40 and report["stages"]["write"]["frames_in"] == produced
     assert "stopped by signal" in out
+    # The trace window was still open at Ctrl-C: the drain path writes it.
+    (trace,) = traces.glob("infer-*.trace.json")
+    assert json.loads(trace.read_text())["traceEvents"]
+    (info,) = report["stages"]["infer"]["info"].values()
+    assert info["torch_trace"] == str(trace)
 
 
 def test_service_mode_survives_a_producer_restart_and_stop_drains(ray_session, namespace, stage_args, tmp_path):

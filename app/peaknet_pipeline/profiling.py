@@ -47,8 +47,29 @@ def profiling_tool(cfg: ProfilingSection) -> str | None:
 
 
 def nsight_runtime_env(cfg: ProfilingSection) -> dict | None:
-    """Ray starts the actor's worker under `nsys profile` (reports land in the Ray session's logs/nsight)."""
-    return {"nsight": "default"} if profiling_tool(cfg) == "nsys" else None
+    """Ray starts the actor's worker under `nsys profile` (reports land in the Ray session's logs/nsight),
+    unless this driver already runs under nsys, which then follows the workers itself."""
+    if profiling_tool(cfg) != "nsys" or under_nsys():
+        return None
+    return {"nsight": "default"}
+
+
+def under_nsys(pid: int | None = None) -> bool:
+    """Whether an ancestor of this process is nsys (Linux /proc; elsewhere: no)."""
+    pid = pid or os.getpid()
+    for _ in range(64):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            return False
+        comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        if comm.startswith("nsys"):
+            return True
+        pid = int(rest[1])  # the parent
+        if pid <= 1:
+            return False
+    return False
 
 
 class TorchTrace:

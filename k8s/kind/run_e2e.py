@@ -1,0 +1,154 @@
+"""CPU end-to-end on kind: cluster, image, KubeRay operator, peaknet chart, the three stage RayJobs,
+CXI files out and checked, teardown. Needs docker, kind and kubectl on PATH (helm: PATH or k8s/helm.py).
+
+    python3 k8s/kind/run_e2e.py [--keep] [--out DIR]
+
+Waiting and checking go through the kubernetes Python client (RayCluster/RayJob status from the custom
+objects API, pod logs on failure); the command-line tools only create, build, load and install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = "peaknet-e2e"
+IMAGE = "peaknet:0.1.0-cpu"
+KUBERAY_CHART_VERSION = "1.5.1"  # the operator chart; its CRDs match ../shared/kuberay-crds
+NAMESPACE = "default"
+RELEASE = "peaknet"
+STAGES = ("write", "infer", "produce")  # consumers first, so nothing waits on a queue nobody reads
+GROUP, VERSION = "ray.io", "v1"
+
+
+def sh(*args: str) -> None:
+    if args[0] == "helm":
+        sys.path.insert(0, str(ROOT / "k8s"))
+        from helm import find_helm
+
+        args = (find_helm(), *args[1:])
+    print("+", " ".join(args), flush=True)
+    subprocess.run(args, check=True, cwd=ROOT)
+
+
+def create_cluster_and_install() -> None:
+    sh("kind", "create", "cluster", "--name", CLUSTER, "--config", "k8s/kind/cluster.yaml", "--wait", "180s")
+    sh("docker", "build", "-f", "docker/Dockerfile.cpu", "-t", IMAGE, ".")
+    sh("kind", "load", "docker-image", IMAGE, "--name", CLUSTER)
+    sh("helm", "repo", "add", "kuberay", "https://ray-project.github.io/kuberay-helm/", "--force-update")
+    sh(
+        "helm", "install", "kuberay-operator", "kuberay/kuberay-operator", "--version", KUBERAY_CHART_VERSION,
+        "--set", "featureGates[0].name=RayJobDeletionPolicy", "--set", "featureGates[0].enabled=true", "--wait",
+    )  # fmt: skip
+    sh("helm", "install", RELEASE, "helm/peaknet", "-f", "helm/peaknet/values-kind.yaml")
+
+
+class Cluster:
+    """Reads state through the API server, never by parsing kubectl output."""
+
+    def __init__(self) -> None:
+        from kubernetes import client, config
+
+        config.load_kube_config(context=f"kind-{CLUSTER}")
+        self.custom = client.CustomObjectsApi()
+        self.core = client.CoreV1Api()
+
+    def get(self, plural: str, name: str) -> dict:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural, name)
+
+    def apply_rayjob(self, manifest: dict) -> None:
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "rayjobs", manifest)
+
+    def wait_ready(self, timeout_s: float = 600) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = self.get("rayclusters", RELEASE).get("status", {}).get("state")
+            if state == "ready":
+                return
+            time.sleep(5)
+        raise TimeoutError(f"RayCluster {RELEASE} not ready in {timeout_s}s")
+
+    def wait_jobs(self, names: list[str], timeout_s: float = 900) -> dict[str, str]:
+        deadline, status = time.monotonic() + timeout_s, {}
+        while time.monotonic() < deadline:
+            status = {n: self.get("rayjobs", n).get("status", {}).get("jobStatus", "") for n in names}
+            if all(s in ("SUCCEEDED", "FAILED", "STOPPED") for s in status.values()):
+                return status
+            time.sleep(5)
+        return status
+
+    def head_pod(self) -> str:
+        selector = f"ray.io/cluster={RELEASE},ray.io/node-type=head"
+        return self.core.list_namespaced_pod(NAMESPACE, label_selector=selector).items[0].metadata.name
+
+    def dump_logs(self) -> None:
+        for pod in self.core.list_namespaced_pod(NAMESPACE).items:
+            name = pod.metadata.name
+            if name.startswith(RELEASE):
+                print(f"----- logs of {name}")
+                print(self.core.read_namespaced_pod_log(name, NAMESPACE, tail_lines=80))
+
+
+def check_cxi(folder: Path) -> int:
+    """Every file complete and readable; events carry peaks. Returns the number of events."""
+    import h5py
+
+    files = sorted(folder.rglob("*.cxi"))
+    if not files:
+        raise AssertionError(f"no CXI files under {folder}")
+    events = 0
+    for path in files:
+        with h5py.File(path, "r") as f:
+            n = f["/entry_1/result_1/nPeaks"][:]
+            assert len(n) and (n > 0).all(), f"{path}: events without peaks"
+            events += len(n)
+    return events
+
+
+def run(keep: bool, out: Path) -> int:
+    import yaml
+
+    create_cluster_and_install()
+    cluster = Cluster()
+    try:
+        cluster.wait_ready()
+        names = []
+        for stage in STAGES:
+            manifest = yaml.safe_load((ROOT / "k8s" / "rayjobs" / f"{stage}.yaml").read_text())
+            cluster.apply_rayjob(manifest)
+            names.append(manifest["metadata"]["name"])
+        status = cluster.wait_jobs(names)
+        print("RayJobs:", status)
+        if any(s != "SUCCEEDED" for s in status.values()):
+            cluster.dump_logs()
+            return 1
+        out.mkdir(parents=True, exist_ok=True)
+        sh(
+            "kubectl",
+            "--context",
+            f"kind-{CLUSTER}",
+            "cp",
+            f"{NAMESPACE}/{cluster.head_pod()}:/data/peaknet/cxi",
+            str(out),
+        )
+        print(f"{check_cxi(out)} events in CXI files under {out}")
+        return 0
+    finally:
+        if not keep:
+            sh("kind", "delete", "cluster", "--name", CLUSTER)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--keep", action="store_true", help="leave the kind cluster running")
+    ap.add_argument("--out", type=Path, default=ROOT / "kind-cxi")
+    args = ap.parse_args()
+    return run(args.keep, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

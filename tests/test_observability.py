@@ -1,0 +1,122 @@
+"""What issue-8 measurements rest on: resource samples, the torch trace window, the trace and sample
+analyses. Real local Ray and a real CPU pipeline; the analyses on intervals whose answer is known."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from peaknet_pipeline.driver import StageDriver
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def bench_module(name: str):
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+analyze_trace = bench_module("analyze_trace")
+analyze_samples = bench_module("analyze_samples")
+
+
+def test_samples_and_a_trace_window_from_a_cpu_run(ray_session, cpu_config, tmp_path):
+    cfg = cpu_config.model_copy(deep=True)
+    cfg.producer.total_frames = 160
+    cfg.producer.push_interval_s = 0.05
+    cfg.output.samples = str(tmp_path / "samples.jsonl")
+    cfg.output.samples_interval_s = 0.3
+    cfg.profiling.enabled = True
+    cfg.profiling.tool = "torch"
+    cfg.profiling.torch_trace_dir = str(tmp_path / "traces")
+    cfg.profiling.trace_skip_batches = 2
+    cfg.profiling.trace_batches = 3
+    report = StageDriver(cfg, ("produce", "infer", "write"), "run", whole_pipeline=True).execute()
+    assert report.accounted
+    (info,) = report.stages["infer"].info.values()
+    trace = json.loads(Path(info["torch_trace"]).read_text())
+    ops = [e for e in trace["traceEvents"] if e.get("ph") == "X" and e.get("cat") == "cpu_op"]
+    assert ops, "the trace recorded the engine's work"
+    # The window closed by itself after 3 of the 20 batches, long before the run ended.
+    span_s = (max(e["ts"] + e["dur"] for e in ops) - min(e["ts"] for e in ops)) / 1e6
+    assert span_s < 0.5 * report.wall_s
+    samples = analyze_samples.load_samples(cfg.output.samples)
+    assert len(samples) >= 3
+    last = samples[-1]
+    assert {"coordinator", "peaknet-q1-0"} <= set(last["rss_bytes"])
+    assert all(v > 10 * 2**20 for v in last["rss_bytes"].values())  # a Python process is tens of MiB
+    assert all(d <= last["queue_maxsize"][q] for s in samples for q, d in s["queue_depth"].items())
+    summary = analyze_samples.summarise(samples, warmup_s=0.0)
+    assert summary["queue_within_limits"] is True
+
+
+def test_samples_summary_finds_a_growing_process():
+    samples = [
+        {
+            "t_s": t * 60.0,
+            "object_store_bytes": 100 * 2**20,
+            "rss_bytes": {"leaky": (200 + 10 * t) * 2**20, "flat": 300 * 2**20},
+            "queue_depth": {"q": 9 if t == 3 else 1},
+            "queue_maxsize": {"q": 8},
+        }
+        for t in range(6)
+    ]
+    summary = analyze_samples.summarise(samples, warmup_s=0.0)
+    assert summary["rss"]["leaky"]["slope_mib_per_min"] == pytest.approx(10.0)
+    assert summary["rss"]["flat"]["slope_mib_per_min"] == pytest.approx(0.0)
+    assert summary["queue_within_limits"] is False
+
+
+def gpu_event(name: str, cat: str, ts: float, dur: float, stream: int) -> dict:
+    return {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur, "args": {"stream": stream}}
+
+
+def test_trace_summary_measures_busy_time_and_copy_overlap():
+    events = [
+        gpu_event("conv", "kernel", 0, 100, 7),  # compute 0-100 and 150-250
+        gpu_event("gelu", "kernel", 150, 100, 7),
+        gpu_event("Memcpy HtoD (Pinned -> Device)", "gpu_memcpy", 80, 40, 13),  # 20 of 40 under compute
+        gpu_event("Memcpy DtoH (Device -> Pinned)", "gpu_memcpy", 260, 40, 17),
+    ]
+    s = analyze_trace.summarise(events)
+    assert s["window_ms"] == pytest.approx(0.3)
+    assert s["busy_fraction"] == pytest.approx(260 / 300, abs=1e-3)  # idle 120-150 and 250-260
+    assert s["h2d_overlapped"] == pytest.approx(0.5)
+    assert s["streams_used"] == ["13", "17", "7"]
+    with pytest.raises(ValueError, match="no GPU events"):
+        analyze_trace.summarise([])
+
+
+def test_profiler_choice_follows_what_is_installed(tmp_path, monkeypatch):
+    from peaknet_pipeline.config import ProfilingSection
+    from peaknet_pipeline.profiling import nsight_runtime_env, profiling_tool, under_nsys
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nsys here
+    assert profiling_tool(ProfilingSection(enabled=True)) == "torch"
+    assert profiling_tool(ProfilingSection(enabled=False)) is None
+    fake = tmp_path / "nsys"
+    fake.write_text("#!/bin/sh\nexec sleep 5\n")
+    fake.chmod(0o755)
+    assert profiling_tool(ProfilingSection(enabled=True)) == "nsys"
+    assert nsight_runtime_env(ProfilingSection(enabled=True)) == {"nsight": "default"}
+    # A driver already under `nsys profile` leaves the workers to that nsys.
+    shell = tmp_path / "nsys-launcher"
+    shutil.copy("/bin/sh", shell)
+    child = subprocess.Popen([str(shell), "-c", "/bin/sleep 5; true"])
+    try:
+        time.sleep(0.3)
+        sleeper = int(Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split()[0])
+        assert under_nsys(sleeper) is True
+    finally:
+        child.kill()
+    assert under_nsys() is False
