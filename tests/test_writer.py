@@ -65,10 +65,17 @@ def test_geometry_places_panels_and_peaks_in_the_slab(tmp_path: Path):
         data = f["/entry_1/data_1/data"][:]
         assert data.shape == (1, 2816, 768) and data[0, 2 * 352 + 10, 384 + 20] == 7.0
         assert f["/entry_1/result_1/nPeaks"][:].tolist() == [1]
-        assert f["/entry_1/result_1/peakXPosRaw"][0].tolist() == [384 + 20, -1, -1, -1]
+        assert f["/entry_1/result_1/peakXPosRaw"][0].tolist() == [384 + 20]  # as wide as the fullest event
         assert f["/entry_1/result_1/peakYPosRaw"][0, 0] == 2 * 352 + 10
         assert f["/entry_1/result_1/peakSegPosRaw"][0, 0] == 5
         assert f["/LCLS/photon_energy_eV"][:].tolist() == [9500.0]
+    frame[7, 100:106:2, 50] = 3.0  # three more separate peaks in another event
+    more = find_peaks((frame > 0).astype(np.uint8), frame)
+    path = writer.write([KeptEvent("e0", 1.0, 9500.0, peaks, None), KeptEvent("e1", 2.0, 9500.0, more, None)])
+    with h5py.File(path) as f:
+        assert f["/entry_1/result_1/nPeaks"][:].tolist() == [1, 4]
+        x = f["/entry_1/result_1/peakXPosRaw"][:]
+        assert x.shape == (2, 4) and x[0, 1:].tolist() == [-1, -1, -1]
 
 
 def test_multi_panel_frames_without_geometry_say_what_to_pass():

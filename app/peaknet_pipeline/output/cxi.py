@@ -59,7 +59,10 @@ class CxiChunkWriter:
         return path
 
     def _write_peaks(self, f: h5py.File, events: list[KeptEvent]) -> None:
-        n, m = len(events), self._max_peaks
+        # As wide as this file's fullest event needs, up to max_num_peak: CrystFEL reads nPeaks entries per
+        # row, and a fixed 2048-wide table made peaks-only files ~40 kB per event.
+        n = len(events)
+        m = max(1, min(self._max_peaks, max((len(e.peaks) for e in events), default=0)))
         x = np.full((n, m), FILL, np.float32)
         y = np.full((n, m), FILL, np.float32)
         seg = np.full((n, m), FILL, np.float32)
