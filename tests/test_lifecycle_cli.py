@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -127,6 +128,10 @@ def test_service_mode_survives_a_producer_restart_and_stop_drains(ray_session, n
             assert all(p.poll() is None for p in services.values()), "a service stage ended with its producer"
         written = lambda: sum(m.frames_out for m in members(ray_session, namespace, "write"))  # noqa: E731
         wait_for(lambda: written() == 40, 60, lambda: f"40 frames written: {members(ray_session, namespace, 'write')}")
+        shown = subprocess.run(cli("status", *stage_args), cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        assert re.search(r"^Q1 \(.*\): depth 0/", shown.stdout, re.M), shown.stdout
+        assert re.search(r"^write +write-\S+ +running +in 40 out 40 rss [1-9]\d* MiB", shown.stdout, re.M), shown.stdout
         stopped = subprocess.run(cli("stop", *stage_args), cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert stopped.returncode == 0, stopped.stderr
         outputs = {s: p.communicate(timeout=90)[0] for s, p in services.items()}

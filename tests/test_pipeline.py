@@ -62,3 +62,15 @@ def test_post_warm_up_on_a_shape_the_config_did_not_name(ray_session, cpu_config
     info = next(iter(report.stages["infer"].info.values()))
     assert info["warmup_shape"] == [2, 48, 40]
     assert report.stages["infer"].frames_out == 12 and report.stages["write"].frames_in == 12
+
+
+def test_max_run_s_stops_a_continuous_run_and_every_frame_is_accounted(ray_session, cpu_config):
+    cfg = cpu_config.model_copy(deep=True)
+    cfg.producer.total_frames = None  # would run for ever
+    cfg.producer.push_interval_s = 0.05
+    cfg.lifecycle.max_run_s = 4.0
+    report = StageDriver(cfg, ALL, "run", whole_pipeline=True).execute()
+    assert report.stopped_by == "max_run_s"
+    assert report.accounted is True
+    produced = report.stages["produce"].frames_out
+    assert produced > 0 and report.stages["write"].frames_in == produced

@@ -76,7 +76,7 @@ def status(cfg: PipelineConfig) -> int:
             failed += f" malformed messages {m.info['malformed_by_reason']}"
         print(
             f"{m.stage:8s} {m.member:24s} {m.state:8s} in {m.frames_in} out {m.frames_out}{failed} "
-            f"(updated {now - m.updated:.0f}s ago)"
+            f"rss {m.rss_bytes / 2**20:.0f} MiB (updated {now - m.updated:.0f}s ago)"
         )
     return 0
 
