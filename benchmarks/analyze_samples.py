@@ -49,6 +49,7 @@ def summarise(samples: list[dict], warmup_s: float) -> dict:
         }
     t = np.array([s["t_s"] for s in steady])
     store = np.array([s["object_store_bytes"] for s in steady], dtype=float)
+    objects = np.array([s.get("object_store_objects", 0) for s in steady], dtype=float)
     depth = {q: max(s["queue_depth"].get(q, 0) for s in samples) for q in samples[-1]["queue_maxsize"]}
     return {
         "duration_s": samples[-1]["t_s"],
@@ -59,6 +60,8 @@ def summarise(samples: list[dict], warmup_s: float) -> dict:
         "object_store": {
             "max_mib": round(store.max() / MIB, 1),
             "slope_mib_per_min": round(slope_mib_per_min(t, store), 2),
+            "max_objects": int(objects.max()),
+            "objects_slope_per_min": round(slope_mib_per_min(t, objects * MIB), 2),
         },
         "queue_max_depth": depth,
         "queue_within_limits": all(depth[q] <= samples[-1]["queue_maxsize"][q] for q in depth),

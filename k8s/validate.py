@@ -6,7 +6,8 @@
 2. built-in kinds (ConfigMap, PVC, Service, ...) against the Kubernetes 1.32 schemas (kubernetes-validate);
 3. ray.io/v1 kinds, from the chart and from k8s/, against the KubeRay CRD schemas with every object closed
    (as the API server's strict field validation would), plus KubeRay rules the schemas cannot say;
-4. the pipeline YAML in the chart's ConfigMaps against peaknet's own config model;
+4. the pipeline YAML in the chart's ConfigMaps against peaknet's own config model, and the chart's
+   values.schema.json (generated from that model by values_schema.py) up to date;
 5. hadolint on docker/*Dockerfile*.
 """
 
@@ -214,9 +215,15 @@ def hadolint(paths: list[Path]) -> list[Problem]:
     return [] if done.returncode == 0 else [Problem("hadolint", "Dockerfile", done.stdout + done.stderr)]
 
 
+def schema_is_current() -> list[Problem]:
+    script = ROOT / "k8s" / "values_schema.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    return [] if done.returncode == 0 else [Problem("values.schema.json", "chart", done.stdout.strip())]
+
+
 def check_all(helm: str) -> list[Problem]:
     validators = crd_validators()
-    problems = []
+    problems = schema_is_current()
     for values in [None, *values_files()]:
         problems += helm_lint(helm, values)
         source = f"chart ({values.name if values else 'values.yaml'})"

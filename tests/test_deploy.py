@@ -220,3 +220,24 @@ def test_images_pin_the_chart_ray_version():
     assert f"ray[default]=={values['rayVersion']}" in pins
     (aio,) = by_kind(validate.load_manifests(K8S / "rayjobs" / "all-in-one.yaml"), "RayJob")
     assert aio["spec"]["rayClusterSpec"]["rayVersion"] == values["rayVersion"]
+
+
+def test_values_schema_is_generated_from_the_config_model_and_up_to_date():
+    done = subprocess.run([sys.executable, str(K8S / "values_schema.py"), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize(
+    "setting, named",
+    [
+        ("pipeline.writer.kind=tiff", "pipeline.writer.kind"),
+        ("pipeline.writr.kind=cxi", "writr"),
+        ("workerGroups.gpu.replica=2", "replica"),
+    ],
+)
+def test_helm_rejects_bad_values_naming_the_key(helm, setting, named):
+    done = subprocess.run(
+        [helm, "template", "x", str(validate.CHART), "--set", setting], capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert named in done.stderr

@@ -32,7 +32,9 @@ class ObjectStoreUsage:
 
         self._state = get_state_from_address(ray.get_runtime_context().gcs_address)
 
-    def bytes_used(self) -> int:
+    def usage(self) -> tuple[int, int]:
+        """(bytes used, number of objects): the count shows a leak of objects that bytes hide in noise."""
         from ray._private.internal_api import get_memory_info_reply
 
-        return int(get_memory_info_reply(self._state, timeout_seconds=10).store_stats.object_store_bytes_used)
+        stats = get_memory_info_reply(self._state, timeout_seconds=10).store_stats
+        return int(stats.object_store_bytes_used), int(stats.num_local_objects)

@@ -51,9 +51,11 @@ class ResourceSampler:
     def sample(self, store: ObjectStoreUsage, t: float) -> dict:
         snap = ray.get(self._coordinator.snapshot.remote())
         shards = [s for q in self._queues.values() for s in q.stats()]
+        store_bytes, store_objects = store.usage()
         return {
             "t_s": round(t, 2),
-            "object_store_bytes": store.bytes_used(),
+            "object_store_bytes": store_bytes,
+            "object_store_objects": store_objects,
             "rss_bytes": {
                 "coordinator": snap["rss_bytes"],
                 **{m.member: m.rss_bytes for m in snap["members"] if m.state != "done"},
