@@ -15,13 +15,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "helm" / "peaknet" / "values.schema.json"
 
-STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
-RESOURCES = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["cpu", "memory"],
-    "properties": {"cpu": {"type": "string"}, "memory": {"type": "string"}},
-}
+
+def closed(properties: dict, required: list[str] | None = None) -> dict:
+    """An object that rejects keys it does not list."""
+    out = {"type": "object", "additionalProperties": False, "properties": properties}
+    return out | ({"required": required} if required else {})
+
+
+STRING = {"type": "string"}
+STRING_MAP = {"type": "object", "additionalProperties": STRING}
+RESOURCES = closed({"cpu": STRING, "memory": STRING}, ["cpu", "memory"])
 PLACEMENT = {
     "nodeSelector": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
     "tolerations": {"type": "array", "items": {"type": "object"}},
@@ -42,7 +45,7 @@ def group_schema(worker: bool) -> dict:
         props |= {"disabled": {"type": "boolean"}, "replicas": count, "minReplicas": count, "maxReplicas": count}
         props["gpus"] = {"type": "integer", "minimum": 0, "description": "nvidia.com/gpu per pod"}
         required += ["replicas", "minReplicas", "maxReplicas"]
-    return {"type": "object", "additionalProperties": False, "required": required, "properties": props}
+    return closed(props, required)
 
 
 def values_schema() -> dict:
@@ -58,43 +61,33 @@ def values_schema() -> dict:
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "image": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "repository": {"type": "string"},
-                    "tag": {"type": "string"},
-                    "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
-                },
-            },
+            "image": closed(
+                {"repository": STRING, "tag": STRING, "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]}}
+            ),
             "imagePullSecrets": {"type": "array", "items": {"type": "object"}},
             "rayVersion": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
             "pipeline": pipeline,
-            "output": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
+            "output": closed(
+                {
                     "mountPath": {"type": "string", "pattern": "^/"},
-                    "existingClaim": {"type": "string"},
-                    "storageClassName": {"type": "string"},
-                    "accessModes": {"type": "array", "items": {"type": "string"}},
-                    "size": {"type": "string"},
-                },
-            },
+                    "existingClaim": STRING,
+                    "storageClassName": STRING,
+                    "accessModes": {"type": "array", "items": STRING},
+                    "size": STRING,
+                }
+            ),
             "podSecurityContext": {"type": "object"},
             "securityContext": {"type": "object"},
             "head": group_schema(worker=False),
             "workerGroups": {"type": "object", "additionalProperties": group_schema(worker=True)},
-            "ingest": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
+            "ingest": closed(
+                {
                     "enabled": {"type": "boolean"},
-                    "group": {"type": "string"},
+                    "group": STRING,
                     "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
                     "ports": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
-                },
-            },
+                }
+            ),
         },
         "$defs": defs,
     }
