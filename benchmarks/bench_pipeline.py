@@ -114,13 +114,15 @@ def steady_rate(report: RunReport, stage: str) -> float | None:
 
 
 def limiter(rates: dict, queues: dict, model_fps: float) -> str:
-    """Per shard. Full Q2 with a slower writer: the write stage limits; Q1 never near full: the producers do."""
+    """Per shard. Q2 reaching its limit while inference fell short: the write stage pushed back on the GPU.
+    Q1 never near full: the producers limit. Otherwise inference itself."""
     q1, q2 = queues.get("Q1", {}), queues.get("Q2", {})
-    if q2 and q2["high_water"] >= q2["maxsize"] and (rates["write"] or 0) < 0.9 * model_fps:
-        return f"write: {rates['write']} frames/s, Q2 full"
+    short = (rates["infer"] or 0) < 0.9 * model_fps
+    if q2 and q2["high_water"] >= q2["maxsize"] and short:
+        return f"write: Q2 reached its limit; inference held to {rates['infer']} frames/s (writer {rates['write']})"
     if q1 and q1["high_water"] < q1["maxsize"] // 2 and (rates["infer"] or 0) < 0.9 * model_fps:
         return f"produce: Q1 high water {q1['high_water']} of {q1['maxsize']}"
-    if (rates["infer"] or 0) < 0.9 * model_fps:
+    if short:
         return f"infer: {rates['infer']} frames/s with Q1 fed"
     return "none (within 10% of model-only)"
 
