@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
-#   bash benchmarks/run_h100.sh e2e-512|memory|large|sweep   (results under $OUT, default benchmarks/results/raw)
+#   bash benchmarks/run_h100.sh e2e-512|memory|large|sweep|model-profile   (results under $OUT, default benchmarks/results/raw)
 # Weights: a minute of training on synthetic frames (train_synthetic.py), kept in $WEIGHTS between parts.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/raw}
@@ -58,6 +58,11 @@ case ${1:?part} in
     W673=$(weights 673m)
     cat "$OUT/train-673m.json"
     bench h100-e2e-673m-512 $C512 --set model.peaknet.preset=673m --set model.peaknet.weights="$W673" --seconds 10
+    ;;
+  model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager
+    python3 benchmarks/profile_model.py --config $C512 --output "$OUT/h100-profile-base-512.json" | head -30
+    python3 benchmarks/profile_model.py --config $C512 --set inference.compile_mode=none \
+      --output "$OUT/h100-profile-base-512-eager.json" | head -30
     ;;
   sweep)  # one knob at a time from the gpu-512 defaults, inference stage only (b) unless it is a writer knob
     W=$(weights base)
