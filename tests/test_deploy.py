@@ -233,6 +233,7 @@ def test_values_schema_is_generated_from_the_config_model_and_up_to_date():
         ("pipeline.writer.kind=tiff", "pipeline.writer.kind"),
         ("pipeline.writr.kind=cxi", "writr"),
         ("workerGroups.gpu.replica=2", "replica"),
+        ("pipeline.writer.output_dir=/tmp/cxi", "must be under output.mountPath"),
     ],
 )
 def test_helm_rejects_bad_values_naming_the_key(helm, setting, named):
