@@ -9,7 +9,6 @@ seeds' route (scipy.ndimage.label + center_of_mass per panel).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -17,6 +16,7 @@ import time
 import numpy as np
 from scipy import ndimage
 
+from peaknet_pipeline.bench import emit_json
 from peaknet_pipeline.config import ProducerSection, SyntheticPeaks
 from peaknet_pipeline.output.cxi import CxiChunkWriter, KeptEvent, SlabBuffer
 from peaknet_pipeline.output.geometry import SlabLayout
@@ -95,9 +95,7 @@ def main():
             }
         )
     result = {"cpus": os.cpu_count(), "cases": rows}
-    print(json.dumps(result, indent=2))
-    if args.output:
-        open(args.output, "w").write(json.dumps(result, indent=2) + "\n")
+    emit_json(result, args.output)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Each pipeline run moves about `--seconds` worth of frames at the model-only rate
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -22,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from peaknet_pipeline.bench import model_only
+from peaknet_pipeline.bench import emit_json, model_only
 from peaknet_pipeline.config import PipelineConfig
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.driver import StageDriver
@@ -65,10 +64,7 @@ def main() -> int:
         "model_only": alone,
         "runs": runs,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    emit_json(result, args.output)
     return 0
 
 

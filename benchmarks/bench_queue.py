@@ -11,14 +11,13 @@ the frames from the shared-memory object store.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import ray
 
+from peaknet_pipeline.bench import emit_json
 from peaknet_pipeline.queue import ShardedQueue
 
 
@@ -68,10 +67,7 @@ def main() -> int:
         "shards": args.shards,
         "runs": [measure(shape, args.batches, args.shards, by_ref) for by_ref in (True, False)],
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    emit_json(result, args.output)
     return 0
 
 

@@ -11,14 +11,13 @@ For issue 4: the base model reaches ~110 TFLOP/s of ~800, so the question is whi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from peaknet_pipeline.bench import emit_json
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.engine import ModelRunner, resolve_device, spec_from_config
 from peaknet_pipeline.inference.models import build_model
@@ -82,10 +81,7 @@ def main() -> int:
         "by_kind": {k: {"ms_per_iter": round(v / 1000, 3), "share": round(v / total, 3)} for k, v in by_kind.items()},
         "top_kernels": rows[: args.top],
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    emit_json(result, args.output)
     return 0
 
 

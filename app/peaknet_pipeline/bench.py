@@ -55,3 +55,14 @@ def model_only(cfg: PipelineConfig, iters: int = 50, model: torch.nn.Module | No
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def emit_json(result: dict, output: str | None) -> None:
+    """Benchmarks print their result and, when asked, keep it as a file for benchmarks/results/."""
+    import json
+    from pathlib import Path
+
+    text = json.dumps(result, indent=2)
+    print(text)
+    if output:
+        Path(output).write_text(text + "\n")
