@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
 #   bash benchmarks/run_h100.sh e2e-512|memory|large|sweep|model-profile   (results under $OUT, default benchmarks/results/raw)
+# Needs peaknet and the ray CLI on PATH/PYTHONPATH.
 # Weights: a minute of training on synthetic frames (train_synthetic.py), kept in $WEIGHTS between parts.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/raw}
@@ -39,15 +40,23 @@ case ${1:?part} in
         --runs infer --seconds 8 --iters 30
     done
     ;;
-  memory)  # >= 5 minutes, peaks-only CXI, resource samples, and a torch trace of 12 batches
+  memory)  # >= 5 minutes, peaks-only CXI, resource samples, a torch trace of 12 batches, and what
+           # `ray memory` says holds the object store near the end (so it runs on a started Ray head)
     W=$(weights base)
     rm -rf /tmp/peaknet-mem && mkdir -p /tmp/peaknet-mem
-    python3 -m peaknet_pipeline.cli run --config $C512 --set model.peaknet.weights="$W" --set producer.total_frames=null \
-      --set lifecycle.max_run_s="${MEMORY_S:-320}" --set writer.store_images=false --set writer.min_num_peak=0 --set writer.output_dir=/tmp/peaknet-mem \
+    ray start --head --num-cpus="$(nproc)" --include-dashboard=false --disable-usage-stats > /dev/null
+    python3 -m peaknet_pipeline.cli run --config $C512 --set ray.address=auto --set model.peaknet.weights="$W" \
+      --set producer.total_frames=null --set lifecycle.max_run_s="${MEMORY_S:-320}" \
+      --set writer.store_images=false --set writer.min_num_peak=0 --set writer.output_dir=/tmp/peaknet-mem \
       --set output.samples="$OUT/h100-memory-samples.jsonl" --set output.samples_interval_s=5 \
       --enable-profiling --set profiling.tool=torch --set profiling.torch_trace_dir=/tmp/peaknet-mem/traces \
       --set profiling.trace_skip_batches=200 --set profiling.trace_batches=12 \
-      --report "$OUT/h100-memory-report.json" > "$OUT/memory.log" 2>&1 || tail -30 "$OUT/memory.log"
+      --report "$OUT/h100-memory-report.json" > "$OUT/memory.log" 2>&1 &
+    run=$!
+    sleep $(( ${MEMORY_S:-320} - 15 ))
+    ray memory --group-by STACK_TRACE --units MB > "$OUT/h100-ray-memory.txt" 2>&1
+    wait $run || tail -30 "$OUT/memory.log"
+    ray stop --force > /dev/null
     python3 benchmarks/analyze_samples.py "$OUT/h100-memory-samples.jsonl" --warmup-s 60 \
       --output "$OUT/h100-memory-summary.json" | head -5
     trace=$(ls /tmp/peaknet-mem/traces/*.trace.json | head -1)
