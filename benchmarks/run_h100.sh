@@ -7,7 +7,7 @@ set -uo pipefail
 OUT=${OUT:-benchmarks/results/raw}
 WEIGHTS=${WEIGHTS:-/tmp/peaknet-weights}
 mkdir -p "$OUT" "$WEIGHTS"
-C512=examples/configs/gpu-512.yaml
+C512=${C512:-examples/configs/gpu-512.yaml}
 C1920=examples/configs/gpu-1920.yaml
 
 weights() {  # preset -> path, training once per machine
@@ -44,7 +44,7 @@ case ${1:?part} in
            # `ray memory` says holds the object store near the end (so it runs on a started Ray head)
     W=$(weights base)
     rm -rf /tmp/peaknet-mem && mkdir -p /tmp/peaknet-mem
-    ray start --head --num-cpus="$(nproc)" --include-dashboard=false --disable-usage-stats > /dev/null
+    ray start --head --num-cpus="${NUM_CPUS:-$(nproc)}" --include-dashboard=false --disable-usage-stats > /dev/null
     python3 -m peaknet_pipeline.cli run --config $C512 --set ray.address=auto --set model.peaknet.weights="$W" \
       --set producer.total_frames=null --set lifecycle.max_run_s="${MEMORY_S:-320}" \
       --set writer.store_images=false --set writer.min_num_peak=0 --set writer.output_dir=/tmp/peaknet-mem \

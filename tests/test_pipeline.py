@@ -74,3 +74,43 @@ def test_max_run_s_stops_a_continuous_run_and_every_frame_is_accounted(ray_sessi
     assert report.accounted is True
     produced = report.stages["produce"].frames_out
     assert produced > 0 and report.stages["write"].frames_in == produced
+
+
+def test_stages_that_cannot_be_placed_are_named(ray_session, cpu_config):
+    import time
+
+    from peaknet_pipeline.scheduling import UnplacedWatch, check_cpus
+    from peaknet_pipeline.stages.launch import Member
+
+    cfg = cpu_config.model_copy(deep=True)
+    assert check_cpus(cfg, ALL) is None
+    cfg.writer.num_cpus = 64  # more than the test cluster has
+    assert "writer.num_cpus" in check_cpus(cfg, ALL)
+
+    @ray_session.remote(num_cpus=64)
+    class Greedy:
+        def ping(self):
+            return 1
+
+    placed = Member("write", "placed", None)
+    stuck = Member("write", "stuck", Greedy.remote())
+    watch = UnplacedWatch([placed, stuck], grace_s=0.2)
+    assert watch.check(set()) == [] and not watch.pending()  # not yet due
+    time.sleep(0.3)
+    assert watch.pending()
+    assert watch.check({"placed"}) == ["stuck"]
+    assert watch.check(set()) == []  # warns once
+    ray_session.kill(stuck.handle)
+
+
+def test_a_member_lost_at_the_deadline_makes_the_run_unaccounted():
+    from peaknet_pipeline.coordinator import MemberStatus
+    from peaknet_pipeline.report import build_report
+
+    def status(stage, frames_in, frames_out):
+        return MemberStatus(stage=stage, member=stage, state="done", frames_in=frames_in, frames_out=frames_out)
+
+    members = [status("produce", 0, 10), status("infer", 10, 10), status("write", 10, 10)]
+    assert build_report("run", members, [], 1.0, None).accounted is True
+    members[2].fail("abandoned_at_deadline", 0)  # its counts balance, but what it held is gone
+    assert build_report("run", members, [], 1.0, "signal").accounted is False

@@ -172,6 +172,9 @@ class LifecycleSection(Section):
     )
     drain_timeout_s: float = Field(60.0, gt=0, description="after a stop, how long stages may drain")
     max_run_s: float | None = Field(None, gt=0, description="`run`: stop the pipeline (and drain) after this long")
+    start_timeout_s: float = Field(
+        60.0, gt=0, description="warn about stage actors not running after this long (waiting for resources)"
+    )
 
 
 class ProfilingSection(Section):

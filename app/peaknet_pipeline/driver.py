@@ -15,6 +15,7 @@ from .coordinator import MemberStatus
 from .monitor import ResourceSampler
 from .progress import Progress
 from .report import RunReport, build_report, summarise_queues
+from .scheduling import UnplacedWatch, check_cpus
 from .stages.launch import STARTERS, Member, run_tag
 from .stages.wiring import ensure_shared_actors, q1_client, q2_client, remove_shared_actors
 
@@ -56,6 +57,8 @@ class StageDriver:
         coordinator = ensure_shared_actors(self.cfg)
         if self.whole_pipeline:
             self._claim_namespace(coordinator)
+        if short := check_cpus(self.cfg, self.stages):
+            log.warning("%s: %s", self.command, short)
         tag = run_tag()
         members = [m for stage in self.stages for m in STARTERS[stage](self.cfg, coordinator, tag)]
         log.info(
@@ -91,6 +94,7 @@ class StageDriver:
         pending = {m.handle.run.remote(): m for m in members}
         done: list[MemberStatus] = []
         progress = Progress(self.cfg.output.progress, self.cfg.output.progress_interval_s)
+        unplaced = UnplacedWatch(members, self.cfg.lifecycle.start_timeout_s)
         stopped_by, stop_at = None, None
         deadline = self._run_deadline()
         with SignalFlag() as signals:
@@ -109,10 +113,13 @@ class StageDriver:
                 if stopped_by is None and ray.get(coordinator.stop_requested.remote()):
                     stopped_by, stop_at = "stop", time.monotonic()
                 if stop_at and (signals.count > 1 or self._past_drain(stop_at)):
-                    done += self._abandon(pending)
+                    done += self._abandon(coordinator, pending)
                     break
-                if progress.due():
-                    progress.show(self._live_members(coordinator, done), self._queue_stats())
+                if progress.due() or unplaced.pending():
+                    live = self._live_members(coordinator, done)
+                    unplaced.check({m.member for m in live})
+                    if progress.due():
+                        progress.show(live, self._queue_stats())
         progress.close()
         return done, stopped_by
 
@@ -140,12 +147,16 @@ class StageDriver:
             status.fail("member_crashed", 0)
             return status
 
-    def _abandon(self, pending: dict) -> list[MemberStatus]:
+    def _abandon(self, coordinator, pending: dict) -> list[MemberStatus]:
+        """Kill members still running at the deadline; keep their last reported counts, so the report
+        shows what was lost instead of zeros that would balance."""
         log.warning("%s: drain deadline passed; %d members did not finish", self.command, len(pending))
+        last = {m.member: m for m in ray.get(coordinator.snapshot.remote())["members"]}
         out = []
         for member in pending.values():
             ray.kill(member.handle)
-            status = MemberStatus(stage=member.stage, member=member.name, state="done")
+            status = last.get(member.name) or MemberStatus(stage=member.stage, member=member.name)
+            status.state = "done"
             status.fail("abandoned_at_deadline", 0)
             out.append(status)
         return out

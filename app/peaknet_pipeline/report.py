@@ -67,6 +67,10 @@ def summarise_queues(name: str, stats: list[ShardStats]) -> QueueSummary:
     )
 
 
+# A member that crashed or was killed at the drain deadline took frames in flight with it.
+LOST_WITH_MEMBER = ("member_crashed", "abandoned_at_deadline")
+
+
 def build_report(
     command: str, members: list[MemberStatus], queues: list[QueueSummary], wall_s: float, stopped_by: str | None
 ) -> RunReport:
@@ -76,7 +80,9 @@ def build_report(
     if set(stages) == set(STAGES):
         p, i, w = stages["produce"], stages["infer"], stages["write"]
         inferred_failed = sum(i.failed.values())
-        report.accounted = p.frames_out == i.frames_in == i.frames_out + inferred_failed and w.frames_in == i.frames_out
+        balanced = p.frames_out == i.frames_in == i.frames_out + inferred_failed and w.frames_in == i.frames_out
+        lost = any(reason in m.failed for m in members for reason in LOST_WITH_MEMBER)
+        report.accounted = balanced and not lost
     infer_members = [m for m in members if m.stage == "infer"]
     busy = [m.info["busy_fraction"] for m in infer_members if "busy_fraction" in m.info]
     if busy and all(m.info.get("device") == "cuda" for m in infer_members):

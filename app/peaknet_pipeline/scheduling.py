@@ -1,0 +1,55 @@
+"""Say so when stage actors cannot be placed: on a fixed-size cluster an actor waiting for CPUs that
+never come stalls the pipeline without an error (a full queue, nobody reading it)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import ray
+
+from .config import PipelineConfig
+from .stages.launch import Member, cpus_needed
+
+log = logging.getLogger(__name__)
+CPU_KNOBS = "producer.num_cpus, inference.num_cpus, writer.num_cpus, peaks.task_cpus"
+
+
+def check_cpus(cfg: PipelineConfig, stages: tuple[str, ...]) -> str | None:
+    """A warning when the stages ask for more CPUs than the cluster has now (it may still autoscale)."""
+    need, have = cpus_needed(cfg, stages), ray.cluster_resources().get("CPU", 0.0)
+    if need <= have:
+        return None
+    return (
+        f"the stages ask for {need:g} CPUs and the Ray cluster has {have:g}: actors wait until the cluster "
+        f"grows; lower {CPU_KNOBS} or add workers"
+    )
+
+
+class UnplacedWatch:
+    """Once, after `grace_s`, names members that never reported (their actors are not running)."""
+
+    def __init__(self, members: list[Member], grace_s: float = 60.0):
+        self._members = members
+        self._grace = grace_s
+        self._due = time.monotonic() + grace_s
+        self._done = False
+
+    def pending(self) -> bool:
+        """Due for its one check."""
+        return not self._done and time.monotonic() >= self._due
+
+    def check(self, reported: set[str]) -> list[str]:
+        if self._done or time.monotonic() < self._due:
+            return []
+        self._done = True
+        missing = [m.name for m in self._members if m.name not in reported]
+        if missing:
+            log.warning(
+                "not running after %.0fs (waiting for resources?): %s; cluster has %s free; lower %s or add workers",
+                self._grace,
+                ", ".join(missing),
+                {k: ray.available_resources().get(k, 0.0) for k in ("CPU", "GPU")},
+                CPU_KNOBS,
+            )
+        return missing
