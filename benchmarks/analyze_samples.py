@@ -22,10 +22,11 @@ def load_samples(path: str) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def slope_mib_per_min(t: np.ndarray, values: np.ndarray) -> float:
+def slope_per_min(t: np.ndarray, values: np.ndarray) -> float:
+    """Least-squares growth per minute of `values` sampled at `t` seconds."""
     if len(t) < 3 or t[-1] - t[0] <= 0:
         return 0.0
-    return float(np.polyfit(t / 60.0, values / MIB, 1)[0])
+    return float(np.polyfit(t / 60.0, values, 1)[0])
 
 
 def series(samples: list[dict], process: str) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +46,7 @@ def summarise(samples: list[dict], warmup_s: float) -> dict:
             "start_mib": round(v[0] / MIB, 1),
             "end_mib": round(v[-1] / MIB, 1),
             "max_mib": round(v.max() / MIB, 1),
-            "slope_mib_per_min": round(slope_mib_per_min(t, v), 2),
+            "slope_mib_per_min": round(slope_per_min(t, v / MIB), 2),
         }
     t = np.array([s["t_s"] for s in steady])
     store = np.array([s["object_store_bytes"] for s in steady], dtype=float)
@@ -59,9 +60,9 @@ def summarise(samples: list[dict], warmup_s: float) -> dict:
         "worst_rss_slope_mib_per_min": max(r["slope_mib_per_min"] for r in rss.values()),
         "object_store": {
             "max_mib": round(store.max() / MIB, 1),
-            "slope_mib_per_min": round(slope_mib_per_min(t, store), 2),
+            "slope_mib_per_min": round(slope_per_min(t, store / MIB), 2),
             "max_objects": int(objects.max()),
-            "objects_slope_per_min": round(slope_mib_per_min(t, objects * MIB), 2),
+            "objects_slope_per_min": round(slope_per_min(t, objects), 2),
         },
         "queue_max_depth": depth,
         "queue_within_limits": all(depth[q] <= samples[-1]["queue_maxsize"][q] for q in depth),

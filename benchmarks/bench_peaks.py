@@ -56,7 +56,7 @@ def writer_rate(shape, frames, masks):
     """MB/s of frames from the object store into CXI files, as the writer actor does it: each kept frame
     copied into the slab buffer, then one HDF5 file per chunk."""
     layout = SlabLayout.single_panel(*shape[1:]) if shape[0] == 1 else tiled_layout(shape)
-    events = [KeptEvent(f"e{i}", 0.0, 9500.0, find_peaks(m, f), None) for i, (f, m) in enumerate(zip(frames, masks))]
+    events = [KeptEvent(f"e{i}", 0.0, 9500.0, find_peaks(m, f)) for i, (f, m) in enumerate(zip(frames, masks))]
     slabs = SlabBuffer(layout, len(frames))
     with tempfile.TemporaryDirectory() as d:
         w = CxiChunkWriter(d, "bench", "w0", layout, 2048)

@@ -11,7 +11,7 @@ import pytest
 
 from peaknet_pipeline.config import ProducerSection, SyntheticPeaks
 from peaknet_pipeline.driver import StageDriver
-from peaknet_pipeline.output.cxi import CxiChunkWriter, KeptEvent
+from peaknet_pipeline.output.cxi import CxiChunkWriter, KeptEvent, SlabBuffer
 from peaknet_pipeline.output.geometry import layout_for
 from peaknet_pipeline.output.peaks import find_peaks
 from peaknet_pipeline.stages.produce import split_frames
@@ -60,7 +60,9 @@ def test_geometry_places_panels_and_peaks_in_the_slab(tmp_path: Path):
     frame[5, 10, 20] = 7.0  # panel 5: row 2, column 1 of the slab
     peaks = find_peaks((frame > 0).astype(np.uint8), frame)
     writer = CxiChunkWriter(str(tmp_path), "t", "w0", layout, max_num_peak=4)
-    path = writer.write([KeptEvent("e0", 1.0, 9500.0, peaks, frame)])
+    slabs = SlabBuffer(layout, 2)
+    slabs.add(frame)
+    path = writer.write([KeptEvent("e0", 1.0, 9500.0, peaks)], slabs.take())
     with h5py.File(path) as f:
         data = f["/entry_1/data_1/data"][:]
         assert data.shape == (1, 2816, 768) and data[0, 2 * 352 + 10, 384 + 20] == 7.0
@@ -71,7 +73,7 @@ def test_geometry_places_panels_and_peaks_in_the_slab(tmp_path: Path):
         assert f["/LCLS/photon_energy_eV"][:].tolist() == [9500.0]
     frame[7, 100:106:2, 50] = 3.0  # three more separate peaks in another event
     more = find_peaks((frame > 0).astype(np.uint8), frame)
-    path = writer.write([KeptEvent("e0", 1.0, 9500.0, peaks, None), KeptEvent("e1", 2.0, 9500.0, more, None)])
+    path = writer.write([KeptEvent("e0", 1.0, 9500.0, peaks), KeptEvent("e1", 2.0, 9500.0, more)])
     with h5py.File(path) as f:
         assert f["/entry_1/result_1/nPeaks"][:].tolist() == [1, 4]
         x = f["/entry_1/result_1/peakXPosRaw"][:]

@@ -115,10 +115,11 @@ class StageDriver:
                 if stop_at and (signals.count > 1 or self._past_drain(stop_at)):
                     done += self._abandon(coordinator, pending)
                     break
-                if progress.due() or unplaced.pending():
+                show = progress.due()
+                if show or unplaced.pending():
                     live = self._live_members(coordinator, done)
                     unplaced.check({m.member for m in live})
-                    if progress.due():
+                    if show:
                         progress.show(live, self._queue_stats())
         progress.close()
         return done, stopped_by

@@ -40,16 +40,17 @@ class UnplacedWatch:
         return not self._done and time.monotonic() >= self._due
 
     def check(self, reported: set[str]) -> list[str]:
-        if self._done or time.monotonic() < self._due:
+        if not self.pending():
             return []
         self._done = True
         missing = [m.name for m in self._members if m.name not in reported]
         if missing:
+            free = ray.available_resources()
             log.warning(
                 "not running after %.0fs (waiting for resources?): %s; cluster has %s free; lower %s or add workers",
                 self._grace,
                 ", ".join(missing),
-                {k: ray.available_resources().get(k, 0.0) for k in ("CPU", "GPU")},
+                {k: free.get(k, 0.0) for k in ("CPU", "GPU")},
                 CPU_KNOBS,
             )
         return missing

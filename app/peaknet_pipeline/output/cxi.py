@@ -25,7 +25,6 @@ class KeptEvent:
     timestamp: float
     photon_energy_eV: float
     peaks: PeakList
-    image: np.ndarray | None  # (C, H, W), None when images are not stored
 
 
 class SlabBuffer:
@@ -64,11 +63,9 @@ class CxiChunkWriter:
         return self._dir / f"{self._prefix}-{stamp}-{self._writer}-{self._chunk:05d}.cxi"
 
     def write(self, events: list[KeptEvent], slabs: np.ndarray | None = None) -> Path:
-        """slabs: the events' images already in slab layout (SlabBuffer); else taken from event.image."""
+        """slabs: the events' images in slab layout (from a SlabBuffer), or None for peaks only."""
         path = self.next_path()
         tmp = path.with_name(f".{path.name}.tmp")
-        if slabs is None and events and events[0].image is not None:
-            slabs = self._layout.to_slab(np.stack([e.image for e in events]))
         with h5py.File(tmp, "w") as f:
             self._write_peaks(f, events)
             if slabs is not None:

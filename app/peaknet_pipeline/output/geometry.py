@@ -51,12 +51,6 @@ class SlabLayout:
                 f"frame panels are {h}x{w}"
             )
 
-    def to_slab(self, frames: np.ndarray) -> np.ndarray:
-        """(N, C, H, W) -> (N, H_slab, W_slab) float32."""
-        slab = np.zeros((frames.shape[0], *self.shape), np.float32)
-        self.place(slab, frames)
-        return slab
-
     def place(self, slab: np.ndarray, frames: np.ndarray) -> None:
         """Copy (..., C, H, W) frames into (..., H_slab, W_slab) slabs in place; gaps are left as they are."""
         for i, p in enumerate(self.panels):

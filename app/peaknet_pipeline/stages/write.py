@@ -98,7 +98,7 @@ class CxiWriterActor:
             if frames is not None:
                 # Copied now: the producer that owns the frame may leave once this batch is settled.
                 self._open(frames.shape[1:]).add(frames[i])
-            self._buffer.append(KeptEvent(meta.frame_id, meta.timestamp, meta.photon_energy_eV, peak_list, None))
+            self._buffer.append(KeptEvent(meta.frame_id, meta.timestamp, meta.photon_energy_eV, peak_list))
             status.frames_out += 1
             if len(self._buffer) >= w.buffer_size:
                 with self._nvtx.range("write cxi"):
@@ -119,8 +119,10 @@ class CxiWriterActor:
     def _flush(self) -> None:
         if not self._buffer:
             return
-        slabs = self._open(self._shape_from_peaks() if self._writer is None else ())
-        self._files.append(str(self._writer.write(self._buffer, slabs.take() if slabs else None)))
+        if self._writer is None:  # peaks only: no frame has opened the output yet
+            self._open(self._shape_from_peaks())
+        slabs = self._slabs.take() if self._slabs else None
+        self._files.append(str(self._writer.write(self._buffer, slabs)))
         self._buffer = []
 
     def _shape_from_peaks(self) -> tuple[int, int, int]:
