@@ -39,6 +39,10 @@ VARIANTS = [  # (name, overrides)
             "model.peaknet.channels_last=false",
         ],
     ),
+    (  # transformers' backbone with exactly our settings (bf16 weights, channels_last)
+        "hf-base-512-b32-default-same",
+        ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=default"],
+    ),
     ("base-512-b64-default", ["data.frame_shape=[1,512,512]", "data.batch_size=64", "inference.compile_mode=default"]),
     (
         "base-512-b32-reduce-overhead",

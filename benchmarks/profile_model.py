@@ -22,9 +22,9 @@ from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.engine import ModelRunner, resolve_device, spec_from_config
 from peaknet_pipeline.inference.models import build_model
 
-KINDS = (
-    ("conv/matmul", ("conv", "gemm", "cutlass", "sm90", "xmma", "cudnn", "wgrad", "dgrad", "nchwToNhwc")),
+KINDS = (  # first match wins: Triton kernel names mention the ops they fuse, "convolution" among them
     ("fused elementwise/norm (triton)", ("triton",)),
+    ("conv/matmul", ("conv", "gemm", "cutlass", "sm90", "xmma", "cudnn", "wgrad", "dgrad", "nchwToNhwc", "nvjet")),
     ("copy/memset", ("memcpy", "memset", "copy")),
 )
 

@@ -17,10 +17,23 @@ class GRN(nn.Module):
         self.weight = nn.Parameter(torch.zeros(1, 1, 1, dim))
         self.bias = nn.Parameter(torch.zeros(1, 1, 1, dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        """s with GRN(x) = x * s + bias: (N, 1, 1, C), one factor per frame and channel."""
         gx = torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True)
-        nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
-        return self.weight * (x * nx) + self.bias + x
+        return 1 + self.weight * (gx / (gx.mean(dim=-1, keepdim=True) + 1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale(x) + self.bias
+
+
+def grn_linear(x: torch.Tensor, grn: GRN, linear: nn.Linear) -> torch.Tensor:
+    """linear(grn(x)) without writing grn(x): GRN's per-frame channel scale goes into a per-frame copy of
+    the (small) weight and its bias through the linear layer, so the wide activation is read once."""
+    n, h, w, c = x.shape
+    weight = linear.weight.unsqueeze(0) * grn.scale(x).view(n, 1, c)  # (N, out, C)
+    bias = linear.bias + linear.weight @ grn.bias.view(c)
+    y = torch.baddbmm(bias, x.reshape(n, h * w, c), weight.transpose(1, 2))
+    return y.view(n, h, w, -1)
 
 
 class ConvNeXtV2Block(nn.Module):
@@ -34,7 +47,7 @@ class ConvNeXtV2Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.dwconv(x).permute(0, 2, 3, 1)
-        y = self.pwconv2(self.grn(F.gelu(self.pwconv1(self.layernorm(y)))))
+        y = grn_linear(F.gelu(self.pwconv1(self.layernorm(y))), self.grn, self.pwconv2)
         return x + y.permute(0, 3, 1, 2)
 
 

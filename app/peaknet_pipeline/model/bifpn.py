@@ -18,7 +18,9 @@ class DepthwiseSeparableConv(nn.Module):
         self.pointwise_conv = nn.Conv2d(channels, channels, kernel_size=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pointwise_conv(self.depthwise_conv(x))
+        # A 1x1 depthwise conv scales channels: fold it into the pointwise weight, one conv instead of two.
+        scale = self.depthwise_conv.weight.view(1, -1, 1, 1)
+        return F.conv2d(x, self.pointwise_conv.weight * scale)
 
 
 def conv_block(channels: int) -> nn.Sequential:

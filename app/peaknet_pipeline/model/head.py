@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import upsample_fp32
+from .layers import GroupNorm, resize_bilinear, upsample_fp32
 
 SUBLAYERS_PER_LEVEL = (1, 1, 2, 3)  # strides 4, 8, 16, 32
 GROUPS = 32
@@ -13,11 +13,11 @@ GROUPS = 32
 
 class Upsample2x(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return resize_bilinear(x, 2)
 
 
 def lateral_sublayer(in_ch: int, out_ch: int, upsample: bool) -> nn.Sequential:
-    parts = [nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1), nn.GroupNorm(GROUPS, out_ch), nn.GELU()]
+    parts = [nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1), GroupNorm(GROUPS, out_ch), nn.GELU()]
     if upsample:
         parts.append(Upsample2x())
     return nn.Sequential(*parts)
