@@ -45,6 +45,9 @@ def _(x: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(x)
 
 
+materialize.register_autograd(lambda ctx, grad: grad)  # a copy passes gradients through (fine-tuning)
+
+
 def resize_bilinear(x: torch.Tensor, scale: float) -> torch.Tensor:
     """F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False).
 
