@@ -1,0 +1,56 @@
+"""The speed rewrites in the PeakNet model compute what the plain forms they replace compute (fp32)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from peaknet_pipeline.model.backbone import GRN, grn_linear
+from peaknet_pipeline.model.bifpn import DepthwiseSeparableConv
+from peaknet_pipeline.model.layers import GroupNorm, resize_bilinear
+
+LAYOUTS = [torch.contiguous_format, torch.channels_last]
+
+
+def randn(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("scale", [2.0, 4.0, 0.5])
+@pytest.mark.parametrize("shape", [(2, 5, 8, 6), (1, 3, 2, 4)])
+def test_resize_is_bilinear_interpolation(shape, scale, layout):
+    x = randn(*shape).to(memory_format=layout)
+    expected = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(resize_bilinear(x, scale), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_group_norm_is_torch_group_norm(layout):
+    ours, theirs = GroupNorm(4, 16), torch.nn.GroupNorm(4, 16)
+    with torch.no_grad():
+        theirs.weight.copy_(randn(16, seed=1))
+        theirs.bias.copy_(randn(16, seed=2))
+    ours.load_state_dict(theirs.state_dict())  # same parameter names, so checkpoints load unchanged
+    x = (randn(2, 16, 5, 7) * 3 + 1).to(memory_format=layout)
+    torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+
+def test_grn_folded_into_the_linear_layer_is_grn_then_linear():
+    grn, linear = GRN(24), torch.nn.Linear(24, 6)
+    with torch.no_grad():
+        grn.weight.copy_(randn(1, 1, 1, 24, seed=1))
+        grn.bias.copy_(randn(1, 1, 1, 24, seed=2))
+    x = randn(3, 5, 4, 24)  # NHWC, frames with different statistics
+    x[1] *= 10
+    with torch.no_grad():
+        torch.testing.assert_close(grn_linear(x, grn, linear), linear(grn(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_1x1_folded_into_the_pointwise_conv_is_both_convs():
+    conv = DepthwiseSeparableConv(8)
+    with torch.no_grad():
+        conv.depthwise_conv.weight.copy_(randn(8, 1, 1, 1, seed=3))
+    x = randn(2, 8, 6, 6)
+    with torch.no_grad():
+        expected = conv.pointwise_conv(conv.depthwise_conv(x))
+        torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
