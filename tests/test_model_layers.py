@@ -54,3 +54,24 @@ def test_depthwise_1x1_folded_into_the_pointwise_conv_is_both_convs():
     with torch.no_grad():
         expected = conv.pointwise_conv(conv.depthwise_conv(x))
         torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_model_compiles_as_one_graph_and_matches_eager():
+    """torch.compile(fullgraph=True) must take the whole model, custom copy op included, with eager's numbers
+    (inductor's CPU backend here; the GPU runs the same graph through Triton)."""
+    from peaknet_pipeline.model.peaknet import PeakNet, PeakNetArch
+
+    arch = PeakNetArch(
+        backbone_hidden_sizes=(8, 16, 32, 64),
+        backbone_depths=(1, 1, 1, 1),
+        bifpn_num_features=32,
+        seg_out_channels=32,
+        uses_learned_upsample=True,
+    )
+    torch.manual_seed(0)
+    model = PeakNet(arch).eval().to(memory_format=torch.channels_last)
+    x = randn(2, 1, 64, 64).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = model(x)
+        got = torch.compile(model, fullgraph=True)(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
