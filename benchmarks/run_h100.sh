@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
-#   bash benchmarks/run_h100.sh e2e-512|memory|large|sweep|model-profile   (results under $OUT, default benchmarks/results/raw)
+#   bash benchmarks/run_h100.sh e2e-512|memory|large|sweep|host|model-profile   (results under $OUT, default benchmarks/results/raw)
 # Needs peaknet and the ray CLI on PATH/PYTHONPATH.
 # Weights: a minute of training on synthetic frames (train_synthetic.py), kept in $WEIGHTS between parts.
 set -uo pipefail
@@ -67,6 +67,15 @@ case ${1:?part} in
     W673=$(weights 673m)
     cat "$OUT/train-673m.json"
     bench h100-e2e-673m-512 $C512 --set model.peaknet.preset=673m --set model.peaknet.weights="$W673" --seconds 10
+    ;;
+  host)  # issue 8, next: what frees the inference actor's host side at 1,530 frames/s (one knob per run)
+    W=$(weights base)
+    bench h100-e2e-base-512-reduce-overhead $C512 --set model.peaknet.weights="$W" \
+      --set inference.compile_mode=reduce-overhead --seconds 12
+    bench h100-e2e-base-512-infer-cpus-4 $C512 --set model.peaknet.weights="$W" --set inference.num_cpus=4 \
+      --runs infer peaks --seconds 12
+    bench h100-e2e-base-512-writers-5 $C512 --set model.peaknet.weights="$W" --set writer.num_actors=5 \
+      --runs images --seconds 12
     ;;
   model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager
     python3 benchmarks/profile_model.py --config $C512 --output "$OUT/h100-profile-base-512.json" | head -30
