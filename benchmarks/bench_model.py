@@ -44,6 +44,10 @@ VARIANTS = [  # (name, overrides)
         ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=default"],
     ),
     ("base-512-b64-default", ["data.frame_shape=[1,512,512]", "data.batch_size=64", "inference.compile_mode=default"]),
+    (  # inductor freezing: parameters as constants, weight-only work (GRN/depthwise folds) done once
+        "base-512-b32-default-freezing",
+        ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=default"],
+    ),
     (
         "base-512-b32-reduce-overhead",
         ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=reduce-overhead"],
@@ -116,6 +120,7 @@ def main() -> int:
         if args.only and name not in args.only:
             continue
         cfg = load_config(None, base + overrides)
+        torch._inductor.config.freezing = name.endswith("-freezing")
         try:
             row = {"variant": name, "overrides": overrides, **model_only(cfg, args.iters, build(name, cfg))}
         except Exception as exc:  # one failing variant must not cost the others
