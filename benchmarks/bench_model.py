@@ -12,6 +12,7 @@ import sys
 import traceback
 
 import torch
+import torch._inductor.config
 
 from peaknet_pipeline.bench import model_only
 from peaknet_pipeline.config_sources import load_config
