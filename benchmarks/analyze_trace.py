@@ -4,8 +4,12 @@
 
 busy: union of all GPU work (kernels and copies, any stream) over the traced window.
 h2d_overlapped: share of host-to-device copy time during which a kernel ran on another stream; near 1 means
-the copies hide behind compute, near 0 means the GPU waits for them. The summary also keeps each stream's
-intervals for a short slice of the window, for the timeline plot (plots.py).
+the copies hide behind compute, near 0 means the GPU waits for them.
+gaps: where the GPU ran dry (no kernel or copy on any stream for at least --min-gap-us), and what the host
+was doing then: for each host thread, the innermost profiling range (`--enable-profiling` steps such as
+stage_to_pinned, compute, wait_result, put_q2) open at the start of each gap, with the gap time summed
+per range name (threads are counted separately, so the names can add up to more than the gaps).
+The summary also keeps each stream's intervals for a short slice of the window, for the timeline plot.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from pathlib import Path
 
 
 def load_events(path: str) -> list[dict]:
+    """Complete events of the trace: GPU work and the host's profiling ranges."""
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt") as f:
         trace = json.load(f)
-    return [e for e in trace.get("traceEvents", []) if e.get("ph") == "X" and e.get("cat") in GPU_CATS]
+    return [e for e in trace.get("traceEvents", []) if e.get("ph") == "X" and e.get("cat") in GPU_CATS | {HOST}]
 
 
 GPU_CATS = {"kernel", "gpu_memcpy", "gpu_memset"}
+HOST = "user_annotation"  # torch.profiler.record_function ranges
 
 
 def kind_of(event: dict) -> str:
@@ -61,7 +67,39 @@ def overlap_with(intervals: list[tuple[float, float]], others: list[tuple[float,
     return covered
 
 
-def summarise(events: list[dict], slice_ms: float = 200.0) -> dict:
+def idle_gaps(busy: list[tuple[float, float]], min_gap: float) -> list[tuple[float, float]]:
+    """Intervals of at least min_gap between the busy intervals (inside the window they span)."""
+    gaps, end = [], None
+    for a, b in sorted(busy):
+        if end is not None and a - end >= min_gap:
+            gaps.append((end, a))
+        end = b if end is None else max(end, b)
+    return gaps
+
+
+def range_name(name: str) -> str:
+    """'batch 1234' -> 'batch': one row per step, not per batch."""
+    head, _, tail = name.rpartition(" ")
+    return head if head and tail.isdigit() else name
+
+
+def host_during_gaps(gaps: list[tuple[float, float]], ranges: list[dict]) -> dict[str, float]:
+    """Gap time (us) per innermost host range open at each gap's start, per thread."""
+    by_thread: dict[object, list[dict]] = {}
+    for r in ranges:
+        by_thread.setdefault(r.get("tid"), []).append(r)
+    totals: dict[str, float] = {}
+    for a, b in gaps:
+        for thread_ranges in by_thread.values():
+            open_now = [r for r in thread_ranges if r["ts"] <= a < r["ts"] + r["dur"]]
+            name = range_name(max(open_now, key=lambda r: r["ts"])["name"]) if open_now else "(no range)"
+            totals[name] = totals.get(name, 0.0) + (b - a)
+    return totals
+
+
+def summarise(events: list[dict], slice_ms: float = 200.0, min_gap_us: float = 20.0) -> dict:
+    ranges = [e for e in events if e.get("cat") == HOST]
+    events = [e for e in events if e.get("cat") in GPU_CATS]
     if not events:
         raise ValueError("no GPU events in the trace: was it recorded with CUDA activity on a GPU?")
     spans = [(e["ts"], e["ts"] + e["dur"], kind_of(e), e["args"].get("stream")) for e in events]
@@ -81,8 +119,21 @@ def summarise(events: list[dict], slice_ms: float = 200.0) -> dict:
         "h2d_overlapped": round(overlap_with(by_kind["h2d"], by_kind["compute"]) / h2d_time, 4) if h2d_time else None,
         "d2h_ms": round(sum(b - a for a, b in by_kind["d2h"]) / 1000, 2),
         "streams_used": sorted({str(s[3]) for s in spans}),
+        "gaps": gap_summary(idle_gaps([(a, b) for a, b, _, _ in spans], min_gap_us), ranges, window, min_gap_us),
         "timeline_slice_ms": slice_ms,
         "timeline": streams,  # stream -> [[start_ms, duration_ms, kind], ...]
+    }
+
+
+def gap_summary(gaps: list[tuple[float, float]], ranges: list[dict], window: float, min_gap_us: float) -> dict:
+    total = sum(b - a for a, b in gaps)
+    host = host_during_gaps(gaps, ranges)
+    return {
+        "min_gap_us": min_gap_us,
+        "count": len(gaps),
+        "total_ms": round(total / 1000, 3),
+        "share_of_window": round(total / window, 4),
+        "host_range_ms": {k: round(v / 1000, 3) for k, v in sorted(host.items(), key=lambda kv: -kv[1])},
     }
 
 
@@ -90,8 +141,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("trace")
     ap.add_argument("--output")
+    ap.add_argument("--min-gap-us", type=float, default=20.0, help="shorter idle spells are launch spacing")
     args = ap.parse_args()
-    summary = summarise(load_events(args.trace))
+    summary = summarise(load_events(args.trace), min_gap_us=args.min_gap_us)
     text = json.dumps(summary)
     if args.output:
         Path(args.output).write_text(text + "\n")

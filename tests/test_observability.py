@@ -47,6 +47,8 @@ def test_samples_and_a_trace_window_from_a_cpu_run(ray_session, cpu_config, tmp_
     trace = json.loads(Path(info["torch_trace"]).read_text())
     ops = [e for e in trace["traceEvents"] if e.get("ph") == "X" and e.get("cat") == "cpu_op"]
     assert ops, "the trace recorded the engine's work"
+    steps = {e["name"] for e in trace["traceEvents"] if e.get("cat") == analyze_trace.HOST}
+    assert any(name.startswith("batch ") for name in steps), f"the profiling ranges are in the trace: {steps}"
     # The window closed by itself after 3 of the 20 batches, long before the run ended.
     span_s = (max(e["ts"] + e["dur"] for e in ops) - min(e["ts"] for e in ops)) / 1e6
     assert span_s < 0.5 * report.wall_s
@@ -95,6 +97,29 @@ def test_trace_summary_measures_busy_time_and_copy_overlap():
     assert s["streams_used"] == ["13", "17", "7"]
     with pytest.raises(ValueError, match="no GPU events"):
         analyze_trace.summarise([])
+
+
+def host_range(name: str, ts: float, dur: float, tid: int) -> dict:
+    return {"ph": "X", "cat": analyze_trace.HOST, "name": name, "ts": ts, "dur": dur, "tid": tid}
+
+
+def test_gpu_gaps_are_attributed_to_what_each_host_thread_was_doing():
+    events = [
+        gpu_event("conv", "kernel", 0, 100, 7),
+        gpu_event("gelu", "kernel", 150, 100, 7),  # a 50 us gap before it
+        gpu_event("relu", "kernel", 260, 40, 7),  # 10 us: launch spacing, below the threshold
+        host_range("batch 41", 0, 300, tid=1),
+        host_range("wait_result", 90, 70, tid=1),  # innermost on the main thread at the gap's start
+        host_range("put_q2", 20, 200, tid=2),
+    ]
+    gaps = analyze_trace.summarise(events, min_gap_us=20)["gaps"]
+    assert gaps["count"] == 1
+    assert gaps["total_ms"] == pytest.approx(0.05)
+    assert gaps["share_of_window"] == pytest.approx(50 / 300, abs=1e-3)
+    assert gaps["host_range_ms"] == {"wait_result": pytest.approx(0.05), "put_q2": pytest.approx(0.05)}
+    quiet = analyze_trace.summarise([e for e in events if e.get("tid") != 2], min_gap_us=20)
+    assert quiet["gaps"]["host_range_ms"] == {"wait_result": pytest.approx(0.05)}
+    assert analyze_trace.range_name("batch 41") == "batch"
 
 
 def test_profiler_choice_follows_what_is_installed(tmp_path, monkeypatch):

@@ -14,27 +14,31 @@ log = logging.getLogger(__name__)
 
 
 class Nvtx:
-    """Named ranges, free when profiling is off or there is no CUDA. torch is imported only when on,
-    so CPU-only stages (producers, writers) do not pay for it."""
+    """Named ranges for each stage and batch step, free when profiling is off: NVTX ranges for Nsight Systems
+    where there is CUDA, and torch profiler ranges, so that a torch trace (where nsys is absent) shows the
+    same steps. torch is imported only when on, so CPU-only stages (producers, writers) do not pay for it."""
 
     def __init__(self, enabled: bool):
-        self.enabled = False
+        self.enabled = enabled
         if enabled:
             import torch
 
-            self.enabled = torch.cuda.is_available()
-            self._nvtx = torch.cuda.nvtx
+            self._nvtx = torch.cuda.nvtx if torch.cuda.is_available() else None
+            self._record = torch.profiler.record_function
 
     @contextlib.contextmanager
     def range(self, name: str) -> Iterator[None]:
         if not self.enabled:
             yield
             return
-        self._nvtx.range_push(name)
+        if self._nvtx is not None:
+            self._nvtx.range_push(name)
         try:
-            yield
+            with self._record(name):
+                yield
         finally:
-            self._nvtx.range_pop()
+            if self._nvtx is not None:
+                self._nvtx.range_pop()
 
 
 def profiling_tool(cfg: ProfilingSection) -> str | None:
