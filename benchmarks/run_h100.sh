@@ -70,6 +70,12 @@ case ${1:?part} in
     ;;
   host)  # issue 8, next: what frees the inference actor's host side at 1,530 frames/s (one knob per run)
     W=$(weights base)
+    rm -rf /tmp/peaknet-host-traces
+    bench h100-e2e-base-512-traced $C512 --set model.peaknet.weights="$W" --runs infer --seconds 12 \
+      --set profiling.enabled=true --set profiling.tool=torch --set profiling.torch_trace_dir=/tmp/peaknet-host-traces \
+      --set profiling.trace_skip_batches=150 --set profiling.trace_batches=12
+    trace=$(ls /tmp/peaknet-host-traces/*.trace.json | head -1)
+    python3 benchmarks/analyze_trace.py "$trace" --output "$OUT/h100-trace-summary-host.json" | head -30
     bench h100-e2e-base-512-reduce-overhead $C512 --set model.peaknet.weights="$W" \
       --set inference.compile_mode=reduce-overhead --seconds 12
     bench h100-e2e-base-512-infer-cpus-4 $C512 --set model.peaknet.weights="$W" --set inference.num_cpus=4 \
