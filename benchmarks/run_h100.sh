@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
-#   bash benchmarks/run_h100.sh e2e-512|memory|large|sweep|host|model-profile   (results under $OUT, default benchmarks/results/raw)
+#   bash benchmarks/run_h100.sh e2e-512|memory|large|sweep|host|model-variants|model-profile   (results under $OUT, default benchmarks/results/raw)
 # Needs peaknet and the ray CLI on PATH/PYTHONPATH.
 # Weights: a minute of training on synthetic frames (train_synthetic.py), kept in $WEIGHTS between parts.
 set -uo pipefail
@@ -82,6 +82,11 @@ case ${1:?part} in
       --runs infer peaks --seconds 12
     bench h100-e2e-base-512-writers-5 $C512 --set model.peaknet.weights="$W" --set writer.num_actors=5 \
       --runs images --seconds 12
+    ;;
+  model-variants)  # issue 4, next: the committed model's profile, then candidates against it
+    python3 benchmarks/profile_model.py --config $C512 --top 40 --output "$OUT/h100-profile-base-512.json" | head -30
+    python3 benchmarks/bench_model.py --iters 30 --output "$OUT/h100-model-variants.jsonl" --only \
+      base-512-b32-default base-512-b32-default-dwtaps base-512-b32-default-freezing base-512-b32-reduce-overhead
     ;;
   model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager
     python3 benchmarks/profile_model.py --config $C512 --output "$OUT/h100-profile-base-512.json" | head -30
