@@ -98,9 +98,10 @@ def pipeline_run(cfg: PipelineConfig, model_fps: float) -> dict:
         "end_to_end_frames_per_s": end_to_end,
         "ratio_to_model_only": round(end_to_end / model_fps, 3) if end_to_end else None,
         "gpu_busy_fraction": report.gpu_busy_fraction,
+        "infer_input_wait_fraction": input_wait(report),
         "queues": queues,
         "cxi_bytes": written,
-        "limited_by": limiter(rates, queues, model_fps),
+        "limited_by": limiter(rates, queues, model_fps, input_wait(report)),
     }
 
 
@@ -109,17 +110,27 @@ def steady_rate(report: RunReport, stage: str) -> float | None:
     return round(sum(r for r in rates if r), 2) if any(rates) else None
 
 
-def limiter(rates: dict, queues: dict, model_fps: float) -> str:
+def input_wait(report: RunReport) -> float | None:
+    """Mean share of the time the inference actors waited for input, first batch to last."""
+    waits = [i["input_wait_fraction"] for i in report.stages["infer"].info.values() if "input_wait_fraction" in i]
+    return round(sum(waits) / len(waits), 4) if waits else None
+
+
+def limiter(rates: dict, queues: dict, model_fps: float, waited: float | None) -> str:
     """Per shard. Q2 reaching its limit while inference fell short: the write stage pushed back on the GPU.
-    Q1 never near full: the producers limit. Otherwise inference itself."""
+    Inference waiting for input (over 10% of the time) or Q1 never near full: the producers limit.
+    Otherwise inference itself. Q1's high-water mark alone cannot tell: Q1 fills while the model compiles."""
     q1, q2 = queues.get("Q1", {}), queues.get("Q2", {})
     short = (rates["infer"] or 0) < 0.9 * model_fps
     if q2 and q2["high_water"] >= q2["maxsize"] and short:
         return f"write: Q2 reached its limit; inference held to {rates['infer']} frames/s (writer {rates['write']})"
-    if q1 and q1["high_water"] < q1["maxsize"] // 2 and (rates["infer"] or 0) < 0.9 * model_fps:
+    if short and waited is not None and waited > 0.1:
+        return f"produce: inference waited for input {waited:.0%} of the time ({rates['infer']} frames/s)"
+    if q1 and q1["high_water"] < q1["maxsize"] // 2 and short:
         return f"produce: Q1 high water {q1['high_water']} of {q1['maxsize']}"
     if short:
-        return f"infer: {rates['infer']} frames/s with Q1 fed"
+        fed = "with Q1 fed" if waited is None else f"waiting for input {waited:.0%} of the time"
+        return f"infer: {rates['infer']} frames/s, {fed}"
     return "none (within 10% of model-only)"
 
 

@@ -27,6 +27,7 @@ def bench_module(name: str):
 
 
 analyze_trace = bench_module("analyze_trace")
+bench_pipeline = bench_module("bench_pipeline")
 analyze_samples = bench_module("analyze_samples")
 
 
@@ -145,3 +146,13 @@ def test_profiler_choice_follows_what_is_installed(tmp_path, monkeypatch):
     finally:
         child.kill()
     assert under_nsys() is False
+
+
+def test_the_bench_names_the_stage_that_limits():
+    rates, fed = {"infer": 600.0, "write": 600.0}, {"Q1": {"high_water": 8, "maxsize": 8}}
+    q2_full = {**fed, "Q2": {"high_water": 8, "maxsize": 8}}
+    assert bench_pipeline.limiter(rates, q2_full, 1000.0, 0.0).startswith("write:")
+    # Q1 was full once (it fills while the model compiles), but inference waited for input 40% of the time.
+    assert bench_pipeline.limiter(rates, fed, 1000.0, 0.4).startswith("produce: inference waited for input 40%")
+    assert bench_pipeline.limiter(rates, fed, 1000.0, 0.02).startswith("infer: 600.0 frames/s, waiting")
+    assert bench_pipeline.limiter(rates, fed, 650.0, 0.4) == "none (within 10% of model-only)"

@@ -74,6 +74,10 @@ def test_max_run_s_stops_a_continuous_run_and_every_frame_is_accounted(ray_sessi
     assert report.accounted is True
     produced = report.stages["produce"].frames_out
     assert produced > 0 and report.stages["write"].frames_in == produced
+    # How much of its active time inference waited for input (how much depends on the machine's load here;
+    # the bench's use of it is tested in test_observability).
+    (info,) = report.stages["infer"].info.values()
+    assert 0.0 <= info["input_wait_fraction"] <= 1.0
 
 
 def test_stages_that_cannot_be_placed_are_named(ray_session, cpu_config):

@@ -83,19 +83,32 @@ class InferenceWorker:
         if self._frame_shape is not None:  # pre-warm-up: ready before the first frame arrives
             self._ensure_engine(self._frame_shape)
         member.status.state = "running"
-        t_start = None
+        t_start = t_last = None
+        waited_s = waited_by_last = 0.0  # blocked on the prefetcher, counted from the first batch on
         depth = self._cfg.inference.num_buffers
-        prefetched = Prefetcher(self._drain, lambda r: ray.get(r.frames_ref), depth, self._cfg.queues.poll_timeout_s)
-        for record, frames in prefetched:
+        prefetched = iter(
+            Prefetcher(self._drain, lambda r: ray.get(r.frames_ref), depth, self._cfg.queues.poll_timeout_s)
+        )
+        while True:
+            t_wait = time.perf_counter()
+            item = next(prefetched, None)
+            if t_start is not None:
+                waited_s += time.perf_counter() - t_wait
+            if item is None:
+                break
+            record, frames = item
             if record is None:  # input idle
                 continue
             t_start = t_start or time.perf_counter()
             self._trace.step()
             with self._nvtx.range(f"batch {record.batch_id}"):
                 self._process(record, frames)
+            t_last, waited_by_last = time.perf_counter(), waited_s
         if self._engine is not None:
             self._engine.flush()
         self._putter.close()
+        if t_start is not None and t_last > t_start:
+            member.status.info["input_wait_fraction"] = round(waited_by_last / (t_last - t_start), 4)
         if t_start is not None and self._engine is not None:
             member.status.info["busy_fraction"] = round(self._engine.busy_s / (time.perf_counter() - t_start), 4)
         member.status.info["steady_frames_per_s"] = self._steady.rate()
