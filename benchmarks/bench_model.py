@@ -53,6 +53,10 @@ VARIANTS = [  # (name, overrides)
         "base-512-b32-default-freezing",
         ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=default"],
     ),
+    (  # Triton GEMM templates, so GELU can fuse into pwconv1's epilogue (convolutions stay on cuDNN)
+        "base-512-b32-default-autotune-gemm",
+        ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=default"],
+    ),
     (
         "base-512-b32-reduce-overhead",
         ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=reduce-overhead"],
@@ -85,6 +89,12 @@ VARIANTS = [  # (name, overrides)
         ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=max-autotune"],
     ),
 ]
+
+
+INDUCTOR = {  # variant name suffix -> inductor settings for its compile
+    "-freezing": {"freezing": True},
+    "-autotune-gemm": {"max_autotune_gemm": True, "max_autotune_gemm_backends": "TRITON,ATEN"},
+}
 
 
 class HFBackbone(torch.nn.Module):
@@ -148,9 +158,10 @@ def main() -> int:
         if args.only and name not in args.only:
             continue
         cfg = load_config(None, base + overrides)
-        torch._inductor.config.freezing = name.endswith("-freezing")
+        inductor = next((patch for suffix, patch in INDUCTOR.items() if name.endswith(suffix)), {})
         try:
-            row = {"variant": name, "overrides": overrides, **model_only(cfg, args.iters, build(name, cfg))}
+            with torch._inductor.config.patch(inductor):
+                row = {"variant": name, "overrides": overrides, **model_only(cfg, args.iters, build(name, cfg))}
         except Exception as exc:  # one failing variant must not cost the others
             row = {"variant": name, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-800:]}
         row["gpu"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None

@@ -85,8 +85,9 @@ case ${1:?part} in
     ;;
   model-variants)  # issue 4, next: the committed model's profile, then candidates against it
     python3 benchmarks/profile_model.py --config $C512 --top 40 --output "$OUT/h100-profile-base-512.json" | head -30
-    python3 benchmarks/bench_model.py --iters 30 --output "$OUT/h100-model-variants.jsonl" --only \
-      base-512-b32-default base-512-b32-default-dwtaps base-512-b32-default-freezing base-512-b32-reduce-overhead
+    timeout 480 python3 benchmarks/bench_model.py --iters 30 --output "$OUT/h100-model-variants.jsonl" --only \
+      base-512-b32-default base-512-b32-default-dwtaps base-512-b32-default-freezing base-512-b32-reduce-overhead \
+      base-512-b32-default-autotune-gemm   # last: its compile may be long; rows are written as they finish
     ;;
   model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager
     python3 benchmarks/profile_model.py --config $C512 --output "$OUT/h100-profile-base-512.json" | head -30
