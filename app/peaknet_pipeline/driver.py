@@ -109,7 +109,7 @@ class StageDriver:
                 if stopped_by is None and deadline is not None and time.monotonic() > deadline:
                     stopped_by, stop_at = "max_run_s", time.monotonic()
                     log.info("%s: lifecycle.max_run_s reached, draining", self.command)
-                    coordinator.request_stop.remote()
+                    self._ask_to_stop(coordinator, pending.values())
                 if stopped_by is None and ray.get(coordinator.stop_requested.remote()):
                     stopped_by, stop_at = "stop", time.monotonic()
                 if stop_at and (signals.count > 1 or self._past_drain(stop_at)):
