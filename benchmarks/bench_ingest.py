@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from peaknet_pipeline.config import DatasetNames
-from peaknet_pipeline.ingest.decode import decode_message, encode_hdf5, encode_npz
+from peaknet_pipeline.ingest.decode import decode_message, encode_message
 from peaknet_pipeline.ingest.sockets import PullSocket, PushSocket
 
 # (batch, C, H, W) and the H100 model-only rate for that frame (benchmarks/results), where there is one.
@@ -39,11 +39,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def encode(flavour: str, frames: np.ndarray) -> bytes:
-    stamps, wavelengths = np.full(len(frames), time.time()), np.full(len(frames), 1.3)
-    return (encode_npz if flavour == "npz" else encode_hdf5)(frames, stamps, wavelengths)
-
-
 def sender(transport: str, url: str, payload: bytes, count: int) -> None:
     sock = PushSocket(transport, url, "dial")
     for _ in range(count):
@@ -54,7 +49,7 @@ def sender(transport: str, url: str, payload: bytes, count: int) -> None:
 
 def measure(transport: str, flavour: str, shape: tuple, messages: int) -> dict:
     frames = np.random.default_rng(0).random(shape, dtype=np.float32)
-    payload = encode(flavour, frames)
+    payload = encode_message(flavour, frames, np.full(len(frames), time.time()), np.full(len(frames), 1.3))
     url = f"tcp://127.0.0.1:{free_port()}"
     pull = PullSocket(transport, url, "listen", recv_timeout_ms=10_000)
     proc = mp.get_context("spawn").Process(target=sender, args=(transport, url, payload, messages + 1))

@@ -138,3 +138,12 @@ def encode_hdf5(frames: np.ndarray, timestamps: np.ndarray, wavelengths: np.ndar
         f["/data/timestamp"] = timestamps
         f["/data/wavelength"] = wavelengths
     return buf.getvalue()
+
+
+def encode_message(
+    flavour: str, frames: np.ndarray, timestamps: np.ndarray, wavelengths: np.ndarray, compress: bool = False
+) -> bytes:
+    """One lclstreamer message: flavour "npz" or "hdf5"; compress: savez_compressed or gzip."""
+    if flavour == "npz":
+        return encode_npz(frames, timestamps, wavelengths, compressed=compress)
+    return encode_hdf5(frames, timestamps, wavelengths, compression="gzip" if compress else None)

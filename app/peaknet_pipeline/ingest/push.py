@@ -11,7 +11,7 @@ import numpy as np
 from ..config import PipelineConfig
 from ..stages.produce import require_frame_shape
 from ..synthetic import FrameSynthesizer
-from .decode import HC_EV_ANGSTROM, encode_hdf5, encode_npz
+from .decode import HC_EV_ANGSTROM, encode_message
 from .sockets import PushSocket
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ def push(cfg: PipelineConfig, plan: PushPlan) -> int:
             t0 = time.monotonic()
             frames = synth.batch(cfg.data.batch_size).frames
             stamps = np.full(len(frames), time.time())
-            sock.send(encode(plan, frames, stamps, np.full(len(frames), wavelength)))
+            wavelengths = np.full(len(frames), wavelength)
+            sock.send(encode_message(plan.flavour, frames, stamps, wavelengths, plan.compress))
             sent += len(frames)
             if plan.rate_hz:
                 time.sleep(max(0.0, 1.0 / plan.rate_hz - (time.monotonic() - t0)))
@@ -51,9 +52,3 @@ def push(cfg: PipelineConfig, plan: PushPlan) -> int:
         "push: sent %d frames in %d messages to %s (%s, %s)", sent, plan.batches, plan.url, plan.transport, plan.flavour
     )
     return sent
-
-
-def encode(plan: PushPlan, frames: np.ndarray, stamps: np.ndarray, wavelengths: np.ndarray) -> bytes:
-    if plan.flavour == "npz":
-        return encode_npz(frames, stamps, wavelengths, compressed=plan.compress)
-    return encode_hdf5(frames, stamps, wavelengths, compression="gzip" if plan.compress else None)

@@ -1,9 +1,19 @@
-"""One PULL socket on either transport, listening (bind) or dialling (connect).
+"""One PULL or PUSH socket on either transport, listening (bind) or dialling (connect).
 
-A dialling socket keeps retrying until the sender appears; a listening one waits. Neither is an error.
+A dialling socket keeps retrying until the other side appears; a listening one waits. Neither is an error.
 """
 
 from __future__ import annotations
+
+
+def _attach(sock, transport: str, url: str, role: str) -> None:
+    if transport == "nng":
+        if role == "listen":
+            sock.listen(url)
+        else:
+            sock.dial(url, block=False)  # nng redials in the background
+    else:
+        (sock.bind if role == "listen" else sock.connect)(url)
 
 
 class PullSocket:
@@ -14,19 +24,14 @@ class PullSocket:
 
             self._sock = pynng.Pull0(recv_timeout=recv_timeout_ms)
             self._timeout = pynng.Timeout
-            if role == "listen":
-                self._sock.listen(url)
-            else:
-                self._sock.dial(url, block=False)  # nng redials in the background
         else:
             import zmq
 
-            self._ctx = zmq.Context.instance()
-            self._sock = self._ctx.socket(zmq.PULL)
+            self._sock = zmq.Context.instance().socket(zmq.PULL)
             self._sock.setsockopt(zmq.RCVTIMEO, recv_timeout_ms)
             self._sock.setsockopt(zmq.LINGER, 0)
             self._timeout = zmq.Again
-            (self._sock.bind if role == "listen" else self._sock.connect)(url)
+        _attach(self._sock, transport, url, role)
 
     def recv(self) -> bytes | None:
         """One message, or None when nothing came within the receive timeout."""
@@ -47,13 +52,12 @@ class PushSocket:
             import pynng
 
             self._sock = pynng.Push0()
-            (self._sock.listen if role == "listen" else lambda u: self._sock.dial(u, block=False))(url)
         else:
             import zmq
 
             self._sock = zmq.Context.instance().socket(zmq.PUSH)
             self._sock.setsockopt(zmq.SNDHWM, 5)
-            (self._sock.bind if role == "listen" else self._sock.connect)(url)
+        _attach(self._sock, transport, url, role)
 
     def send(self, payload: bytes) -> None:
         self._sock.send(payload)
