@@ -40,27 +40,27 @@ def kind_of(event: dict) -> str:
     return "h2d" if "HtoD" in name else "d2h" if "DtoH" in name else "d2d"
 
 
-def union_length(intervals: list[tuple[float, float]]) -> float:
-    total, end = 0.0, float("-inf")
+def merged(intervals: list[tuple[float, float]]) -> list[list[float]]:
+    """The union of (start, end) intervals as disjoint [start, end] pieces, in order."""
+    out: list[list[float]] = []
     for a, b in sorted(intervals):
-        if b <= end:
-            continue
-        total += b - max(a, end)
-        end = b
-    return total
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
+def union_length(intervals: list[tuple[float, float]]) -> float:
+    return sum(b - a for a, b in merged(intervals))
 
 
 def overlap_with(intervals: list[tuple[float, float]], others: list[tuple[float, float]]) -> float:
     """Length of `intervals` covered by the union of `others` (both lists of (start, end))."""
-    merged: list[list[float]] = []
-    for a, b in sorted(others):
-        if merged and a <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
+    pieces = merged(others)
     covered = 0.0
     for a, b in intervals:
-        for m0, m1 in merged:
+        for m0, m1 in pieces:
             if m0 >= b:
                 break
             covered += max(0.0, min(b, m1) - max(a, m0))
@@ -69,12 +69,8 @@ def overlap_with(intervals: list[tuple[float, float]], others: list[tuple[float,
 
 def idle_gaps(busy: list[tuple[float, float]], min_gap: float) -> list[tuple[float, float]]:
     """Intervals of at least min_gap between the busy intervals (inside the window they span)."""
-    gaps, end = [], None
-    for a, b in sorted(busy):
-        if end is not None and a - end >= min_gap:
-            gaps.append((end, a))
-        end = b if end is None else max(end, b)
-    return gaps
+    pieces = merged(busy)
+    return [(p[1], q[0]) for p, q in zip(pieces, pieces[1:]) if q[0] - p[1] >= min_gap]
 
 
 def range_name(name: str) -> str:

@@ -90,6 +90,7 @@ def pipeline_run(cfg: PipelineConfig, model_fps: float) -> dict:
     rates = {stage: steady_rate(report, stage) for stage in ("infer", "write")}
     end_to_end = min(r for r in rates.values() if r) if all(rates.values()) else None
     queues = {q.name: {"high_water": q.high_water, "maxsize": q.capacity // q.shards} for q in report.queues}
+    waited = input_wait(report)
     return {
         "frames": report.stages["write"].frames_in,
         "accounted": report.accounted,
@@ -98,10 +99,10 @@ def pipeline_run(cfg: PipelineConfig, model_fps: float) -> dict:
         "end_to_end_frames_per_s": end_to_end,
         "ratio_to_model_only": round(end_to_end / model_fps, 3) if end_to_end else None,
         "gpu_busy_fraction": report.gpu_busy_fraction,
-        "infer_input_wait_fraction": input_wait(report),
+        "infer_input_wait_fraction": waited,
         "queues": queues,
         "cxi_bytes": written,
-        "limited_by": limiter(rates, queues, model_fps, input_wait(report)),
+        "limited_by": limiter(rates, queues, model_fps, waited),
     }
 
 
