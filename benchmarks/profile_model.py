@@ -18,7 +18,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from peaknet_pipeline.bench import emit_json
-from peaknet_pipeline.config_sources import load_config
+from peaknet_pipeline.cli import add_config_args, config_from_args
 from peaknet_pipeline.inference.engine import ModelRunner, resolve_device, spec_from_config
 from peaknet_pipeline.inference.models import build_model
 
@@ -39,13 +39,12 @@ def kind_of(name: str) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    add_config_args(ap, config_required=True)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--output")
     args = ap.parse_args()
-    cfg = load_config(args.config, args.overrides)
+    cfg = config_from_args(args)
     device = torch.device(resolve_device(cfg.inference.device))
     model, _ = build_model(cfg.model)
     spec = spec_from_config(cfg, cfg.data.frame_shape)

@@ -22,8 +22,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from peaknet_pipeline.cli import add_config_args, config_from_args
 from peaknet_pipeline.config import PipelineConfig
-from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
 
 
@@ -66,8 +66,7 @@ class GpuFrames:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    add_config_args(ap, config_required=True)
     ap.add_argument("--seconds", type=float, default=90.0)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-4)
@@ -75,7 +74,7 @@ def main() -> int:
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--output", required=True, help="state_dict for model.peaknet.weights")
     args = ap.parse_args()
-    cfg = load_config(args.config, args.overrides)
+    cfg = config_from_args(args)
     cfg.model.peaknet.weights = None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, _ = build_model(cfg.model)

@@ -20,8 +20,9 @@ STAGE_COMMANDS = {
 }
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="pipeline YAML file")
+def add_config_args(p: argparse.ArgumentParser, config_required: bool = False) -> None:
+    """--config, --set and the shortcut flags; config_from_args turns them into a PipelineConfig."""
+    p.add_argument("--config", required=config_required, help="pipeline YAML file")
     p.add_argument(
         "--set",
         dest="overrides",
