@@ -4,7 +4,6 @@ the KubeRay CRD schemas, hadolint, and peaknet's own config model. Each check is
 from __future__ import annotations
 
 import copy
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -15,20 +14,14 @@ import yaml
 
 from peaknet_pipeline.config_sources import validate_config
 
+from .conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
 
 
-def load_module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-validate = load_module("peaknet_k8s_validate", K8S / "validate.py")
-helm_tool = load_module("peaknet_k8s_helm", K8S / "helm.py")
+validate = load_script("peaknet_k8s_validate", K8S / "validate.py")
+helm_tool = load_script("peaknet_k8s_helm", K8S / "helm.py")
 VALUES = [None, *validate.values_files()]
 
 

@@ -3,11 +3,9 @@ analyses. Real local Ray and a real CPU pipeline; the analyses on intervals whos
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,15 +13,13 @@ import pytest
 
 from peaknet_pipeline.driver import StageDriver
 
+from .conftest import load_script
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def bench_module(name: str):
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(name, BENCH / f"{name}.py")
 
 
 analyze_trace = bench_module("analyze_trace")
