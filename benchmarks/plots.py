@@ -49,9 +49,25 @@ def throughput_vs_batch(sweep: list[dict], out: Path) -> None:
     fig.savefig(out / "throughput-vs-batch.png", dpi=120)
 
 
+def merge_by_model(results: list[dict]) -> list[dict]:
+    """One result per model and shape; a later file's runs replace an earlier one's (a re-run of one case
+    with a changed knob, e.g. more writers), and the knob is named in the picture."""
+    merged: dict[str, dict] = {}
+    for r in results:
+        label = label_of(r)
+        if label not in merged:
+            merged[label] = {**r, "runs": dict(r["runs"]), "notes": []}
+            continue
+        merged[label]["runs"].update(r["runs"])
+        knobs = [o for o in r["overrides"] if o not in merged[label]["overrides"] and "weights" not in o]
+        merged[label]["notes"].append(f"{'/'.join(r['runs'])}: {', '.join(knobs)}")
+    return list(merged.values())
+
+
 def pipeline_vs_model(results: list[dict], out: Path) -> None:
     """(a) model only against (b) inference stage and (c) full pipeline, per model (bench_pipeline.py)."""
-    labels = [label_of(r) for r in results]
+    results = merge_by_model(results)
+    labels = [" | ".join([label_of(r), *r["notes"]]) for r in results]
     series = [("model only", [r["model_only"]["frames_per_s"] for r in results])]
     for run in ("infer", "peaks", "images"):
         series.append((RUN_LABELS[run], [r["runs"].get(run, {}).get("end_to_end_frames_per_s") or 0 for r in results]))
@@ -126,7 +142,7 @@ def memory(samples: list[dict], out: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sweep", help="bench_model.py JSON lines (model-only variants)")
-    ap.add_argument("--e2e", nargs="*", default=[], help="bench_pipeline.py outputs, one per model")
+    ap.add_argument("--e2e", nargs="*", default=[], help="bench_pipeline.py outputs; later ones override runs")
     ap.add_argument("--trace", help="analyze_trace.py output")
     ap.add_argument("--samples", help="output.samples JSON lines of a long run")
     ap.add_argument("--out", default="docs/img")

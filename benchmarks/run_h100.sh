@@ -29,6 +29,23 @@ bench() {  # name config [bench_pipeline args...]
     "$OUT/$name.json" 2>/dev/null
 }
 
+watch_host() {  # prefix: top every 5 s; py-spy on each new inference actor until it exits
+  local prefix=$1 seen=""
+  while sleep 5; do
+    top -b -c -n1 -w 300 | head -40 >> "$prefix-top.txt"
+    for pid in $(pgrep -f "ray::InferenceActor"); do
+      case " $seen " in *" $pid "*) continue ;; esac
+      seen="$seen $pid"
+      if command -v py-spy > /dev/null; then
+        py-spy record --pid "$pid" --rate 200 --nonblocking --threads --format speedscope \
+          --output "$prefix-pyspy-$pid.json" > "$prefix-pyspy-$pid.log" 2>&1 &
+        py-spy record --pid "$pid" --rate 200 --nonblocking --gil --format speedscope \
+          --output "$prefix-pyspy-gil-$pid.json" > "$prefix-pyspy-gil-$pid.log" 2>&1 &
+      fi
+    done
+  done
+}
+
 case ${1:?part} in
   e2e-512)  # base at 512 and 1920 (same weights: the model is fully convolutional), buffers 1 and 3
     W=$(weights base)
@@ -63,25 +80,27 @@ case ${1:?part} in
     python3 benchmarks/analyze_trace.py "$trace" --output "$OUT/h100-trace-summary.json"
     gzip -c "$trace" > "$OUT/h100-infer-trace.json.gz"
     ;;
+  e2e-1920)  # base at 1x1920x1920 (the 512 weights: the model is fully convolutional)
+    W=$(weights base)
+    bench h100-e2e-base-1920 $C1920 --set model.peaknet.weights="$W" --seconds 12 --iters 20
+    ;;
   large)
     W673=$(weights 673m)
     cat "$OUT/train-673m.json"
     bench h100-e2e-673m-512 $C512 --set model.peaknet.preset=673m --set model.peaknet.weights="$W673" --seconds 10
     ;;
-  host)  # issue 8, next: what frees the inference actor's host side at 1,530 frames/s (one knob per run)
+  host)  # issue 8: what holds the inference actor back once peak finding runs beside it. A watcher samples
+          # `top` and, where py-spy is installed, records the inference actor (all threads, and GIL holders)
     W=$(weights base)
-    rm -rf /tmp/peaknet-host-traces
-    bench h100-e2e-base-512-traced $C512 --set model.peaknet.weights="$W" --runs infer --seconds 12 \
-      --set profiling.enabled=true --set profiling.tool=torch --set profiling.torch_trace_dir=/tmp/peaknet-host-traces \
-      --set profiling.trace_skip_batches=150 --set profiling.trace_batches=12
-    trace=$(ls /tmp/peaknet-host-traces/*.trace.json | head -1)
-    python3 benchmarks/analyze_trace.py "$trace" --output "$OUT/h100-trace-summary-host.json" | head -30
+    watch_host "$OUT/host-default" &
+    watcher=$!
+    bench h100-e2e-base-512-host-default $C512 --set model.peaknet.weights="$W" --runs infer peaks --seconds 20
+    kill $watcher 2>/dev/null; sleep 1
+    watch_host "$OUT/host-reduce-overhead" &
+    watcher=$!
     bench h100-e2e-base-512-reduce-overhead $C512 --set model.peaknet.weights="$W" \
-      --set inference.compile_mode=reduce-overhead --seconds 12
-    bench h100-e2e-base-512-infer-cpus-4 $C512 --set model.peaknet.weights="$W" --set inference.num_cpus=4 \
-      --runs infer peaks --seconds 12
-    bench h100-e2e-base-512-writers-5 $C512 --set model.peaknet.weights="$W" --set writer.num_actors=5 \
-      --runs images --seconds 12
+      --set inference.compile_mode=reduce-overhead --seconds 20
+    kill $watcher 2>/dev/null
     ;;
   model-variants)  # issue 4, next: the committed model's profile, then candidates against it
     python3 benchmarks/profile_model.py --config $C512 --top 40 --output "$OUT/h100-profile-base-512.json" | head -30

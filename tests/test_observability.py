@@ -25,6 +25,7 @@ def bench_module(name: str):
 analyze_trace = bench_module("analyze_trace")
 bench_pipeline = bench_module("bench_pipeline")
 analyze_samples = bench_module("analyze_samples")
+analyze_pyspy = bench_module("analyze_pyspy")
 
 
 def test_samples_and_a_trace_window_from_a_cpu_run(ray_session, cpu_config, tmp_path):
@@ -117,6 +118,24 @@ def test_gpu_gaps_are_attributed_to_what_each_host_thread_was_doing():
     quiet = analyze_trace.summarise([e for e in events if e.get("tid") != 2], min_gap_us=20)
     assert quiet["gaps"]["host_range_ms"] == {"wait_result": pytest.approx(0.05)}
     assert analyze_trace.range_name("batch 41") == "batch"
+
+
+def test_pyspy_shares_are_of_each_threads_samples_after_the_skipped_start():
+    frames = [{"name": "run", "file": "/a/infer.py"}, {"name": "compile"}, {"name": "launch"}, {"name": "copy"}]
+    run_thread = [[0, 1]] * 4 + [[0, 2]] * 3 + [[0, 3]]  # start-up: compile; then launches and a copy
+    recording = {
+        "shared": {"frames": frames},
+        "profiles": [
+            {"name": "Thread 1 run", "samples": run_thread},
+            {"name": "Thread 2 putter", "samples": [[3], [3]]},
+        ],
+    }
+    summary = analyze_pyspy.summarise(recording, skip=0.5, top=3)
+    run, putter = summary["threads"]
+    assert run["samples"] == 4 and putter["samples"] == 1
+    assert run["inclusive"] == {"run (infer.py)": 1.0, "launch": 0.75, "copy": 0.25}
+    assert run["self"] == {"launch": 0.75, "copy": 0.25}  # compile fell in the skipped start
+    assert analyze_pyspy.summarise(recording, skip=0.0, top=3)["threads"][0]["self"]["compile"] == 0.5
 
 
 def test_profiler_choice_follows_what_is_installed(tmp_path, monkeypatch):
