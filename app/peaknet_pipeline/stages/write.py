@@ -35,6 +35,8 @@ class CxiWriterActor:
         self._cfg = cfg
         self._member = StageMember(coordinator, "write", name)
         self._drain = InputDrain(self._member, q2_client(cfg), cfg.lifecycle.drain_timeout_s)
+        # Once: every .options() call makes a new wrapper class, cyclic garbage at the batch rate.
+        self._find_peaks = find_batch_peaks.options(num_cpus=cfg.peaks.task_cpus)
         self._pending: deque = deque()  # (record, ObjectRef of peak lists), in Q2 order
         self._buffer: list[KeptEvent] = []
         self._files: list[str] = []
@@ -65,9 +67,7 @@ class CxiWriterActor:
     def _dispatch(self, record: SegmentedBatch) -> None:
         self._member.status.frames_in += record.size
         weighted = self._cfg.peaks.weighting == "intensity"
-        task = find_batch_peaks.options(num_cpus=self._cfg.peaks.task_cpus).remote(
-            record.mask_ref, record.frames_ref if weighted else None
-        )
+        task = self._find_peaks.remote(record.mask_ref, record.frames_ref if weighted else None)
         self._pending.append((record, task))
 
     def _collect(self, block: bool) -> None:
