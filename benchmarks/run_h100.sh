@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
-#   bash benchmarks/run_h100.sh e2e-512|memory|large|sweep|host|model-variants|model-profile   (results under $OUT, default benchmarks/results/raw)
+#   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-profile   (results under $OUT, default benchmarks/results/raw)
+# On the lent device only a few files of $OUT come back per call: run with OUT elsewhere and tar it into $OUT.
 # Needs peaknet and the ray CLI on PATH/PYTHONPATH.
 # Weights: a minute of training on synthetic frames (train_synthetic.py), kept in $WEIGHTS between parts.
 set -uo pipefail
