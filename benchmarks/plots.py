@@ -56,18 +56,19 @@ def merge_by_model(results: list[dict]) -> list[dict]:
     for r in results:
         label = label_of(r)
         if label not in merged:
-            merged[label] = {**r, "runs": dict(r["runs"]), "notes": []}
+            merged[label] = {**r, "runs": dict(r["runs"]), "label": label}
             continue
-        merged[label]["runs"].update(r["runs"])
-        knobs = [o for o in r["overrides"] if o not in merged[label]["overrides"] and "weights" not in o]
-        merged[label]["notes"].append(f"{'/'.join(r['runs'])}: {', '.join(knobs)}")
+        first = merged[label]
+        first["runs"].update(r["runs"])
+        knobs = [o for o in r["overrides"] if o not in first["overrides"] and "weights" not in o]
+        first["label"] += f" | {'/'.join(r['runs'])}: {', '.join(knobs)}"
     return list(merged.values())
 
 
 def pipeline_vs_model(results: list[dict], out: Path) -> None:
     """(a) model only against (b) inference stage and (c) full pipeline, per model (bench_pipeline.py)."""
     results = merge_by_model(results)
-    labels = [" | ".join([label_of(r), *r["notes"]]) for r in results]
+    labels = [r["label"] for r in results]
     series = [("model only", [r["model_only"]["frames_per_s"] for r in results])]
     for run in ("infer", "peaks", "images"):
         series.append((RUN_LABELS[run], [r["runs"].get(run, {}).get("end_to_end_frames_per_s") or 0 for r in results]))

@@ -47,6 +47,16 @@ watch_host() {  # prefix: top every 5 s; py-spy on each new inference actor unti
   done
 }
 
+watched() {  # prefix command...: run the command with watch_host sampling beside it
+  local prefix=$1
+  shift
+  watch_host "$OUT/$prefix" &
+  local watcher=$!
+  "$@"
+  kill $watcher 2>/dev/null
+  sleep 1
+}
+
 case ${1:?part} in
   e2e-512)  # base at 512 and 1920 (same weights: the model is fully convolutional), buffers 1 and 3
     W=$(weights base)
@@ -90,18 +100,13 @@ case ${1:?part} in
     cat "$OUT/train-673m.json"
     bench h100-e2e-673m-512 $C512 --set model.peaknet.preset=673m --set model.peaknet.weights="$W673" --seconds 10
     ;;
-  host)  # issue 8: what holds the inference actor back once peak finding runs beside it. A watcher samples
-          # `top` and, where py-spy is installed, records the inference actor (all threads, and GIL holders)
+  host)  # issue 8: what holds the inference actor back once peak finding runs beside it, with compile
+          # default, then the same under reduce-overhead (the GPU configs' default since)
     W=$(weights base)
-    watch_host "$OUT/host-default" &
-    watcher=$!
-    bench h100-e2e-base-512-host-default $C512 --set model.peaknet.weights="$W" --runs infer peaks --seconds 20
-    kill $watcher 2>/dev/null; sleep 1
-    watch_host "$OUT/host-reduce-overhead" &
-    watcher=$!
-    bench h100-e2e-base-512-reduce-overhead $C512 --set model.peaknet.weights="$W" \
+    watched host-default bench h100-e2e-base-512-host-default $C512 --set model.peaknet.weights="$W" \
+      --set inference.compile_mode=default --runs infer peaks --seconds 20
+    watched host-reduce-overhead bench h100-e2e-base-512-reduce-overhead $C512 --set model.peaknet.weights="$W" \
       --set inference.compile_mode=reduce-overhead --seconds 20
-    kill $watcher 2>/dev/null
     ;;
   model-variants)  # issue 4, next: the committed model's profile, then candidates against it
     python3 benchmarks/profile_model.py --config $C512 --top 40 --output "$OUT/h100-profile-base-512.json" | head -30
