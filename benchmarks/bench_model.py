@@ -61,6 +61,15 @@ VARIANTS = [  # (name, overrides)
         "base-512-b32-reduce-overhead",
         ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=reduce-overhead"],
     ),
+    (  # the ConvNeXt blocks as PyTorch ops instead of the fused Triton kernels (the default)
+        "base-512-b32-reduce-overhead-plain",
+        [
+            "data.frame_shape=[1,512,512]",
+            "data.batch_size=32",
+            "inference.compile_mode=reduce-overhead",
+            "model.peaknet.fused_kernels=false",
+        ],
+    ),
     ("base-1920-b8-default", ["data.frame_shape=[1,1920,1920]", "data.batch_size=8", "inference.compile_mode=default"]),
     (
         "673m-512-b32-default",

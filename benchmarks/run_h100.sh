@@ -109,9 +109,10 @@ case ${1:?part} in
       --set inference.compile_mode=reduce-overhead --seconds 20
     ;;
   model-variants)  # issue 4, next: the committed model's profile, then candidates against it
-    python3 benchmarks/profile_model.py --config $C512 --top 40 --output "$OUT/h100-profile-base-512.json" | head -30
+    python3 benchmarks/profile_model.py --config $C512 --set inference.compile_mode=default --top 60 \
+      --output "$OUT/h100-profile-base-512.json" | head -30
     timeout 480 python3 benchmarks/bench_model.py --iters 30 --output "$OUT/h100-model-variants.jsonl" --only \
-      base-512-b32-default base-512-b32-default-dwtaps base-512-b32-default-freezing base-512-b32-reduce-overhead \
+      base-512-b32-default base-512-b32-default-dwtaps base-512-b32-default-freezing \
       base-512-b32-default-autotune-gemm   # last: its compile may be long; rows are written as they finish
     ;;
   model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager

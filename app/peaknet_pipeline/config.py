@@ -116,6 +116,9 @@ class PeakNetModel(Section):
     uses_learned_upsample: bool | None = None
     channels_last: bool = Field(True, description="NHWC activations on GPU (faster convolutions)")
     cast_weights: bool = Field(True, description="on GPU with bf16/fp16, cast weights once instead of autocast")
+    fused_kernels: bool = Field(
+        True, description="on GPU, each ConvNeXt block as three fused Triton kernels (same weights); false: PyTorch ops"
+    )
 
 
 class Preprocess(Section):

@@ -22,7 +22,7 @@ def build_model(cfg: ModelSection) -> tuple[Segmenter, dict[str, Any]]:
         info = {"kind": "threshold", "k_sigma": cfg.threshold.k_sigma, "weights": None}
         return Segmenter(model, 1, pre.instance_norm, "none", None), info
     pn = cfg.peaknet
-    sizes = pn.model_dump(exclude={"preset", "weights", "channels_last", "cast_weights"})
+    sizes = pn.model_dump(exclude={"preset", "weights", "channels_last", "cast_weights", "fused_kernels"})
     arch = arch_from(pn.preset, num_channels=cfg.num_channels, num_classes=cfg.num_classes, **sizes)
     model = PeakNet(arch)
     if pn.weights is None:

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fused_ops
 from .layers import ChannelsFirstLayerNorm
 
 
@@ -19,8 +20,11 @@ class GRN(nn.Module):
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
         """s with GRN(x) = x * s + bias: (N, 1, 1, C), one factor per frame and channel."""
-        gx = torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True)
-        return 1 + self.weight * (gx / (gx.mean(dim=-1, keepdim=True) + 1e-6))
+        return self.scale_from_norm(torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True))
+
+    def scale_from_norm(self, gx: torch.Tensor) -> torch.Tensor:
+        """The same from the L2 norms over H and W, channels last in gx."""
+        return 1 + self.weight.view(-1) * (gx / (gx.mean(dim=-1, keepdim=True) + 1e-6))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale(x) + self.bias
@@ -44,8 +48,11 @@ class ConvNeXtV2Block(nn.Module):
         self.pwconv1 = nn.Linear(dim, 4 * dim)
         self.grn = GRN(4 * dim)
         self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.fused = False  # fused_ops.enable: the Triton kernels instead (CUDA)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused and fused_ops.fusable(x):
+            return fused_ops.convnext_block(self, x)
         y = self.dwconv(x).permute(0, 2, 3, 1)
         y = grn_linear(F.gelu(self.pwconv1(self.layernorm(y))), self.grn, self.pwconv2)
         return x + y.permute(0, 3, 1, 2)

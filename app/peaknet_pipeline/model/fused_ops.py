@@ -1,0 +1,73 @@
+"""The ConvNeXtV2 block as three fused Triton kernels (triton_kernels.py), registered as torch ops so that
+torch.compile and CUDA graphs take them as they are. Same parameters and numerics (within bf16 rounding) as
+the block's plain forward, which stays the path on CPU and wherever Triton is missing."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+try:
+    from . import triton_kernels as tk
+except ImportError:  # no Triton (CPU-only installs): the plain forward is used
+    tk = None
+
+
+def available(device: torch.device) -> bool:
+    """Whether the pipeline runs the fused block on `device`: Triton and CUDA. (Tests also run it on CPU
+    tensors in Triton's interpreter, enabling it by hand.)"""
+    return tk is not None and device.type == "cuda"
+
+
+if tk is not None:
+    from torch.library import triton_op, wrap_triton
+
+    @triton_op("peaknet::dwconv_layernorm", mutates_args=())
+    def dwconv_layernorm(
+        x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor,
+        eps: float,
+    ) -> torch.Tensor:  # fmt: skip
+        return tk.dwconv_layernorm(x, taps, bias, ln_weight, ln_bias, eps, wrap=wrap_triton)
+
+    @triton_op("peaknet::linear_gelu_sumsq", mutates_args=())
+    def linear_gelu_sumsq(
+        a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return tk.linear(a, weight, bias, hw, gelu_sumsq=True, wrap=wrap_triton)
+
+    @triton_op("peaknet::linear_residual", mutates_args=())
+    def linear_residual(
+        a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor, hw: int
+    ) -> torch.Tensor:
+        return tk.linear(a, weight, bias, hw, residual=residual, wrap=wrap_triton)[0]
+
+
+def fusable(x: torch.Tensor) -> bool:
+    """The GEMM kernels tile each frame's pixels by 16 or more rows."""
+    return tk is not None and tk.row_block(x.shape[2] * x.shape[3]) is not None
+
+
+def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """ConvNeXtV2Block.forward on (N, C, H, W): dwconv+LayerNorm, pwconv1+GELU+GRN statistic, and pwconv2 with
+    GRN's per-frame scale in its weight plus the residual, each one kernel."""
+    n, c, h, w = x.shape
+    hw = h * w
+    x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free under channels_last
+    conv, ln = block.dwconv, block.layernorm
+    taps = conv.weight.reshape(c, -1).t().float().contiguous()  # (K*K, C)
+    y = dwconv_layernorm(x_nhwc, taps, conv.bias.float(), ln.weight.float(), ln.bias.float(), ln.eps)
+    pw1, pw2, grn = block.pwconv1, block.pwconv2, block.grn
+    a, sumsq = linear_gelu_sumsq(y.view(n * hw, c), pw1.weight, pw1.bias, hw)
+    scale = grn.scale_from_norm(sumsq.sqrt())  # (N, 4C)
+    weight = (pw2.weight.float().unsqueeze(0) * scale.unsqueeze(1)).to(x.dtype)  # (N, C, 4C)
+    bias = pw2.bias + pw2.weight @ grn.bias.view(-1)
+    out = linear_residual(a, weight, bias, x_nhwc.view(n * hw, c), hw)
+    return out.view(n, h, w, c).permute(0, 3, 1, 2)
+
+
+def enable(model: nn.Module, on: bool = True) -> int:
+    """Switch every ConvNeXtV2 block of `model` to the fused kernels; returns how many."""
+    blocks = [m for m in model.modules() if hasattr(m, "fused")]
+    for m in blocks:
+        m.fused = on
+    return len(blocks)

@@ -1,0 +1,177 @@
+"""Triton kernels for the ConvNeXtV2 block on NHWC tensors, and the plain functions that launch them.
+
+The block's memory-bound steps cost more than its matrix work on the H100 (h100-profile-base-512.json):
+cuDNN's depthwise 7x7 kernel, a LayerNorm pass, and GRN's norm read the 4C-wide GELU output once more after
+the GEMM wrote it. These kernels fold them into their neighbours:
+
+- `dwconv_layernorm`: depthwise KxK conv + bias + LayerNorm over C, one read and one write;
+- `linear`: a GEMM whose epilogue adds the bias and either applies GELU and sums its squares per frame and
+  column (GRN's statistic, so the wide tensor is never read again) or adds a residual; its weight may differ
+  per frame (GRN's scale folded into pwconv2's weight).
+
+Launchers take `wrap` (torch.library.wrap_triton under torch.compile, identity in eager) and run under
+TRITON_INTERPRET=1 on CPU tensors, which is how CI checks them without a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+import triton
+import triton.language as tl
+
+SQRT1_2 = 0.7071067811865476
+ROW_BLOCKS = (128, 64, 32, 16)  # GEMM row tiles; tl.dot needs at least 16
+# Triton's CPU interpreter (3.9) returns garbage from tl.dot on bf16 operands: there, and only there, the
+# operands go to fp32 first. On a GPU the dot stays on bf16 tensor cores.
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@triton.jit
+def _dwconv_ln_kernel(
+    x_ptr, w_ptr, b_ptr, lnw_ptr, lnb_ptr, out_ptr, H, W, C, P, eps,
+    K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)  # flat NHW pixel index
+    c = tl.arange(0, BLOCK_C)
+    pmask = p < P
+    cmask = c < C
+    col = p % W
+    row = (p // W) % H
+    p64 = p.to(tl.int64)
+    acc = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
+    for i in tl.static_range(K):
+        rr = row + (i - K // 2)
+        row_ok = pmask & (rr >= 0) & (rr < H)
+        for j in tl.static_range(K):
+            cc = col + (j - K // 2)
+            ok = row_ok & (cc >= 0) & (cc < W)
+            src = p64 + ((i - K // 2) * W + (j - K // 2))  # the same frame wherever ok
+            xv = tl.load(x_ptr + src[:, None] * C + c[None, :], mask=ok[:, None] & cmask[None, :], other=0.0)
+            wv = tl.load(w_ptr + (i * K + j) * C + c, mask=cmask, other=0.0)
+            acc += xv.to(tl.float32) * wv[None, :]
+    acc += tl.load(b_ptr + c, mask=cmask, other=0.0)[None, :]
+    mean = tl.sum(acc, axis=1) / C  # padded channels hold exact zeros
+    d = tl.where(cmask[None, :], acc - mean[:, None], 0.0)
+    rstd = tl.rsqrt(tl.sum(d * d, axis=1) / C + eps)
+    lnw = tl.load(lnw_ptr + c, mask=cmask, other=0.0)
+    lnb = tl.load(lnb_ptr + c, mask=cmask, other=0.0)
+    y = d * rstd[:, None] * lnw[None, :] + lnb[None, :]
+    out_mask = pmask[:, None] & cmask[None, :]
+    tl.store(out_ptr + p64[:, None] * C + c[None, :], y.to(out_ptr.dtype.element_ty), mask=out_mask)
+
+
+@triton.jit
+def _linear_kernel(
+    a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, part_ptr, M, N, K, HW, frame_stride,
+    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, EVEN_K: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    # Column tiles of one row tile run back to back, so the row tile of `a` is read from L2 after the first.
+    pid = tl.program_id(0)
+    num_n = tl.cdiv(N, BLOCK_N)
+    pid_m = pid // num_n
+    pid_n = pid % num_n
+    rm = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    rk = tl.arange(0, BLOCK_K)
+    nmask = rn < N
+    frame = (pid_m * BLOCK_M) // HW  # BLOCK_M divides HW: a row tile never spans two frames
+    w_base = w_ptr + frame.to(tl.int64) * frame_stride
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        kk = k0 + rk
+        a_ptrs = a_ptr + rm[:, None] * K + kk[None, :]
+        w_ptrs = w_base + rn[None, :] * K + kk[:, None]  # (K, N) view of the (N, K) weight
+        if EVEN_K:
+            a = tl.load(a_ptrs)
+            w = tl.load(w_ptrs, mask=nmask[None, :], other=0.0)
+        else:
+            a = tl.load(a_ptrs, mask=kk[None, :] < K, other=0.0)
+            w = tl.load(w_ptrs, mask=nmask[None, :] & (kk[:, None] < K), other=0.0)
+        if UPCAST:
+            a = a.to(tl.float32)
+            w = w.to(tl.float32)
+        acc = tl.dot(a, w, acc)
+    acc += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
+    offs = rm[:, None] * N + rn[None, :]
+    if GELU_SUMSQ:
+        acc = 0.5 * acc * (1.0 + tl.erf(acc * SQRT1_2))
+        tl.store(part_ptr + pid_m * N + rn, tl.sum(acc * acc, axis=0), mask=nmask)
+    if RESIDUAL:
+        acc += tl.load(res_ptr + offs, mask=nmask[None, :], other=0.0).to(tl.float32)
+    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=nmask[None, :])
+
+
+Wrap = Callable[[object], object]
+
+
+def _identity(kernel):
+    return kernel
+
+
+def dwconv_layernorm(
+    x: torch.Tensor,
+    taps: torch.Tensor,
+    bias: torch.Tensor,
+    ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor,
+    eps: float,
+    wrap: Wrap = _identity,
+    tune: dict | None = None,
+) -> torch.Tensor:
+    """x (N, H, W, C) contiguous; taps (K*K, C) fp32 (tap-major); bias, ln_* (C,) fp32 -> (N, H, W, C).
+    `tune` overrides the launch parameters (BLOCK_P, num_warps; benchmarks/bench_kernels.py)."""
+    n, h, w, c = x.shape
+    out = torch.empty_like(x)
+    block_c = triton.next_power_of_2(c)
+    params = {"BLOCK_P": max(1, 4096 // block_c), "num_warps": 4 if block_c <= 256 else 8, **(tune or {})}
+    pixels = n * h * w
+    grid = (triton.cdiv(pixels, params["BLOCK_P"]),)
+    wrap(_dwconv_ln_kernel)[grid](
+        x, taps, bias, ln_weight, ln_bias, out, h, w, c, pixels, eps,
+        K=int(round(taps.shape[0] ** 0.5)), BLOCK_C=block_c, **params,
+    )  # fmt: skip
+    return out
+
+
+def row_block(hw: int) -> int | None:
+    """The largest GEMM row tile that divides a frame's pixel count; None where none does."""
+    return next((b for b in ROW_BLOCKS if hw % b == 0), None)
+
+
+def linear(
+    a: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    hw: int,
+    gelu_sumsq: bool = False,
+    residual: torch.Tensor | None = None,
+    wrap: Wrap = _identity,
+    tune: dict | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """a (M, K) with M a whole number of frames of hw rows; weight (N, K), or (frames, N, K) for one weight
+    per frame; bias (N,). Returns (out (M, N) in a's dtype, per-frame column sums of squares (frames, N) fp32
+    of GELU's output when gelu_sumsq, else None). Needs row_block(hw); `tune` overrides the launch
+    parameters (BLOCK_M dividing hw, BLOCK_N, BLOCK_K, num_warps, num_stages)."""
+    m, k = a.shape
+    n = weight.shape[-2]
+    block_m = row_block(hw)
+    if block_m is None or m % hw:
+        raise ValueError(f"linear: a frame of {hw} rows is not a whole number of {ROW_BLOCKS[-1]}-row tiles")
+    params = {"BLOCK_M": block_m, "BLOCK_N": 128 if n > 64 else 64, "BLOCK_K": 64 if k % 64 == 0 else 32}
+    params |= {"num_warps": 8 if block_m * params["BLOCK_N"] >= 16384 else 4, "num_stages": 3, **(tune or {})}
+    tiles_m = m // params["BLOCK_M"]
+    out = torch.empty((m, n), dtype=a.dtype, device=a.device)
+    part = torch.empty((tiles_m, n) if gelu_sumsq else (1,), dtype=torch.float32, device=a.device)
+    frame_stride = n * k if weight.dim() == 3 else 0
+    grid = (tiles_m * triton.cdiv(n, params["BLOCK_N"]),)
+    wrap(_linear_kernel)[grid](
+        a, weight, bias, residual if residual is not None else out, out, part, m, n, k, hw, frame_stride,
+        GELU_SUMSQ=gelu_sumsq, RESIDUAL=residual is not None, EVEN_K=k % params["BLOCK_K"] == 0, UPCAST=INTERPRET,
+        **params,
+    )  # fmt: skip
+    sumsq = part.view(m // hw, tiles_m * hw // m, n).sum(1) if gelu_sumsq else None
+    return out, sumsq

@@ -1,0 +1,114 @@
+"""The fused ConvNeXtV2-block kernels against the PyTorch ops they replace, per backbone stage, on one GPU.
+
+    python3 benchmarks/bench_kernels.py --batch 32 --size 512 --output kernels.json
+
+For each stage of the base model (channels, H*W) it times, in bf16 with CUDA events: cuDNN's depthwise
+conv + LayerNorm against `dwconv_layernorm`; Linear + GELU + GRN's norm against `linear(gelu_sumsq)`;
+the per-frame baddbmm + residual add against `linear(residual)`; each kernel under a few launch settings,
+so the defaults in triton_kernels.py come from data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from peaknet_pipeline.bench import emit_json
+from peaknet_pipeline.model import triton_kernels as tk
+
+STAGES = ((96, 4), (192, 8), (384, 16), (768, 32))  # base: channels, stride
+
+
+def time_us(fn, reps: int = 20) -> float:
+    for _ in range(3):
+        fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    end.synchronize()
+    return round(start.elapsed_time(end) * 1000 / reps, 1)
+
+
+def sweep(run, tunes: list[dict]) -> dict:
+    rows = []
+    for tune in tunes:
+        try:
+            rows.append({"tune": tune, "us": time_us(lambda t=tune: run(t))})
+        except Exception as exc:  # a setting the GPU cannot launch (shared memory) is skipped, not fatal
+            rows.append({"tune": tune, "error": f"{type(exc).__name__}: {str(exc)[:120]}"})
+    ok = [r for r in rows if "us" in r]
+    return {"default_us": ok[0]["us"] if ok else None, "best": min(ok, key=lambda r: r["us"]) if ok else None,
+            "all": rows}  # fmt: skip
+
+
+def stage(batch: int, size: int, c: int, stride: int) -> dict:
+    h = w = size // stride
+    hw, dev, bf = h * w, "cuda", torch.bfloat16
+    x = torch.randn(batch, c, h, w, device=dev, dtype=bf).to(memory_format=torch.channels_last)
+    dw_w, dw_b = torch.randn(c, 1, 7, 7, device=dev, dtype=bf) * 0.1, torch.randn(c, device=dev, dtype=bf)
+    ln_w, ln_b = torch.ones(c, device=dev, dtype=bf), torch.zeros(c, device=dev, dtype=bf)
+    w1, b1 = torch.randn(4 * c, c, device=dev, dtype=bf) * 0.05, torch.zeros(4 * c, device=dev, dtype=bf)
+    w2 = torch.randn(batch, c, 4 * c, device=dev, dtype=bf) * 0.05
+    b2 = torch.zeros(c, device=dev, dtype=bf)
+    x_nhwc = x.permute(0, 2, 3, 1)
+    taps = dw_w.reshape(c, -1).t().float().contiguous()
+    f32 = [t.float() for t in (dw_b, ln_w, ln_b)]
+    y = tk.dwconv_layernorm(x_nhwc, taps, *f32, 1e-6).view(-1, c)
+    a = tk.linear(y, w1, b1, hw, gelu_sumsq=True)[0]
+    res = x_nhwc.reshape(-1, c)
+
+    def ref_dw():
+        z = F.conv2d(x, dw_w, dw_b, padding=3, groups=c).permute(0, 2, 3, 1)
+        return F.layer_norm(z, (c,), ln_w, ln_b, 1e-6)
+
+    def ref_pw1():
+        g = F.gelu(F.linear(y, w1, b1))
+        return g, torch.linalg.vector_norm(g.view(batch, hw, -1), dim=1)
+
+    def ref_pw2():
+        return torch.baddbmm(b2, a.view(batch, hw, -1), w2.transpose(1, 2)).view(-1, c) + res
+
+    pb = max(1, 4096 // tk.triton.next_power_of_2(c))
+    dw_tunes = [{}] + [{"BLOCK_P": p, "num_warps": nw} for p in (pb // 2, pb, pb * 2) for nw in (4, 8) if p >= 1]
+    bm = tk.row_block(hw)
+    gemm_tunes = [{}] + [
+        {"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "num_warps": 8 if m * n >= 128 * 128 else 4, "num_stages": 3}
+        for m, n, k in itertools.product((bm, 64), (64, 128, 256), (32, 64))
+        if hw % m == 0
+    ]
+    return {
+        "channels": c, "hw": [h, w], "batch": batch,
+        "dwconv_layernorm": {"reference_us": time_us(ref_dw),
+                             **sweep(lambda t: tk.dwconv_layernorm(x_nhwc, taps, *f32, 1e-6, tune=t), dw_tunes)},
+        "linear_gelu_sumsq": {"reference_us": time_us(ref_pw1),
+                              **sweep(lambda t: tk.linear(y, w1, b1, hw, gelu_sumsq=True, tune=t), gemm_tunes)},
+        "linear_residual": {"reference_us": time_us(ref_pw2),
+                            **sweep(lambda t: tk.linear(a, w2, b2, hw, residual=res, tune=t), gemm_tunes)},
+    }  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--output")
+    args = ap.parse_args()
+    torch.backends.cudnn.benchmark = True
+    stages = []
+    with torch.inference_mode():
+        for c, stride in STAGES:
+            stages.append(stage(args.batch, args.size, c, stride))
+            s = stages[-1]
+            print(c, {k: (s[k]["reference_us"], s[k]["default_us"], s[k]["best"]) for k in list(s)[3:]}, flush=True)
+    emit_json({"gpu": torch.cuda.get_device_name(), "size": args.size, "stages": stages}, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The fused Triton kernels of the ConvNeXtV2 block compute what the PyTorch ops they replace compute.
+
+Without a GPU they run in Triton's CPU interpreter (conftest sets TRITON_INTERPRET=1), so the indexing,
+masking, per-frame tiling and epilogues are checked in CI; on a CUDA machine the same tests run the
+compiled kernels, plus the compiled model against the plain one in bf16."""
+
+import importlib.util
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from peaknet_pipeline.model import fused_ops
+from peaknet_pipeline.model.backbone import ConvNeXtV2Block
+from peaknet_pipeline.model.peaknet import PeakNet, PeakNetArch
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+CUDA = torch.cuda.is_available()
+DEVICES = [
+    pytest.param(
+        "cpu",
+        marks=pytest.mark.skipif(
+            not HAS_TRITON or CUDA,
+            reason="triton not installed (pip install triton): the kernels run in its CPU interpreter"
+            if not HAS_TRITON
+            else "CUDA present: the kernels are compiled for the GPU, not interpreted",
+        ),
+    ),
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not (HAS_TRITON and CUDA), reason="needs a CUDA GPU with Triton (none in CI)")
+    ),
+]
+
+
+def randn(*shape: int, seed: int, device: str, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).mul(scale).to(device)
+
+
+@pytest.fixture
+def tk():
+    from peaknet_pipeline.model import triton_kernels
+
+    return triton_kernels
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels", [96, 20])
+def test_dwconv_layernorm_is_depthwise_conv_then_layernorm(tk, device, channels):
+    n, h, w, c = 2, 9, 11, channels
+    x = randn(n, h, w, c, seed=1, device=device)
+    weight, bias = randn(c, 1, 7, 7, seed=2, device=device, scale=0.2), randn(c, seed=3, device=device)
+    ln_w, ln_b = randn(c, seed=4, device=device), randn(c, seed=5, device=device)
+    taps = weight.reshape(c, -1).t().contiguous()
+    got = tk.dwconv_layernorm(x, taps, bias, ln_w, ln_b, 1e-6)
+    conv = F.conv2d(x.permute(0, 3, 1, 2), weight, bias, padding=3, groups=c)
+    expected = F.layer_norm(conv.permute(0, 2, 3, 1), (c,), ln_w, ln_b, 1e-6)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_linear_gelu_sumsq_gives_gelu_output_and_its_per_frame_column_norms(tk, device):
+    frames, hw, k, n = 3, 48, 40, 72  # 48 rows: 16-row tiles; K and N not multiples of the tiles
+    a = randn(frames * hw, k, seed=1, device=device)
+    weight, bias = randn(n, k, seed=2, device=device, scale=0.2), randn(n, seed=3, device=device)
+    out, sumsq = tk.linear(a, weight, bias, hw, gelu_sumsq=True)
+    expected = F.gelu(a @ weight.t() + bias)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(sumsq, expected.view(frames, hw, n).square().sum(1), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_linear_with_a_weight_per_frame_adds_bias_and_residual(tk, device):
+    frames, hw, k, n = 2, 64, 64, 24
+    a, residual = randn(frames * hw, k, seed=1, device=device), randn(frames * hw, n, seed=4, device=device)
+    weight, bias = randn(frames, n, k, seed=2, device=device, scale=0.2), randn(n, seed=3, device=device)
+    out, sumsq = tk.linear(a, weight, bias, hw, residual=residual)
+    expected = torch.bmm(a.view(frames, hw, k), weight.transpose(1, 2)).view(-1, n) + bias + residual
+    assert sumsq is None
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_linear_refuses_frames_that_do_not_tile(tk):
+    assert tk.row_block(12) is None and tk.row_block(3600) == 16 and tk.row_block(16384) == 128
+    a = torch.zeros(24, 8)
+    with pytest.raises(ValueError, match="12 rows"):
+        tk.linear(a, torch.zeros(8, 8), torch.zeros(8), 12)
+
+
+def block_pair(channels: int, device: str, dtype: torch.dtype) -> tuple[ConvNeXtV2Block, ConvNeXtV2Block]:
+    plain = ConvNeXtV2Block(channels)
+    with torch.no_grad():
+        for i, p in enumerate(plain.parameters()):
+            p.copy_(randn(*p.shape, seed=10 + i, device="cpu", scale=0.2))
+    fused = ConvNeXtV2Block(channels)
+    fused.load_state_dict(plain.state_dict())  # same parameters: checkpoints load unchanged
+    assert fused_ops.enable(fused) == 1
+    to = dict(device=device, dtype=dtype, memory_format=torch.channels_last)
+    return plain.to(**to), fused.to(**to)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_block_is_the_plain_block(device):
+    plain, fused = block_pair(24, device, torch.float32)
+    x = randn(2, 24, 8, 6, seed=1, device=device).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), plain(x), rtol=1e-4, atol=1e-4)
+        odd = x[:, :, :3, :4]  # 12 pixels per frame: no GEMM tile fits, so the plain ops run
+        assert not fused_ops.fusable(odd)
+        torch.testing.assert_close(fused(odd), plain(odd), rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not (HAS_TRITON and CUDA), reason="needs a CUDA GPU with Triton (none in CI)")
+def test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16():
+    arch = PeakNetArch(backbone_hidden_sizes=(32, 64, 128, 256), backbone_depths=(1, 1, 2, 1), bifpn_num_features=64,
+                       seg_out_channels=64)  # fmt: skip
+    plain = PeakNet(arch).eval()
+    fused = PeakNet(arch).eval()
+    fused.load_state_dict(plain.state_dict())
+    assert fused_ops.enable(fused) == sum(arch.backbone_depths)
+    to = dict(device="cuda", dtype=torch.bfloat16, memory_format=torch.channels_last)
+    plain, fused = plain.to(**to), torch.compile(fused.to(**to))
+    x = randn(4, 1, 128, 128, seed=1, device="cuda").bfloat16()
+    with torch.inference_mode():
+        expected, got = plain(x).float(), fused(x).float()
+    reference = PeakNet(arch).eval()
+    reference.load_state_dict(plain.state_dict())
+    with torch.inference_mode():
+        exact = reference.cuda()(x.float())
+    # the fused model is as close to the fp32 model as the plain bf16 model is
+    assert (got - exact).abs().max() <= 2 * (expected - exact).abs().max() + 1e-2
+    assert ((got[:, 1] > got[:, 0]) == (exact[:, 1] > exact[:, 0])).float().mean() > 0.99
