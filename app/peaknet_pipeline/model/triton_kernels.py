@@ -22,7 +22,6 @@ import torch
 import triton
 import triton.language as tl
 
-SQRT1_2 = 0.7071067811865476
 ROW_BLOCKS = (128, 64, 32, 16)  # GEMM row tiles; tl.dot needs at least 16
 # Triton's CPU interpreter (3.9) returns garbage from tl.dot on bf16 operands: there, and only there, the
 # operands go to fp32 first. On a GPU the dot stays on bf16 tensor cores.
@@ -98,7 +97,7 @@ def _linear_kernel(
     acc += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
     offs = rm[:, None] * N + rn[None, :]
     if GELU_SUMSQ:
-        acc = 0.5 * acc * (1.0 + tl.erf(acc * SQRT1_2))
+        acc = 0.5 * acc * (1.0 + tl.erf(acc * 0.7071067811865476))  # exact GELU, as nn.GELU()
         tl.store(part_ptr + pid_m * N + rn, tl.sum(acc * acc, axis=0), mask=nmask)
     if RESIDUAL:
         acc += tl.load(res_ptr + offs, mask=nmask[None, :], other=0.0).to(tl.float32)
