@@ -61,15 +61,18 @@ VARIANTS = [  # (name, overrides)
         "base-512-b32-reduce-overhead",
         ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=reduce-overhead"],
     ),
-    (  # the ConvNeXt blocks as PyTorch ops instead of the fused Triton kernels (the default)
-        "base-512-b32-reduce-overhead-plain",
-        [
-            "data.frame_shape=[1,512,512]",
-            "data.batch_size=32",
-            "inference.compile_mode=reduce-overhead",
-            "model.peaknet.fused_kernels=false",
-        ],
-    ),
+    *[  # the ConvNeXt blocks as PyTorch ops, or with some or all of their steps as fused Triton kernels
+        (
+            f"base-512-b32-reduce-overhead-fused-{mode}",
+            [
+                "data.frame_shape=[1,512,512]",
+                "data.batch_size=32",
+                "inference.compile_mode=reduce-overhead",
+                f"model.peaknet.fused_kernels={mode}",
+            ],
+        )
+        for mode in ("none", "gemm", "all")
+    ],
     ("base-1920-b8-default", ["data.frame_shape=[1,1920,1920]", "data.batch_size=8", "inference.compile_mode=default"]),
     (
         "673m-512-b32-default",

@@ -37,7 +37,7 @@ class EngineSpec:
     compile_mode: str = "none"
     channels_last: bool = False
     cast_weights: bool = False  # reduced precision by casting weights once, not per-op autocast
-    fused_kernels: bool = False  # PeakNet's ConvNeXt blocks as Triton kernels (fused_ops), where Triton runs
+    fused_kernels: str = "none"  # PeakNet's ConvNeXt blocks as Triton kernels (fused_ops.MODES), where Triton runs
 
 
 def spec_from_config(cfg: PipelineConfig, frame_shape: tuple[int, int, int]) -> EngineSpec:
@@ -53,7 +53,7 @@ def spec_from_config(cfg: PipelineConfig, frame_shape: tuple[int, int, int]) -> 
         inf.compile_mode,
         channels_last=peaknet and pn.channels_last,
         cast_weights=peaknet and pn.cast_weights,
-        fused_kernels=peaknet and pn.fused_kernels,
+        fused_kernels=pn.fused_kernels if peaknet else "none",
     )
 
 
@@ -74,7 +74,7 @@ class ModelRunner:
             model = model.to(self._cast)
         if spec.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        self.fused_blocks = fused_ops.enable(model) if spec.fused_kernels and fused_ops.available(device) else 0
+        self.fused_blocks = fused_ops.enable(model, spec.fused_kernels) if fused_ops.available(device) else 0
         self._graphs = spec.compile_mode in ("reduce-overhead", "max-autotune") and device.type == "cuda"
         if spec.compile_mode != "none":
             model = torch.compile(model, mode=None if spec.compile_mode == "default" else spec.compile_mode)

@@ -48,11 +48,11 @@ class ConvNeXtV2Block(nn.Module):
         self.pwconv1 = nn.Linear(dim, 4 * dim)
         self.grn = GRN(4 * dim)
         self.pwconv2 = nn.Linear(4 * dim, dim)
-        self.fused = False  # fused_ops.enable: the Triton kernels instead (CUDA)
+        self.fused = "none"  # fused_ops.enable: Triton kernels instead (CUDA)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused and fused_ops.fusable(x):
-            return fused_ops.convnext_block(self, x)
+        if self.fused != "none" and fused_ops.fusable(x):
+            return fused_ops.convnext_block(self, x, triton_dwconv=self.fused == "all")
         y = self.dwconv(x).permute(0, 2, 3, 1)
         y = grn_linear(F.gelu(self.pwconv1(self.layernorm(y))), self.grn, self.pwconv2)
         return x + y.permute(0, 3, 1, 2)

@@ -47,15 +47,21 @@ def fusable(x: torch.Tensor) -> bool:
     return tk is not None and tk.row_block(x.shape[2] * x.shape[3]) is not None
 
 
-def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """ConvNeXtV2Block.forward on (N, C, H, W): dwconv+LayerNorm, pwconv1+GELU+GRN statistic, and pwconv2 with
-    GRN's per-frame scale in its weight plus the residual, each one kernel."""
+MODES = ("none", "gemm", "all")
+
+
+def convnext_block(block: nn.Module, x: torch.Tensor, triton_dwconv: bool) -> torch.Tensor:
+    """ConvNeXtV2Block.forward on (N, C, H, W): pwconv1+GELU+GRN statistic and pwconv2 with GRN's per-frame
+    scale in its weight plus the residual, each one kernel; dwconv+LayerNorm one more with triton_dwconv."""
     n, c, h, w = x.shape
     hw = h * w
     x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free under channels_last
     conv, ln = block.dwconv, block.layernorm
-    taps = conv.weight.reshape(c, -1).t().float().contiguous()  # (K*K, C)
-    y = dwconv_layernorm(x_nhwc, taps, conv.bias.float(), ln.weight.float(), ln.bias.float(), ln.eps)
+    if triton_dwconv:
+        taps = conv.weight.reshape(c, -1).t().float().contiguous()  # (K*K, C)
+        y = dwconv_layernorm(x_nhwc, taps, conv.bias.float(), ln.weight.float(), ln.bias.float(), ln.eps)
+    else:
+        y = ln(conv(x).permute(0, 2, 3, 1)).contiguous()
     pw1, pw2, grn = block.pwconv1, block.pwconv2, block.grn
     a, sumsq = linear_gelu_sumsq(y.view(n * hw, c), pw1.weight, pw1.bias, hw)
     scale = grn.scale_from_norm(sumsq.sqrt())  # (N, 4C)
@@ -65,9 +71,11 @@ def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
-def enable(model: nn.Module, on: bool = True) -> int:
-    """Switch every ConvNeXtV2 block of `model` to the fused kernels; returns how many."""
+def enable(model: nn.Module, mode: str = "all") -> int:
+    """Switch every ConvNeXtV2 block of `model` to the fused kernels of `mode` (MODES); returns how many."""
+    if mode not in MODES:
+        raise ValueError(f"fused kernels mode {mode!r}: expected one of {', '.join(MODES)}")
     blocks = [m for m in model.modules() if hasattr(m, "fused")]
     for m in blocks:
-        m.fused = on
-    return len(blocks)
+        m.fused = mode
+    return 0 if mode == "none" else len(blocks)

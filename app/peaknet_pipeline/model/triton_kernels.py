@@ -39,7 +39,8 @@ def _dwconv_ln_kernel(
     cmask = c < C
     col = p % W
     row = (p // W) % H
-    p64 = p.to(tl.int64)
+    offs = p.to(tl.int64)[:, None] * C + c[None, :]
+    centre = x_ptr + offs  # per-element addresses made once, not per tap
     acc = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
     for i in tl.static_range(K):
         rr = row + (i - K // 2)
@@ -47,8 +48,8 @@ def _dwconv_ln_kernel(
         for j in tl.static_range(K):
             cc = col + (j - K // 2)
             ok = row_ok & (cc >= 0) & (cc < W)
-            src = p64 + ((i - K // 2) * W + (j - K // 2))  # the same frame wherever ok
-            xv = tl.load(x_ptr + src[:, None] * C + c[None, :], mask=ok[:, None] & cmask[None, :], other=0.0)
+            shift = ((i - K // 2) * W + (j - K // 2)) * C  # one scalar per tap; the same frame wherever ok
+            xv = tl.load(centre + shift, mask=ok[:, None] & cmask[None, :], other=0.0)
             wv = tl.load(w_ptr + (i * K + j) * C + c, mask=cmask, other=0.0)
             acc += xv.to(tl.float32) * wv[None, :]
     acc += tl.load(b_ptr + c, mask=cmask, other=0.0)[None, :]
@@ -59,13 +60,13 @@ def _dwconv_ln_kernel(
     lnb = tl.load(lnb_ptr + c, mask=cmask, other=0.0)
     y = d * rstd[:, None] * lnw[None, :] + lnb[None, :]
     out_mask = pmask[:, None] & cmask[None, :]
-    tl.store(out_ptr + p64[:, None] * C + c[None, :], y.to(out_ptr.dtype.element_ty), mask=out_mask)
+    tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=out_mask)
 
 
 @triton.jit
 def _linear_kernel(
     a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, part_ptr, M, N, K, HW, frame_stride,
-    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, EVEN_K: tl.constexpr, UPCAST: tl.constexpr,
+    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, EVEN_K: tl.constexpr, UPCAST: tl.constexpr, DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     # Column tiles of one row tile run back to back, so the row tile of `a` is read from L2 after the first.
@@ -93,7 +94,7 @@ def _linear_kernel(
         if UPCAST:
             a = a.to(tl.float32)
             w = w.to(tl.float32)
-        acc = tl.dot(a, w, acc)
+        acc = tl.dot(a, w, acc, input_precision=DOT)
     acc += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
     offs = rm[:, None] * N + rn[None, :]
     if GELU_SUMSQ:
@@ -126,7 +127,7 @@ def dwconv_layernorm(
     n, h, w, c = x.shape
     out = torch.empty_like(x)
     block_c = triton.next_power_of_2(c)
-    params = {"BLOCK_P": max(1, 4096 // block_c), "num_warps": 4 if block_c <= 256 else 8, **(tune or {})}
+    params = {"BLOCK_P": max(1, 4096 // block_c), "num_warps": 8 if block_c == 256 else 4, **(tune or {})}
     pixels = n * h * w
     grid = (triton.cdiv(pixels, params["BLOCK_P"]),)
     wrap(_dwconv_ln_kernel)[grid](
@@ -160,8 +161,11 @@ def linear(
     block_m = row_block(hw)
     if block_m is None or m % hw:
         raise ValueError(f"linear: a frame of {hw} rows is not a whole number of {ROW_BLOCKS[-1]}-row tiles")
-    params = {"BLOCK_M": block_m, "BLOCK_N": 128 if n > 64 else 64, "BLOCK_K": 64 if k % 64 == 0 else 32}
-    params |= {"num_warps": 8 if block_m * params["BLOCK_N"] >= 16384 else 4, "num_stages": 3, **(tune or {})}
+    # From the sweep in h100-kernels-base-512.json: narrow column tiles for the GELU GEMM and the narrow
+    # outputs, wide ones for the residual GEMM once its output has 384 columns or more.
+    wide = residual is not None and n >= 384
+    params = {"BLOCK_M": block_m, "BLOCK_N": 256 if wide else 64, "BLOCK_K": 64 if k >= 384 else 32}
+    params |= {"num_warps": 8 if wide else 4, "num_stages": 3, **(tune or {})}
     tiles_m = m // params["BLOCK_M"]
     out = torch.empty((m, n), dtype=a.dtype, device=a.device)
     part = torch.empty((tiles_m, n) if gelu_sumsq else (1,), dtype=torch.float32, device=a.device)
@@ -170,6 +174,7 @@ def linear(
     wrap(_linear_kernel)[grid](
         a, weight, bias, residual if residual is not None else out, out, part, m, n, k, hw, frame_stride,
         GELU_SUMSQ=gelu_sumsq, RESIDUAL=residual is not None, EVEN_K=k % params["BLOCK_K"] == 0, UPCAST=INTERPRET,
+        DOT="ieee" if a.dtype == torch.float32 else "tf32",  # fp32 models get fp32 products, not TF32
         **params,
     )  # fmt: skip
     sumsq = part.view(m // hw, tiles_m * hw // m, n).sum(1) if gelu_sumsq else None
