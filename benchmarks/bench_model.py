@@ -73,6 +73,19 @@ VARIANTS = [  # (name, overrides)
         )
         for mode in ("none", "gemm", "all")
     ],
+    (  # the configs' defaults (fused GEMM kernels) at the other two shapes the issue asks for
+        "base-1920-b8-reduce-overhead",
+        ["data.frame_shape=[1,1920,1920]", "data.batch_size=8", "inference.compile_mode=reduce-overhead"],
+    ),
+    (
+        "673m-512-b32-reduce-overhead",
+        [
+            "data.frame_shape=[1,512,512]",
+            "data.batch_size=32",
+            "inference.compile_mode=reduce-overhead",
+            "model.peaknet.preset=673m",
+        ],
+    ),
     ("base-1920-b8-default", ["data.frame_shape=[1,1920,1920]", "data.batch_size=8", "inference.compile_mode=default"]),
     (
         "673m-512-b32-default",

@@ -102,10 +102,10 @@ def block_pair(channels: int, device: str, dtype: torch.dtype, mode: str) -> tup
 @pytest.mark.parametrize("mode", ["gemm", "all"])
 def test_fused_block_is_the_plain_block(device, mode):
     plain, fused = block_pair(24, device, torch.float32, mode)
-    x = randn(2, 24, 8, 6, seed=1, device=device).to(memory_format=torch.channels_last)
+    x = randn(2, 24, 8, 8, seed=1, device=device).to(memory_format=torch.channels_last)
     with torch.no_grad():
         torch.testing.assert_close(fused(x), plain(x), rtol=1e-4, atol=1e-4)
-        odd = x[:, :, :3, :4]  # 12 pixels per frame: no GEMM tile fits, so the plain ops run
+        odd = x[:, :, :4, :4]  # 16 pixels per frame: too few for a GEMM tile, so the plain ops run
         assert not fused_ops.fusable(odd)
         torch.testing.assert_close(fused(odd), plain(odd), rtol=0, atol=0)
 

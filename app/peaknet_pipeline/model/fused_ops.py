@@ -42,9 +42,12 @@ if tk is not None:
         return tk.linear(a, weight, bias, hw, residual=residual, wrap=wrap_triton)[0]
 
 
+MIN_ROW_BLOCK = 64  # narrower row tiles starve the tensor cores: such blocks (1920's last stage) stay plain
+
+
 def fusable(x: torch.Tensor) -> bool:
-    """The GEMM kernels tile each frame's pixels by 16 or more rows."""
-    return tk is not None and tk.row_block(x.shape[2] * x.shape[3]) is not None
+    """Whether the GEMM kernels can tile each frame's pixels by MIN_ROW_BLOCK rows or more."""
+    return tk is not None and (tk.row_block(x.shape[2] * x.shape[3]) or 0) >= MIN_ROW_BLOCK
 
 
 MODES = ("none", "gemm", "all")
