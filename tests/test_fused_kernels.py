@@ -138,3 +138,16 @@ def test_unknown_mode_is_refused_and_none_switches_nothing():
     with pytest.raises(ValueError, match="expected one of none, gemm, all"):
         fused_ops.enable(block, "fast")
     assert fused_ops.enable(block, "none") == 0 and block.fused == "none"
+
+
+def test_preset_default_mode_is_the_measured_one_and_config_overrides_it():
+    from peaknet_pipeline.config_sources import load_config
+    from peaknet_pipeline.inference.engine import spec_from_config
+
+    def mode(*overrides: str) -> str:
+        return spec_from_config(load_config(None, list(overrides)), (1, 64, 64)).fused_kernels
+
+    assert mode() == "gemm"
+    assert mode("model.peaknet.preset=673m") == "none"
+    assert mode("model.peaknet.preset=673m", "model.peaknet.fused_kernels=all") == "all"
+    assert mode("model.kind=threshold") == "none"

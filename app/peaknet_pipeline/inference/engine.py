@@ -53,7 +53,7 @@ def spec_from_config(cfg: PipelineConfig, frame_shape: tuple[int, int, int]) -> 
         inf.compile_mode,
         channels_last=peaknet and pn.channels_last,
         cast_weights=peaknet and pn.cast_weights,
-        fused_kernels=pn.fused_kernels if peaknet else "none",
+        fused_kernels=fused_ops.mode_for(pn.preset, pn.fused_kernels) if peaknet else "none",
     )
 
 

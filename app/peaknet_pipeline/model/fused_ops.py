@@ -51,6 +51,15 @@ def fusable(x: torch.Tensor) -> bool:
 
 
 MODES = ("none", "gemm", "all")
+# Measured on the H100 (benchmarks/results/h100-model-fused*.jsonl): base 1,557 -> 1,669 frames/s with gemm
+# (all: 1,465, cuDNN's depthwise conv beats ours); 673m 228 -> 205 with gemm, as Triton's GEMMs trail cuBLAS
+# once the layers are wide and the work is compute-bound, so 673m stays on PyTorch ops.
+PRESET_MODES = {"base": "gemm", "673m": "none"}
+
+
+def mode_for(preset: str | None, configured: str | None) -> str:
+    """The configured mode, or the measured one for the preset (none for custom sizes)."""
+    return configured or PRESET_MODES.get(preset or "", "none")
 
 
 def convnext_block(block: nn.Module, x: torch.Tensor, triton_dwconv: bool) -> torch.Tensor:
