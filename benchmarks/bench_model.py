@@ -77,15 +77,19 @@ VARIANTS = [  # (name, overrides)
         "base-1920-b8-reduce-overhead",
         ["data.frame_shape=[1,1920,1920]", "data.batch_size=8", "inference.compile_mode=reduce-overhead"],
     ),
-    (
-        "673m-512-b32-reduce-overhead",
-        [
-            "data.frame_shape=[1,512,512]",
-            "data.batch_size=32",
-            "inference.compile_mode=reduce-overhead",
-            "model.peaknet.preset=673m",
-        ],
-    ),
+    *[
+        (
+            f"673m-512-b32-reduce-overhead{suffix}",
+            [
+                "data.frame_shape=[1,512,512]",
+                "data.batch_size=32",
+                "inference.compile_mode=reduce-overhead",
+                "model.peaknet.preset=673m",
+                *overrides,
+            ],
+        )
+        for suffix, overrides in (("", []), ("-fused-gemm", ["model.peaknet.fused_kernels=gemm"]))
+    ],
     ("base-1920-b8-default", ["data.frame_shape=[1,1920,1920]", "data.batch_size=8", "inference.compile_mode=default"]),
     (
         "673m-512-b32-default",

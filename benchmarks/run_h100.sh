@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
-#   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-profile   (results under $OUT, default benchmarks/results/raw)
+#   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-fused|model-profile
+#   (results under $OUT, default benchmarks/results/raw)
 # On the lent device only a few files of $OUT come back per call: run with OUT elsewhere and tar it into $OUT.
 # Needs peaknet and the ray CLI on PATH/PYTHONPATH.
 # Weights: a minute of training on synthetic frames (train_synthetic.py), kept in $WEIGHTS between parts.
@@ -114,6 +115,16 @@ case ${1:?part} in
     timeout 480 python3 benchmarks/bench_model.py --iters 30 --output "$OUT/h100-model-variants.jsonl" --only \
       base-512-b32-default base-512-b32-default-dwtaps base-512-b32-default-freezing \
       base-512-b32-default-autotune-gemm   # last: its compile may be long; rows are written as they finish
+    ;;
+  model-fused)  # issue 4: the fused ConvNeXt-block kernels: GPU tests, per kernel against PyTorch, whole model
+    python3 -m pytest -q tests/test_fused_kernels.py > "$OUT/h100-pytest-fused-kernels.log" 2>&1
+    tail -1 "$OUT/h100-pytest-fused-kernels.log"
+    python3 benchmarks/bench_kernels.py --output "$OUT/h100-kernels-base-512.json" > "$OUT/kernels.log" 2>&1
+    python3 benchmarks/bench_model.py --iters 30 --output "$OUT/h100-model-fused.jsonl" --only \
+      base-512-b32-reduce-overhead-fused-gemm base-512-b32-reduce-overhead-fused-all \
+      base-512-b32-reduce-overhead-fused-none > "$OUT/model.log" 2>&1
+    python3 benchmarks/bench_model.py --iters 20 --output "$OUT/h100-model-fused-shapes.jsonl" --only \
+      base-1920-b8-reduce-overhead 673m-512-b32-reduce-overhead-fused-gemm >> "$OUT/model.log" 2>&1
     ;;
   model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager
     python3 benchmarks/profile_model.py --config $C512 --output "$OUT/h100-profile-base-512.json" | head -30
