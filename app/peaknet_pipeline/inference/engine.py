@@ -108,6 +108,7 @@ class CpuEngine:
     def __init__(self, model: Segmenter, spec: EngineSpec, on_result: ResultSink, nvtx: Nvtx | None = None):
         self.spec = spec
         self._runner = ModelRunner(model, spec, torch.device("cpu"))
+        self.fused_blocks = self._runner.fused_blocks  # always 0: Triton kernels are GPU-only
         self._on_result = on_result
         self.busy_s = 0.0
 
@@ -151,6 +152,7 @@ class CudaEngine:
         self.spec = spec
         self._device = torch.device("cuda", torch.cuda.current_device())
         self._runner = ModelRunner(model, spec, self._device)
+        self.fused_blocks = self._runner.fused_blocks
         self._on_result = on_result
         self._nvtx = nvtx or Nvtx(False)
         self._h2d = torch.cuda.Stream()

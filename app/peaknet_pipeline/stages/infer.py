@@ -75,8 +75,12 @@ class InferenceWorker:
             seconds = warm_up(self._engine, inf.warmup_iters)
         self._engine.busy_s = 0.0
         self._frame_shape = frame_shape
-        self._member.status.info.update(warmup_s=round(seconds, 3), warmup_shape=list(frame_shape))
-        log.info("%s: warm-up on %s done in %.1fs (%s)", self._member.name, frame_shape, seconds, self._device)
+        fused = self._engine.fused_blocks
+        self._member.status.info.update(warmup_s=round(seconds, 3), warmup_shape=list(frame_shape), fused_blocks=fused)
+        log.info(
+            "%s: warm-up on %s done in %.1fs (%s, %d ConvNeXt blocks on fused kernels)",
+            self._member.name, frame_shape, seconds, self._device, fused,
+        )  # fmt: skip
 
     def run(self) -> MemberStatus:
         member = self._member
