@@ -83,7 +83,7 @@ def convnext_block(block: nn.Module, x: torch.Tensor, triton_dwconv: bool) -> to
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
-def enable(model: nn.Module, mode: str = "all") -> int:
+def enable(model: nn.Module, mode: str) -> int:
     """Switch every ConvNeXtV2 block of `model` to the fused kernels of `mode` (MODES); returns how many."""
     if mode not in MODES:
         raise ValueError(f"fused kernels mode {mode!r}: expected one of {', '.join(MODES)}")

@@ -124,6 +124,7 @@ def dwconv_layernorm(
 ) -> torch.Tensor:
     """x (N, H, W, C) contiguous; taps (K*K, C) fp32 (tap-major); bias, ln_* (C,) fp32 -> (N, H, W, C).
     `tune` overrides the launch parameters (BLOCK_P, num_warps; benchmarks/bench_kernels.py)."""
+    x = x.contiguous()  # the kernel indexes dense NHWC (a no-op for the block's channels_last input)
     n, h, w, c = x.shape
     out = torch.empty_like(x)
     block_c = triton.next_power_of_2(c)
@@ -156,6 +157,8 @@ def linear(
     per frame; bias (N,). Returns (out (M, N) in a's dtype, per-frame column sums of squares (frames, N) fp32
     of GELU's output when gelu_sumsq, else None). Needs row_block(hw); `tune` overrides the launch
     parameters (BLOCK_M dividing hw, BLOCK_N, BLOCK_K, num_warps, num_stages)."""
+    a, weight = a.contiguous(), weight.contiguous()  # dense row-major, as the kernel indexes them
+    residual = residual.contiguous() if residual is not None else None
     m, k = a.shape
     n = weight.shape[-2]
     block_m = row_block(hw)
