@@ -11,27 +11,20 @@ import ray
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
 from ..records import SegmentedBatch
-from .member import InputDrain, StageMember
+from .consumer import Q2Consumer
 from .steady import SteadyRate
-from .wiring import q2_client
 
 log = logging.getLogger(__name__)
 
 
 @ray.remote(max_concurrency=2)
-class SinkActor:
+class SinkActor(Q2Consumer):
     def __init__(self, cfg: PipelineConfig, coordinator, name: str):
-        self._cfg = cfg
-        self._member = StageMember(coordinator, "write", name)
-        self._q2 = q2_client(cfg)
-        self._drain = InputDrain(self._member, self._q2, cfg.lifecycle.drain_timeout_s)
+        self._join(cfg, coordinator, name)
         self._frame_ids: list[str] = []
         self._frames_with_peak_pixels = 0
         self._steady = SteadyRate()
-        self._member.publish(force=True)
-
-    def stop(self) -> None:
-        self._member.local_stop.set()
+        self._ready()
 
     def run(self) -> MemberStatus:
         self._member.status.state = "running"

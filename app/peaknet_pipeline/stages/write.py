@@ -15,10 +15,9 @@ from ..output.geometry import layout_for
 from ..output.peaks import PeakList, find_peaks
 from ..profiling import Nvtx
 from ..records import SegmentedBatch
-from .member import InputDrain, StageMember
+from .consumer import Q2Consumer
 from .prefetch import Prefetcher
 from .steady import SteadyRate
-from .wiring import q2_client
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +29,9 @@ def find_batch_peaks(mask: np.ndarray, frames: np.ndarray | None) -> list[PeakLi
 
 
 @ray.remote(max_concurrency=2)
-class CxiWriterActor:
+class CxiWriterActor(Q2Consumer):
     def __init__(self, cfg: PipelineConfig, coordinator, name: str):
-        self._cfg = cfg
-        self._member = StageMember(coordinator, "write", name)
-        self._drain = InputDrain(self._member, q2_client(cfg), cfg.lifecycle.drain_timeout_s)
+        self._join(cfg, coordinator, name)
         # Once: every .options() call makes a new wrapper class, cyclic garbage at the batch rate.
         self._find_peaks = find_batch_peaks.options(num_cpus=cfg.peaks.task_cpus)
         self._pending: deque = deque()  # (record, ObjectRef of peak lists), in Q2 order
@@ -44,10 +41,7 @@ class CxiWriterActor:
         self._slabs: SlabBuffer | None = None
         self._nvtx = Nvtx(cfg.profiling.enabled)
         self._steady = SteadyRate()
-        self._member.publish(force=True)
-
-    def stop(self) -> None:
-        self._member.local_stop.set()
+        self._ready()
 
     def run(self) -> MemberStatus:
         self._member.status.state = "running"
