@@ -5,7 +5,8 @@
 For each stage of the base model (channels, H*W) it times, in bf16 with CUDA events: cuDNN's depthwise
 conv + LayerNorm against `dwconv_layernorm`; Linear + GELU + GRN's norm against `linear(gelu_sumsq)`;
 the per-frame baddbmm + residual add against `linear(residual)`; each kernel under a few launch settings,
-so the defaults in triton_kernels.py come from data.
+so the defaults in triton_kernels.py come from data. Candidates not in the model yet
+(candidate_kernels.py): the depthwise conv sliding along rows, against cuDNN's depthwise conv alone.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from candidate_kernels import dwconv_rows
 from peaknet_pipeline.bench import emit_json
 from peaknet_pipeline.model import triton_kernels as tk
 
@@ -67,6 +69,9 @@ def stage(batch: int, size: int, c: int, stride: int) -> dict:
         z = F.conv2d(x, dw_w, dw_b, padding=3, groups=c).permute(0, 2, 3, 1)
         return F.layer_norm(z, (c,), ln_w, ln_b, 1e-6)
 
+    def ref_dw_only():
+        return F.conv2d(x, dw_w, dw_b, padding=3, groups=c)
+
     def ref_pw1():
         g = F.gelu(F.linear(y, w1, b1))
         return g, torch.linalg.vector_norm(g.view(batch, hw, -1), dim=1)
@@ -74,6 +79,11 @@ def stage(batch: int, size: int, c: int, stride: int) -> dict:
     def ref_pw2():
         return torch.baddbmm(b2, a.view(batch, hw, -1), w2.transpose(1, 2)).view(-1, c) + res
 
+    rows_tunes = [{}] + [
+        {"BLOCK_C": bc, "BLOCK_W": bw, "num_warps": nw}
+        for bc, bw, nw in itertools.product((64, 128), (16, 64), (2, 4))
+        if bc <= tk.triton.next_power_of_2(c)
+    ]
     pb = max(1, 4096 // tk.triton.next_power_of_2(c))
     dw_tunes = [{}] + [{"BLOCK_P": p, "num_warps": nw} for p in (pb // 2, pb, pb * 2) for nw in (4, 8) if p >= 1]
     bm = tk.row_block(hw)
@@ -86,6 +96,8 @@ def stage(batch: int, size: int, c: int, stride: int) -> dict:
         "channels": c, "hw": [h, w], "batch": batch,
         "dwconv_layernorm": {"reference_us": time_us(ref_dw),
                              **sweep(lambda t: tk.dwconv_layernorm(x_nhwc, taps, *f32, 1e-6, tune=t), dw_tunes)},
+        "dwconv_rows (candidate)": {"reference_us": time_us(ref_dw_only),
+                                    **sweep(lambda t: dwconv_rows(x_nhwc, taps, f32[0], tune=t), rows_tunes)},
         "linear_gelu_sumsq": {"reference_us": time_us(ref_pw1),
                               **sweep(lambda t: tk.linear(y, w1, b1, hw, gelu_sumsq=True, tune=t), gemm_tunes)},
         "linear_residual": {"reference_us": time_us(ref_pw2),
