@@ -29,13 +29,17 @@ class GRN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale(x) + self.bias
 
+    def fold_into(self, linear: nn.Linear, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """linear after GRN as one linear layer per frame: the channel scale (N, C) goes into a per-frame copy
+        of the (small) weight, (N, out, C) in the weight's dtype, and GRN's bias through the layer into its bias."""
+        weight = (linear.weight.unsqueeze(0) * scale.unsqueeze(1)).to(linear.weight.dtype)
+        return weight, linear.bias + linear.weight @ self.bias.view(-1)
+
 
 def grn_linear(x: torch.Tensor, grn: GRN, linear: nn.Linear) -> torch.Tensor:
-    """linear(grn(x)) without writing grn(x): GRN's per-frame channel scale goes into a per-frame copy of
-    the (small) weight and its bias through the linear layer, so the wide activation is read once."""
+    """linear(grn(x)) without writing grn(x) (GRN.fold_into), so the wide activation is read once."""
     n, h, w, c = x.shape
-    weight = linear.weight.unsqueeze(0) * grn.scale(x).view(n, 1, c)  # (N, out, C)
-    bias = linear.bias + linear.weight @ grn.bias.view(c)
+    weight, bias = grn.fold_into(linear, grn.scale(x).view(n, c))
     y = torch.baddbmm(bias, x.reshape(n, h * w, c), weight.transpose(1, 2))
     return y.view(n, h, w, -1)
 

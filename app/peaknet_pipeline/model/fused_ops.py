@@ -76,9 +76,7 @@ def convnext_block(block: nn.Module, x: torch.Tensor, triton_dwconv: bool) -> to
         y = ln(conv(x).permute(0, 2, 3, 1)).contiguous()
     pw1, pw2, grn = block.pwconv1, block.pwconv2, block.grn
     a, sumsq = linear_gelu_sumsq(y.view(n * hw, c), pw1.weight, pw1.bias, hw)
-    scale = grn.scale_from_norm(sumsq.sqrt())  # (N, 4C)
-    weight = (pw2.weight.float().unsqueeze(0) * scale.unsqueeze(1)).to(x.dtype)  # (N, C, 4C)
-    bias = pw2.bias + pw2.weight @ grn.bias.view(-1)
+    weight, bias = grn.fold_into(pw2, grn.scale_from_norm(sumsq.sqrt()))  # scale in fp32, weight (N, C, 4C)
     out = linear_residual(a, weight, bias, x_nhwc.view(n * hw, c), hw)
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
 

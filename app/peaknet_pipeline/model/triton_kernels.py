@@ -180,5 +180,5 @@ def linear(
         DOT="ieee" if a.dtype == torch.float32 else "tf32",  # fp32 models get fp32 products, not TF32
         **params,
     )  # fmt: skip
-    sumsq = part.view(m // hw, tiles_m * hw // m, n).sum(1) if gelu_sumsq else None
+    sumsq = part.view(m // hw, hw // params["BLOCK_M"], n).sum(1) if gelu_sumsq else None
     return out, sumsq
