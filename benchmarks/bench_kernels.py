@@ -6,7 +6,8 @@ For each stage of the base model (channels, H*W) it times, in bf16 with CUDA eve
 conv + LayerNorm against `dwconv_layernorm`; Linear + GELU + GRN's norm against `linear(gelu_sumsq)`;
 the per-frame baddbmm + residual add against `linear(residual)`; each kernel under a few launch settings,
 so the defaults in triton_kernels.py come from data. Candidates not in the model yet
-(candidate_kernels.py): the depthwise conv sliding along rows, against cuDNN's depthwise conv alone.
+(candidate_kernels.py): the depthwise convs sliding along rows or down columns, against cuDNN's depthwise
+conv alone. `--sweep` names the kernels whose launch settings are swept (the others run their defaults).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from candidate_kernels import dwconv_rows
+from candidate_kernels import dwconv7_strip, dwconv_rows
 from peaknet_pipeline.bench import emit_json
 from peaknet_pipeline.model import triton_kernels as tk
 
@@ -49,7 +50,7 @@ def sweep(run, tunes: list[dict]) -> dict:
             "all": rows}  # fmt: skip
 
 
-def stage(batch: int, size: int, c: int, stride: int) -> dict:
+def stage(batch: int, size: int, c: int, stride: int, swept: set[str]) -> dict:
     h = w = size // stride
     hw, dev, bf = h * w, "cuda", torch.bfloat16
     x = torch.randn(batch, c, h, w, device=dev, dtype=bf).to(memory_format=torch.channels_last)
@@ -84,6 +85,11 @@ def stage(batch: int, size: int, c: int, stride: int) -> dict:
         for bc, bw, nw in itertools.product((64, 128), (16, 64), (2, 4))
         if bc <= tk.triton.next_power_of_2(c)
     ]
+    strip_tunes = [{}] + [
+        {"BLOCK_H": bh, "BLOCK_W": bw, "BLOCK_C": bc, "num_warps": nw}
+        for bh, bw, bc, nw in itertools.product((16, 64), (8, 16, 32), (16, 32, 64), (2, 4))
+        if bc <= tk.triton.next_power_of_2(c) and bw * bc >= 256
+    ]
     pb = max(1, 4096 // tk.triton.next_power_of_2(c))
     dw_tunes = [{}] + [{"BLOCK_P": p, "num_warps": nw} for p in (pb // 2, pb, pb * 2) for nw in (4, 8) if p >= 1]
     bm = tk.row_block(hw)
@@ -92,17 +98,17 @@ def stage(batch: int, size: int, c: int, stride: int) -> dict:
         for m, n, k in itertools.product((bm, 64), (64, 128, 256), (32, 64))
         if hw % m == 0
     ]
-    return {
-        "channels": c, "hw": [h, w], "batch": batch,
-        "dwconv_layernorm": {"reference_us": time_us(ref_dw),
-                             **sweep(lambda t: tk.dwconv_layernorm(x_nhwc, taps, *f32, 1e-6, tune=t), dw_tunes)},
-        "dwconv_rows (candidate)": {"reference_us": time_us(ref_dw_only),
-                                    **sweep(lambda t: dwconv_rows(x_nhwc, taps, f32[0], tune=t), rows_tunes)},
-        "linear_gelu_sumsq": {"reference_us": time_us(ref_pw1),
-                              **sweep(lambda t: tk.linear(y, w1, b1, hw, gelu_sumsq=True, tune=t), gemm_tunes)},
-        "linear_residual": {"reference_us": time_us(ref_pw2),
-                            **sweep(lambda t: tk.linear(a, w2, b2, hw, residual=res, tune=t), gemm_tunes)},
-    }  # fmt: skip
+    kernels = {  # name: (PyTorch reference, kernel under a launch setting, settings)
+        "dwconv_layernorm": (ref_dw, lambda t: tk.dwconv_layernorm(x_nhwc, taps, *f32, 1e-6, tune=t), dw_tunes),
+        "dwconv_rows": (ref_dw_only, lambda t: dwconv_rows(x_nhwc, taps, f32[0], tune=t), rows_tunes),
+        "dwconv7_strip": (ref_dw_only, lambda t: dwconv7_strip(x_nhwc, taps, f32[0], tune=t), strip_tunes),
+        "linear_gelu_sumsq": (ref_pw1, lambda t: tk.linear(y, w1, b1, hw, gelu_sumsq=True, tune=t), gemm_tunes),
+        "linear_residual": (ref_pw2, lambda t: tk.linear(a, w2, b2, hw, residual=res, tune=t), gemm_tunes),
+    }
+    result = {"channels": c, "hw": [h, w], "batch": batch}
+    for name, (ref, run, settings) in kernels.items():
+        result[name] = {"reference_us": time_us(ref), **sweep(run, settings if name in swept else [{}])}
+    return result
 
 
 def main() -> int:
@@ -110,12 +116,14 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--output")
+    ap.add_argument("--sweep", nargs="*", default=["dwconv_layernorm", "dwconv_rows", "dwconv7_strip",
+                                                   "linear_gelu_sumsq", "linear_residual"])  # fmt: skip
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True
     stages = []
     with torch.inference_mode():
         for c, stride in STAGES:
-            stages.append(stage(args.batch, args.size, c, stride))
+            stages.append(stage(args.batch, args.size, c, stride, set(args.sweep)))
             s = stages[-1]
             print(c, {k: (s[k]["reference_us"], s[k]["default_us"], s[k]["best"]) for k in list(s)[3:]}, flush=True)
     emit_json({"gpu": torch.cuda.get_device_name(), "size": args.size, "stages": stages}, args.output)

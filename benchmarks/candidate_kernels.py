@@ -72,3 +72,59 @@ def dwconv_rows(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor, tune: d
     grid = (n * h, triton.cdiv(c, params["BLOCK_C"]), triton.cdiv(w, params["BLOCK_W"]))
     _dwconv_rows_kernel[grid](x, taps, bias, out, h, w, c, K=7, KP=8, **params)
     return out
+
+
+@triton.jit
+def _dwconv7_strip_kernel(
+    x_ptr, w_ptr, b_ptr, out_ptr, H, W, C,
+    BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    # A (BLOCK_W pixels x BLOCK_C channels) strip walks down BLOCK_H output rows. Each input row is loaded at
+    # its 7 column shifts once and added into the 7 output rows it touches (a0..a6: rows r-3..r+3), so an
+    # input pixel is loaded 7 times in all (from L1 after the first), not 49.
+    n_hb = tl.cdiv(H, BLOCK_H)
+    frame = tl.program_id(0) // n_hb
+    h0 = (tl.program_id(0) % n_hb) * BLOCK_H
+    w = tl.program_id(1) * BLOCK_W + tl.arange(0, BLOCK_W)
+    c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = c < C
+    frame_ptr = x_ptr + frame.to(tl.int64) * H * W * C
+    pix = w[:, None] * C + c[None, :]
+    zero = tl.zeros([BLOCK_W, BLOCK_C], dtype=tl.float32)
+    a0, a1, a2, a3, a4, a5, a6 = zero, zero, zero, zero, zero, zero, zero
+    bias = tl.load(b_ptr + c, mask=cmask, other=0.0)
+    out_frame = out_ptr + frame.to(tl.int64) * H * W * C
+    for r in range(h0 - 3, h0 + BLOCK_H + 3):
+        row_ok = (w * 0 + r >= 0) & (w * 0 + r < H)
+        row_ptr = frame_ptr + r * W * C + pix
+        for dx in tl.static_range(7):
+            cc = w + (dx - 3)
+            m = (row_ok & (cc >= 0) & (cc < W))[:, None] & cmask[None, :]
+            s = tl.load(row_ptr + (dx - 3) * C, mask=m, other=0.0).to(tl.float32)
+            tap = w_ptr + dx * C + c  # taps (49, C), row-major over (dy, dx): a_k uses dy = 6 - k
+            a0 += s * tl.load(tap + 42 * C, mask=cmask, other=0.0)[None, :]
+            a1 += s * tl.load(tap + 35 * C, mask=cmask, other=0.0)[None, :]
+            a2 += s * tl.load(tap + 28 * C, mask=cmask, other=0.0)[None, :]
+            a3 += s * tl.load(tap + 21 * C, mask=cmask, other=0.0)[None, :]
+            a4 += s * tl.load(tap + 14 * C, mask=cmask, other=0.0)[None, :]
+            a5 += s * tl.load(tap + 7 * C, mask=cmask, other=0.0)[None, :]
+            a6 += s * tl.load(tap, mask=cmask, other=0.0)[None, :]
+        o = r - 3  # a0 has all 7 input rows now
+        o_ok = (w * 0 + o >= h0) & (w * 0 + o < H) & (w < W)
+        y = (a0 + bias[None, :]).to(out_ptr.dtype.element_ty)
+        tl.store(out_frame + o * W * C + pix, y, mask=o_ok[:, None] & cmask[None, :])
+        a0, a1, a2, a3, a4, a5, a6 = a1, a2, a3, a4, a5, a6, zero
+
+
+def dwconv7_strip(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor, tune: dict | None = None) -> torch.Tensor:
+    """x (N, H, W, C) contiguous; taps (49, C) fp32 tap-major; bias (C,) fp32 -> conv output (N, H, W, C)."""
+    if taps.shape[0] != 49:
+        raise ValueError(f"dwconv7_strip: a 7x7 kernel (49 taps) expected, got {taps.shape[0]} taps")
+    x = x.contiguous()
+    n, h, w, c = x.shape
+    out = torch.empty_like(x)
+    params = {"BLOCK_H": 32, "BLOCK_W": 16, "BLOCK_C": min(32, triton.next_power_of_2(c)), "num_warps": 4,
+              **(tune or {})}  # fmt: skip
+    grid = (n * triton.cdiv(h, params["BLOCK_H"]), triton.cdiv(w, params["BLOCK_W"]), triton.cdiv(c, params["BLOCK_C"]))
+    _dwconv7_strip_kernel[grid](x, taps, bias, out, h, w, c, **params)
+    return out

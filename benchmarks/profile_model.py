@@ -43,6 +43,7 @@ def main() -> int:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--output")
+    ap.add_argument("--trace", help="also write the profiler's chrome trace (with op shapes) here, .json.gz")
     args = ap.parse_args()
     cfg = config_from_args(args)
     device = torch.device(resolve_device(cfg.inference.device))
@@ -54,7 +55,7 @@ def main() -> int:
         runner.masks(x)
     gpu = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=bool(args.trace)) as prof:
         for _ in range(args.iters):
             runner.masks(x)
         if gpu:
@@ -81,6 +82,8 @@ def main() -> int:
         "top_kernels": rows[: args.top],
     }
     emit_json(result, args.output)
+    if args.trace:
+        prof.export_chrome_trace(args.trace)
     return 0
 
 

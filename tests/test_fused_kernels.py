@@ -153,14 +153,17 @@ def test_preset_default_mode_is_the_measured_one_and_config_overrides_it():
     assert mode("model.kind=threshold") == "none"
 
 
+@pytest.mark.parametrize("kernel", ["dwconv_rows", "dwconv7_strip"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_candidate_row_sliding_depthwise_conv_is_the_depthwise_conv(device):
+def test_candidate_depthwise_convs_are_the_depthwise_conv(device, kernel):
     from .conftest import ROOT, load_script
 
     candidates = load_script("candidate_kernels", ROOT / "benchmarks" / "candidate_kernels.py")
-    n, h, w, c = 2, 9, 40, 150  # more channels than one channel block, a row longer than one segment
+    # more channels than one channel block; rows and columns not multiples of the tiles; strips cross frames
+    n, h, w, c = 2, 21, 40, 150
     x = randn(n, h, w, c, seed=1, device=device)
     weight, bias = randn(c, 1, 7, 7, seed=2, device=device, scale=0.2), randn(c, seed=3, device=device)
-    got = candidates.dwconv_rows(x, weight.reshape(c, -1).t().contiguous(), bias, tune={"BLOCK_W": 16})
+    tune = {"BLOCK_W": 16} if kernel == "dwconv_rows" else {"BLOCK_H": 8, "BLOCK_W": 16, "BLOCK_C": 64}
+    got = getattr(candidates, kernel)(x, weight.reshape(c, -1).t().contiguous(), bias, tune=tune)
     expected = F.conv2d(x.permute(0, 3, 1, 2), weight, bias, padding=3, groups=c).permute(0, 2, 3, 1)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import GroupNorm, resize_bilinear, upsample_fp32
@@ -29,9 +30,15 @@ class SegLateral(nn.Module):
         self.layers = nn.Sequential(
             *[lateral_sublayer(in_ch if s == 0 else out_ch, out_ch, upsample) for s in range(sublayers)]
         )
+        self.upsample = upsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+    def before_last_upsample(self, x: torch.Tensor) -> torch.Tensor:
+        """The output, less the last x2 upsample where this level has one."""
+        last = self.layers[-1]
+        return (last[:-1] if self.upsample else last)(self.layers[:-1](x))
 
 
 def build_lateral_layers(features: int, seg_channels: int) -> nn.ModuleList:
@@ -40,10 +47,36 @@ def build_lateral_layers(features: int, seg_channels: int) -> nn.ModuleList:
     )
 
 
+def project(x: torch.Tensor, conv: nn.Conv2d, bias: bool) -> torch.Tensor:
+    """conv (1x1, to the few class channels) of x, in fp32, with or without its bias."""
+    if torch.compiler.is_compiling():
+        y = project_by_reduction(x, conv.weight.flatten(1))
+    else:  # eager, the broadcast below would allocate classes x the input
+        y = F.conv2d(x, conv.weight).float()
+    return y + conv.bias.float().view(-1, 1, 1) if bias else y
+
+
+def project_by_reduction(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x (N, C, H, W) times weight (K, C) over C, as a sum over the NHWC view in fp32: compiled, this fuses with
+    the GroupNorm and GELU that make x (a 1x1 conv is an extern kernel that needs x written first)."""
+    y = (x.permute(0, 2, 3, 1).float().unsqueeze(3) * weight.float()).sum(-1)
+    return y.permute(0, 3, 1, 2)
+
+
 def segmentation_logits(
-    summed: torch.Tensor, head_segmask: nn.Conv2d, head_upsample_layer: nn.Module | None
+    features: list[torch.Tensor],
+    laterals: nn.ModuleList,
+    head_segmask: nn.Conv2d,
+    head_upsample_layer: nn.Module | None,
 ) -> torch.Tensor:
-    logits = upsample_fp32(head_segmask(summed), 4.0)
-    if head_upsample_layer is not None:
-        logits = logits + head_upsample_layer(summed)
-    return logits
+    """head_segmask(sum of the laterals) upsampled x4. The 1x1 conv and bilinear upsampling are both linear
+    (and the interpolation weights sum to one), so the conv runs before the upsampling: the three coarser
+    levels are summed at 1/8 resolution and projected there, and no 256-channel map is written at 1/4."""
+    if head_upsample_layer is not None:  # the learned upsample needs the summed features themselves
+        summed = sum(lateral(f) for lateral, f in zip(laterals, features))
+        logits = upsample_fp32(head_segmask(summed), 4.0)
+        return logits + head_upsample_layer(summed)
+    fine = laterals[0].before_last_upsample(features[0])
+    coarse = sum(lateral.before_last_upsample(f) for lateral, f in zip(laterals[1:], features[1:]))
+    quarter = project(fine, head_segmask, bias=True) + resize_bilinear(project(coarse, head_segmask, bias=False), 2)
+    return resize_bilinear(quarter, 4.0).to(features[0].dtype)

@@ -64,5 +64,4 @@ class PeakNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [adapt(f) for adapt, f in zip(self.backbone_to_bifpn, self.backbone(x))]
         features = self.bifpn(features)
-        summed = sum(lateral(f) for lateral, f in zip(self.seg_lateral_layers, features))
-        return segmentation_logits(summed, self.head_segmask, self.head_upsample_layer)
+        return segmentation_logits(features, self.seg_lateral_layers, self.head_segmask, self.head_upsample_layer)
