@@ -3,11 +3,10 @@
     python3 benchmarks/bench_kernels.py --batch 32 --size 512 --output kernels.json
 
 For each stage of the base model (channels, H*W) it times, in bf16 with CUDA events: cuDNN's depthwise
-conv + LayerNorm against `dwconv_layernorm`; Linear + GELU + GRN's norm against `linear(gelu_sumsq)`;
-the per-frame baddbmm + residual add against `linear(residual)`; each kernel under a few launch settings,
-so the defaults in triton_kernels.py come from data. Candidates not in the model yet
-(candidate_kernels.py): the depthwise convs sliding along rows or down columns, against cuDNN's depthwise
-conv alone. `--sweep` names the kernels whose launch settings are swept (the others run their defaults).
+conv against `dwconv7`; Linear + GELU + GRN's norm against `linear(gelu_sumsq)`; the per-frame baddbmm +
+residual add against `linear(residual)`; each kernel under a few launch settings, so the defaults in
+triton_kernels.py come from data. `--sweep` names the kernels whose settings are swept (the others run
+their defaults).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from candidate_kernels import dwconv7_strip, dwconv_rows
 from peaknet_pipeline.bench import emit_json
 from peaknet_pipeline.model import triton_kernels as tk
 
@@ -55,22 +53,16 @@ def stage(batch: int, size: int, c: int, stride: int, swept: set[str]) -> dict:
     hw, dev, bf = h * w, "cuda", torch.bfloat16
     x = torch.randn(batch, c, h, w, device=dev, dtype=bf).to(memory_format=torch.channels_last)
     dw_w, dw_b = torch.randn(c, 1, 7, 7, device=dev, dtype=bf) * 0.1, torch.randn(c, device=dev, dtype=bf)
-    ln_w, ln_b = torch.ones(c, device=dev, dtype=bf), torch.zeros(c, device=dev, dtype=bf)
     w1, b1 = torch.randn(4 * c, c, device=dev, dtype=bf) * 0.05, torch.zeros(4 * c, device=dev, dtype=bf)
     w2 = torch.randn(batch, c, 4 * c, device=dev, dtype=bf) * 0.05
     b2 = torch.zeros(c, device=dev, dtype=bf)
     x_nhwc = x.permute(0, 2, 3, 1)
-    taps = dw_w.reshape(c, -1).t().float().contiguous()
-    f32 = [t.float() for t in (dw_b, ln_w, ln_b)]
-    y = tk.dwconv_layernorm(x_nhwc, taps, *f32, 1e-6).view(-1, c)
+    taps = dw_w.reshape(c, -1).t().contiguous()
+    y = F.layer_norm(tk.dwconv7(x_nhwc, taps, dw_b), (c,)).view(-1, c)
     a = tk.linear(y, w1, b1, hw, gelu_sumsq=True)[0]
     res = x_nhwc.reshape(-1, c)
 
     def ref_dw():
-        z = F.conv2d(x, dw_w, dw_b, padding=3, groups=c).permute(0, 2, 3, 1)
-        return F.layer_norm(z, (c,), ln_w, ln_b, 1e-6)
-
-    def ref_dw_only():
         return F.conv2d(x, dw_w, dw_b, padding=3, groups=c)
 
     def ref_pw1():
@@ -80,28 +72,18 @@ def stage(batch: int, size: int, c: int, stride: int, swept: set[str]) -> dict:
     def ref_pw2():
         return torch.baddbmm(b2, a.view(batch, hw, -1), w2.transpose(1, 2)).view(-1, c) + res
 
-    rows_tunes = [{}] + [
-        {"BLOCK_C": bc, "BLOCK_W": bw, "num_warps": nw}
-        for bc, bw, nw in itertools.product((64, 128), (16, 64), (2, 4))
-        if bc <= tk.triton.next_power_of_2(c)
-    ]
-    strip_tunes = [{}] + [
+    dw_tunes = [{}] + [
         {"BLOCK_H": bh, "BLOCK_W": bw, "BLOCK_C": bc, "num_warps": nw}
-        for bh, bw, bc, nw in itertools.product((16, 64), (8, 16, 32), (16, 32, 64), (2, 4))
-        if bc <= tk.triton.next_power_of_2(c) and bw * bc >= 256
+        for bh, bw, bc, nw in itertools.product((32, 64, 128), (8, 16, 32, 64), (16, 32, 64), (2, 4, 8))
+        if bc <= tk.triton.next_power_of_2(c) and 512 <= bw * bc <= 2048 and bw * bc >= 128 * nw and bh <= h
     ]
-    pb = max(1, 4096 // tk.triton.next_power_of_2(c))
-    dw_tunes = [{}] + [{"BLOCK_P": p, "num_warps": nw} for p in (pb // 2, pb, pb * 2) for nw in (4, 8) if p >= 1]
     bm = tk.row_block(hw)
     gemm_tunes = [{}] + [
-        {"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "num_warps": 8 if m * n >= 128 * 128 else 4, "num_stages": 3}
-        for m, n, k in itertools.product((bm, 64), (64, 128, 256), (32, 64))
-        if hw % m == 0
+        {"BLOCK_M": bm, "BLOCK_N": n, "BLOCK_K": k, "num_warps": nw, "num_stages": ns}
+        for n, k, nw, ns in itertools.product((64, 128), (32, 64), (4, 8), (2, 3, 4))
     ]
     kernels = {  # name: (PyTorch reference, kernel under a launch setting, settings)
-        "dwconv_layernorm": (ref_dw, lambda t: tk.dwconv_layernorm(x_nhwc, taps, *f32, 1e-6, tune=t), dw_tunes),
-        "dwconv_rows": (ref_dw_only, lambda t: dwconv_rows(x_nhwc, taps, f32[0], tune=t), rows_tunes),
-        "dwconv7_strip": (ref_dw_only, lambda t: dwconv7_strip(x_nhwc, taps, f32[0], tune=t), strip_tunes),
+        "dwconv7": (ref_dw, lambda t: tk.dwconv7(x_nhwc, taps, dw_b, tune=t), dw_tunes),
         "linear_gelu_sumsq": (ref_pw1, lambda t: tk.linear(y, w1, b1, hw, gelu_sumsq=True, tune=t), gemm_tunes),
         "linear_residual": (ref_pw2, lambda t: tk.linear(a, w2, b2, hw, residual=res, tune=t), gemm_tunes),
     }
@@ -116,8 +98,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--output")
-    ap.add_argument("--sweep", nargs="*", default=["dwconv_layernorm", "dwconv_rows", "dwconv7_strip",
-                                                   "linear_gelu_sumsq", "linear_residual"])  # fmt: skip
+    ap.add_argument("--sweep", nargs="*", default=["dwconv7", "linear_gelu_sumsq", "linear_residual"])
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True
     stages = []

@@ -116,8 +116,8 @@ case ${1:?part} in
       base-512-b32-default base-512-b32-default-dwtaps base-512-b32-default-freezing \
       base-512-b32-default-autotune-gemm   # last: its compile may be long; rows are written as they finish
     ;;
-  model-fused)  # issue 4: the fused ConvNeXt-block kernels: GPU tests, per kernel against PyTorch (with the
-                # candidates of candidate_kernels.py), whole model
+  model-fused)  # issue 4: the fused ConvNeXt-block kernels: GPU tests, per kernel against PyTorch (launch
+                # settings swept), whole model
     python3 -m pytest -q tests/test_fused_kernels.py > "$OUT/h100-pytest-fused-kernels.log" 2>&1
     tail -1 "$OUT/h100-pytest-fused-kernels.log"
     python3 benchmarks/bench_kernels.py --output "$OUT/h100-kernels-base-512.json" > "$OUT/kernels.log" 2>&1

@@ -44,16 +44,14 @@ def tk():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("channels", [96, 20])
-def test_dwconv_layernorm_is_depthwise_conv_then_layernorm(tk, device, channels):
-    n, h, w, c = 2, 9, 11, channels
+@pytest.mark.parametrize("shape", [(2, 21, 40, 150), (1, 9, 11, 20)])
+def test_dwconv7_is_the_depthwise_conv(tk, device, shape):
+    # more channels than one channel block; rows and columns not multiples of the tiles; strips cross frames
+    n, h, w, c = shape
     x = randn(n, h, w, c, seed=1, device=device)
     weight, bias = randn(c, 1, 7, 7, seed=2, device=device, scale=0.2), randn(c, seed=3, device=device)
-    ln_w, ln_b = randn(c, seed=4, device=device), randn(c, seed=5, device=device)
-    taps = weight.reshape(c, -1).t().contiguous()
-    got = tk.dwconv_layernorm(x, taps, bias, ln_w, ln_b, 1e-6)
-    conv = F.conv2d(x.permute(0, 3, 1, 2), weight, bias, padding=3, groups=c)
-    expected = F.layer_norm(conv.permute(0, 2, 3, 1), (c,), ln_w, ln_b, 1e-6)
+    got = tk.dwconv7(x, weight.reshape(c, -1).t().contiguous(), bias, tune={"BLOCK_H": 8, "BLOCK_W": 16, "BLOCK_C": 64})
+    expected = F.conv2d(x.permute(0, 3, 1, 2), weight, bias, padding=3, groups=c).permute(0, 2, 3, 1)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -151,19 +149,3 @@ def test_preset_default_mode_is_the_measured_one_and_config_overrides_it():
     assert mode("model.peaknet.preset=673m") == "none"
     assert mode("model.peaknet.preset=673m", "model.peaknet.fused_kernels=all") == "all"
     assert mode("model.kind=threshold") == "none"
-
-
-@pytest.mark.parametrize("kernel", ["dwconv_rows", "dwconv7_strip"])
-@pytest.mark.parametrize("device", DEVICES)
-def test_candidate_depthwise_convs_are_the_depthwise_conv(device, kernel):
-    from .conftest import ROOT, load_script
-
-    candidates = load_script("candidate_kernels", ROOT / "benchmarks" / "candidate_kernels.py")
-    # more channels than one channel block; rows and columns not multiples of the tiles; strips cross frames
-    n, h, w, c = 2, 21, 40, 150
-    x = randn(n, h, w, c, seed=1, device=device)
-    weight, bias = randn(c, 1, 7, 7, seed=2, device=device, scale=0.2), randn(c, seed=3, device=device)
-    tune = {"BLOCK_W": 16} if kernel == "dwconv_rows" else {"BLOCK_H": 8, "BLOCK_W": 16, "BLOCK_C": 64}
-    got = getattr(candidates, kernel)(x, weight.reshape(c, -1).t().contiguous(), bias, tune=tune)
-    expected = F.conv2d(x.permute(0, 3, 1, 2), weight, bias, padding=3, groups=c).permute(0, 2, 3, 1)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)

@@ -22,12 +22,9 @@ def available(device: torch.device) -> bool:
 if tk is not None:
     from torch.library import triton_op, wrap_triton
 
-    @triton_op("peaknet::dwconv_layernorm", mutates_args=())
-    def dwconv_layernorm(
-        x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor,
-        eps: float,
-    ) -> torch.Tensor:  # fmt: skip
-        return tk.dwconv_layernorm(x, taps, bias, ln_weight, ln_bias, eps, wrap=wrap_triton)
+    @triton_op("peaknet::dwconv7", mutates_args=())
+    def dwconv7(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return tk.dwconv7(x, taps, bias, wrap=wrap_triton)
 
     @triton_op("peaknet::linear_gelu_sumsq", mutates_args=())
     def linear_gelu_sumsq(
@@ -64,16 +61,16 @@ def mode_for(preset: str | None, configured: str | None) -> str:
 
 def convnext_block(block: nn.Module, x: torch.Tensor, triton_dwconv: bool) -> torch.Tensor:
     """ConvNeXtV2Block.forward on (N, C, H, W): pwconv1+GELU+GRN statistic and pwconv2 with GRN's per-frame
-    scale in its weight plus the residual, each one kernel; dwconv+LayerNorm one more with triton_dwconv."""
+    scale in its weight plus the residual, each one kernel; the depthwise conv one more with triton_dwconv."""
     n, c, h, w = x.shape
     hw = h * w
     x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free under channels_last
     conv, ln = block.dwconv, block.layernorm
     if triton_dwconv:
-        taps = conv.weight.reshape(c, -1).t().float().contiguous()  # (K*K, C)
-        y = dwconv_layernorm(x_nhwc, taps, conv.bias.float(), ln.weight.float(), ln.bias.float(), ln.eps)
+        y = dwconv7(x_nhwc, conv.weight.reshape(c, -1).t().contiguous(), conv.bias)  # taps (49, C)
     else:
-        y = ln(conv(x).permute(0, 2, 3, 1)).contiguous()
+        y = conv(x).permute(0, 2, 3, 1)
+    y = ln(y).contiguous()
     pw1, pw2, grn = block.pwconv1, block.pwconv2, block.grn
     a, sumsq = linear_gelu_sumsq(y.view(n * hw, c), pw1.weight, pw1.bias, hw)
     weight, bias = grn.fold_into(pw2, grn.scale_from_norm(sumsq.sqrt()))  # scale in fp32, weight (N, C, 4C)

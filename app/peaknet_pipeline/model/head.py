@@ -57,10 +57,11 @@ def project(x: torch.Tensor, conv: nn.Conv2d, bias: bool) -> torch.Tensor:
 
 
 def project_by_reduction(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """x (N, C, H, W) times weight (K, C) over C, as a sum over the NHWC view in fp32: compiled, this fuses with
-    the GroupNorm and GELU that make x (a 1x1 conv is an extern kernel that needs x written first)."""
-    y = (x.permute(0, 2, 3, 1).float().unsqueeze(3) * weight.float()).sum(-1)
-    return y.permute(0, 3, 1, 2)
+    """x (N, C, H, W) times weight (K, C) over C, as sums over the NHWC view in fp32: compiled, these fuse with
+    the GroupNorm and GELU that make x (a 1x1 conv is an extern kernel that needs x written first). One sum
+    per output channel, so the GELU is computed once for all of them, not once per (channel, input) pair."""
+    y = x.permute(0, 2, 3, 1).float()
+    return torch.stack([(y * w).sum(-1) for w in weight.float()], dim=1)
 
 
 def segmentation_logits(

@@ -4,7 +4,8 @@ The block's memory-bound steps cost more than its matrix work on the H100 (h100-
 cuDNN's depthwise 7x7 kernel, a LayerNorm pass, and GRN's norm read the 4C-wide GELU output once more after
 the GEMM wrote it. These kernels fold them into their neighbours:
 
-- `dwconv_layernorm`: depthwise KxK conv + bias + LayerNorm over C, one read and one write;
+- `dwconv7`: depthwise 7x7 conv + bias, each input row loaded once per column shift and added into the
+  seven output rows it touches (7 loads per input pixel, not 49);
 - `linear`: a GEMM whose epilogue adds the bias and either applies GELU and sums its squares per frame and
   column (GRN's statistic, so the wide tensor is never read again) or adds a residual; its weight may differ
   per frame (GRN's scale folded into pwconv2's weight).
@@ -29,38 +30,45 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @triton.jit
-def _dwconv_ln_kernel(
-    x_ptr, w_ptr, b_ptr, lnw_ptr, lnb_ptr, out_ptr, H, W, C, P, eps,
-    K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+def _dwconv7_kernel(
+    x_ptr, w_ptr, b_ptr, out_ptr, H, W, C,
+    BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)  # flat NHW pixel index
-    c = tl.arange(0, BLOCK_C)
-    pmask = p < P
+    # A (BLOCK_W pixels x BLOCK_C channels) strip walks down BLOCK_H output rows. Each input row is loaded at
+    # its 7 column shifts once and added into the 7 output rows it touches (a0..a6: rows r-3..r+3), so an
+    # input pixel is loaded 7 times in all (from L1 after the first), not 49.
+    n_hb = tl.cdiv(H, BLOCK_H)
+    frame = tl.program_id(0) // n_hb
+    h0 = (tl.program_id(0) % n_hb) * BLOCK_H
+    w = tl.program_id(1) * BLOCK_W + tl.arange(0, BLOCK_W)
+    c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = c < C
-    col = p % W
-    row = (p // W) % H
-    offs = p.to(tl.int64)[:, None] * C + c[None, :]
-    centre = x_ptr + offs  # per-element addresses made once, not per tap
-    acc = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
-    for i in tl.static_range(K):
-        rr = row + (i - K // 2)
-        row_ok = pmask & (rr >= 0) & (rr < H)
-        for j in tl.static_range(K):
-            cc = col + (j - K // 2)
-            ok = row_ok & (cc >= 0) & (cc < W)
-            shift = ((i - K // 2) * W + (j - K // 2)) * C  # one scalar per tap; the same frame wherever ok
-            xv = tl.load(centre + shift, mask=ok[:, None] & cmask[None, :], other=0.0)
-            wv = tl.load(w_ptr + (i * K + j) * C + c, mask=cmask, other=0.0)
-            acc += xv.to(tl.float32) * wv[None, :]
-    acc += tl.load(b_ptr + c, mask=cmask, other=0.0)[None, :]
-    mean = tl.sum(acc, axis=1) / C  # padded channels hold exact zeros
-    d = tl.where(cmask[None, :], acc - mean[:, None], 0.0)
-    rstd = tl.rsqrt(tl.sum(d * d, axis=1) / C + eps)
-    lnw = tl.load(lnw_ptr + c, mask=cmask, other=0.0)
-    lnb = tl.load(lnb_ptr + c, mask=cmask, other=0.0)
-    y = d * rstd[:, None] * lnw[None, :] + lnb[None, :]
-    out_mask = pmask[:, None] & cmask[None, :]
-    tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=out_mask)
+    frame_ptr = x_ptr + frame.to(tl.int64) * H * W * C
+    pix = w[:, None] * C + c[None, :]
+    zero = tl.zeros([BLOCK_W, BLOCK_C], dtype=tl.float32)
+    a0, a1, a2, a3, a4, a5, a6 = zero, zero, zero, zero, zero, zero, zero
+    bias = tl.load(b_ptr + c, mask=cmask, other=0.0).to(tl.float32)
+    out_frame = out_ptr + frame.to(tl.int64) * H * W * C
+    for r in range(h0 - 3, h0 + BLOCK_H + 3):
+        row_ok = (w * 0 + r >= 0) & (w * 0 + r < H)
+        row_ptr = frame_ptr + r * W * C + pix
+        for dx in tl.static_range(7):
+            cc = w + (dx - 3)
+            m = (row_ok & (cc >= 0) & (cc < W))[:, None] & cmask[None, :]
+            s = tl.load(row_ptr + (dx - 3) * C, mask=m, other=0.0).to(tl.float32)
+            tap = w_ptr + dx * C + c  # taps (49, C), row-major over (dy, dx): a_k uses dy = 6 - k
+            a0 += s * tl.load(tap + 42 * C, mask=cmask, other=0.0).to(tl.float32)[None, :]
+            a1 += s * tl.load(tap + 35 * C, mask=cmask, other=0.0).to(tl.float32)[None, :]
+            a2 += s * tl.load(tap + 28 * C, mask=cmask, other=0.0).to(tl.float32)[None, :]
+            a3 += s * tl.load(tap + 21 * C, mask=cmask, other=0.0).to(tl.float32)[None, :]
+            a4 += s * tl.load(tap + 14 * C, mask=cmask, other=0.0).to(tl.float32)[None, :]
+            a5 += s * tl.load(tap + 7 * C, mask=cmask, other=0.0).to(tl.float32)[None, :]
+            a6 += s * tl.load(tap, mask=cmask, other=0.0).to(tl.float32)[None, :]
+        o = r - 3  # a0 has all 7 input rows now
+        o_ok = (w * 0 + o >= h0) & (w * 0 + o < H) & (w < W)
+        y = (a0 + bias[None, :]).to(out_ptr.dtype.element_ty)
+        tl.store(out_frame + o * W * C + pix, y, mask=o_ok[:, None] & cmask[None, :])
+        a0, a1, a2, a3, a4, a5, a6 = a1, a2, a3, a4, a5, a6, zero
 
 
 @triton.jit
@@ -112,29 +120,20 @@ def _identity(kernel):
     return kernel
 
 
-def dwconv_layernorm(
-    x: torch.Tensor,
-    taps: torch.Tensor,
-    bias: torch.Tensor,
-    ln_weight: torch.Tensor,
-    ln_bias: torch.Tensor,
-    eps: float,
-    wrap: Wrap = _identity,
-    tune: dict | None = None,
-) -> torch.Tensor:
-    """x (N, H, W, C) contiguous; taps (K*K, C) fp32 (tap-major); bias, ln_* (C,) fp32 -> (N, H, W, C).
-    `tune` overrides the launch parameters (BLOCK_P, num_warps; benchmarks/bench_kernels.py)."""
+def dwconv7(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor, wrap: Wrap = _identity,
+            tune: dict | None = None) -> torch.Tensor:  # fmt: skip
+    """Depthwise 7x7 conv (padding 3) with bias: x (N, H, W, C); taps (49, C) tap-major in x's dtype (the
+    kernel reloads them from L1 for every input row: half the loads of fp32); bias (C,) -> (N, H, W, C),
+    summed in fp32. `tune` overrides BLOCK_H, BLOCK_W, BLOCK_C, num_warps (benchmarks/bench_kernels.py)."""
+    if taps.shape[0] != 49:
+        raise ValueError(f"dwconv7: a 7x7 kernel (49 taps) expected, got {taps.shape[0]} taps")
     x = x.contiguous()  # the kernel indexes dense NHWC (a no-op for the block's channels_last input)
     n, h, w, c = x.shape
     out = torch.empty_like(x)
-    block_c = triton.next_power_of_2(c)
-    params = {"BLOCK_P": max(1, 4096 // block_c), "num_warps": 8 if block_c == 256 else 4, **(tune or {})}
-    pixels = n * h * w
-    grid = (triton.cdiv(pixels, params["BLOCK_P"]),)
-    wrap(_dwconv_ln_kernel)[grid](
-        x, taps, bias, ln_weight, ln_bias, out, h, w, c, pixels, eps,
-        K=int(round(taps.shape[0] ** 0.5)), BLOCK_C=block_c, **params,
-    )  # fmt: skip
+    params = {"BLOCK_H": 64, "BLOCK_W": 8, "BLOCK_C": min(32, triton.next_power_of_2(c)), "num_warps": 2,
+              **(tune or {})}  # fmt: skip
+    grid = (n * triton.cdiv(h, params["BLOCK_H"]), triton.cdiv(w, params["BLOCK_W"]), triton.cdiv(c, params["BLOCK_C"]))
+    wrap(_dwconv7_kernel)[grid](x, taps, bias, out, h, w, c, **params)
     return out
 
 
