@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from peaknet_pipeline.model import fused_ops
 from peaknet_pipeline.model.backbone import ConvNeXtV2Block
+from peaknet_pipeline.model.bifpn import BiFPNBlock
 from peaknet_pipeline.model.peaknet import PeakNet, PeakNetArch
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
@@ -77,6 +78,39 @@ def test_linear_with_a_weight_per_frame_adds_bias_and_residual(tk, device):
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_linear_with_layernorm_gelu_epilogue_and_no_bias(tk, device):
+    rows, k, n = 128, 40, 48  # N not a power of two: the padded columns must stay out of the statistics
+    a, residual = randn(rows, k, seed=1, device=device), randn(rows, n, seed=4, device=device)
+    weight = randn(n, k, seed=2, device=device, scale=0.2)
+    ln_w, ln_b = randn(n, seed=5, device=device), randn(n, seed=6, device=device)
+    out, _ = tk.linear(a, weight, None, rows, layernorm_gelu=(ln_w, ln_b, 1e-6), residual=residual)
+    expected = F.gelu(F.layer_norm(a @ weight.t(), (n,), ln_w, ln_b, 1e-6)) + residual
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="300 > 256 columns"):
+        tk.linear(a, torch.zeros(300, k, device=device), None, rows, layernorm_gelu=(ln_w, ln_b, 1e-6))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_bifpn_block_is_the_plain_block(device):
+    plain = BiFPNBlock(32)
+    with torch.no_grad():
+        for i, p in enumerate(plain.parameters()):
+            p.copy_(randn(*p.shape, seed=10 + i, device="cpu", scale=0.3) + 0.5)  # fusion weights mostly positive
+    fused = BiFPNBlock(32)
+    fused.load_state_dict(plain.state_dict())
+    assert fused_ops.enable(fused, "gemm") == 1
+    to = dict(device=device, memory_format=torch.channels_last)
+    plain, fused = plain.to(**to), fused.to(**to)
+    # 2 frames at 16, 8, 4, 2 pixels square: the two finer levels tile by 64 rows and run fused, the others not
+    levels = [randn(2, 32, 16 >> i, 16 >> i, seed=i, device=device).to(memory_format=torch.channels_last)
+              for i in range(4)]  # fmt: skip
+    assert [fused_ops.bifpn_fusable(x) for x in levels] == [True, True, False, False]
+    with torch.no_grad():
+        for got, expected in zip(fused(levels), plain(levels)):
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_linear_refuses_frames_that_do_not_tile(tk):
     assert tk.row_block(12) is None and tk.row_block(3600) == 16 and tk.row_block(16384) == 128
     a = torch.zeros(24, 8)
@@ -116,7 +150,7 @@ def test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16(mo
     plain = PeakNet(arch).eval()
     fused = PeakNet(arch).eval()
     fused.load_state_dict(plain.state_dict())
-    assert fused_ops.enable(fused, mode) == sum(arch.backbone_depths)
+    assert fused_ops.enable(fused, mode) == sum(arch.backbone_depths) + arch.bifpn_num_blocks
     to = dict(device="cuda", dtype=torch.bfloat16, memory_format=torch.channels_last)
     plain, fused = plain.to(**to), torch.compile(fused.to(**to))
     x = randn(4, 1, 128, 128, seed=1, device="cuda").bfloat16()
