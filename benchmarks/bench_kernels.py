@@ -2,11 +2,10 @@
 
     python3 benchmarks/bench_kernels.py --batch 32 --size 512 --output kernels.json
 
-For each stage of the base model (channels, H*W) it times, in bf16 with CUDA events: cuDNN's depthwise
-conv against `dwconv7`; Linear + GELU + GRN's norm against `linear(gelu_sumsq)`; the per-frame baddbmm +
-residual add against `linear(residual)`; each kernel under a few launch settings, so the defaults in
-triton_kernels.py come from data. `--sweep` names the kernels whose settings are swept (the others run
-their defaults).
+For each stage of the base model (channels, H*W) it times, in bf16 with CUDA events: Linear + GELU + GRN's
+norm against `linear(gelu_sumsq)`; the per-frame baddbmm + residual add against `linear(residual)`; each
+kernel under a few launch settings, so the defaults in triton_kernels.py come from data. `--sweep` names the
+kernels whose settings are swept (the others run their defaults).
 """
 
 from __future__ import annotations
@@ -57,13 +56,9 @@ def stage(batch: int, size: int, c: int, stride: int, swept: set[str]) -> dict:
     w2 = torch.randn(batch, c, 4 * c, device=dev, dtype=bf) * 0.05
     b2 = torch.zeros(c, device=dev, dtype=bf)
     x_nhwc = x.permute(0, 2, 3, 1)
-    taps = dw_w.reshape(c, -1).t().contiguous()
-    y = F.layer_norm(tk.dwconv7(x_nhwc, taps, dw_b), (c,)).view(-1, c)
+    y = F.layer_norm(F.conv2d(x, dw_w, dw_b, padding=3, groups=c).permute(0, 2, 3, 1), (c,)).reshape(-1, c)
     a = tk.linear(y, w1, b1, hw, gelu_sumsq=True)[0]
     res = x_nhwc.reshape(-1, c)
-
-    def ref_dw():
-        return F.conv2d(x, dw_w, dw_b, padding=3, groups=c)
 
     def ref_pw1():
         g = F.gelu(F.linear(y, w1, b1))
@@ -72,18 +67,12 @@ def stage(batch: int, size: int, c: int, stride: int, swept: set[str]) -> dict:
     def ref_pw2():
         return torch.baddbmm(b2, a.view(batch, hw, -1), w2.transpose(1, 2)).view(-1, c) + res
 
-    dw_tunes = [{}] + [
-        {"BLOCK_H": bh, "BLOCK_W": bw, "BLOCK_C": bc, "num_warps": nw}
-        for bh, bw, bc, nw in itertools.product((32, 64, 128), (8, 16, 32, 64), (16, 32, 64), (2, 4, 8))
-        if bc <= tk.triton.next_power_of_2(c) and 512 <= bw * bc <= 2048 and bw * bc >= 128 * nw and bh <= h
-    ]
     bm = tk.row_block(hw)
     gemm_tunes = [{}] + [
         {"BLOCK_M": bm, "BLOCK_N": n, "BLOCK_K": k, "num_warps": nw, "num_stages": ns}
         for n, k, nw, ns in itertools.product((64, 128), (32, 64), (4, 8), (2, 3, 4))
     ]
     kernels = {  # name: (PyTorch reference, kernel under a launch setting, settings)
-        "dwconv7": (ref_dw, lambda t: tk.dwconv7(x_nhwc, taps, dw_b, tune=t), dw_tunes),
         "linear_gelu_sumsq": (ref_pw1, lambda t: tk.linear(y, w1, b1, hw, gelu_sumsq=True, tune=t), gemm_tunes),
         "linear_residual": (ref_pw2, lambda t: tk.linear(a, w2, b2, hw, residual=res, tune=t), gemm_tunes),
     }
@@ -98,7 +87,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--output")
-    ap.add_argument("--sweep", nargs="*", default=["dwconv7", "linear_gelu_sumsq", "linear_residual"])
+    ap.add_argument("--sweep", nargs="*", default=["linear_gelu_sumsq", "linear_residual"])
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True
     stages = []

@@ -64,7 +64,8 @@ def main() -> int:
     for e in prof.key_averages():
         t = e.device_time_total if gpu else e.self_cpu_time_total  # microseconds over all iterations
         on_gpu = "CUDA" in str(getattr(e, "device_type", ""))  # kernels and copies, not the CPU ops launching them
-        if t > 0 and (on_gpu or not gpu):
+        graph = e.key.startswith("## Call CompiledFxGraph")  # a CPU range whose device time is its kernels'
+        if t > 0 and (on_gpu or not gpu) and not graph:
             rows.append({"name": e.key[:160], "us_per_iter": round(t / args.iters, 1), "calls": e.count // args.iters})
     rows.sort(key=lambda r: -r["us_per_iter"])
     by_kind: dict[str, float] = defaultdict(float)

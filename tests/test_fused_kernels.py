@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 from peaknet_pipeline.model import fused_ops
 from peaknet_pipeline.model.backbone import ConvNeXtV2Block
-from peaknet_pipeline.model.bifpn import BiFPNBlock
 from peaknet_pipeline.model.peaknet import PeakNet, PeakNetArch
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
@@ -45,18 +44,6 @@ def tk():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("shape", [(2, 21, 40, 150), (1, 9, 11, 20)])
-def test_dwconv7_is_the_depthwise_conv(tk, device, shape):
-    # more channels than one channel block; rows and columns not multiples of the tiles; strips cross frames
-    n, h, w, c = shape
-    x = randn(n, h, w, c, seed=1, device=device)
-    weight, bias = randn(c, 1, 7, 7, seed=2, device=device, scale=0.2), randn(c, seed=3, device=device)
-    got = tk.dwconv7(x, weight.reshape(c, -1).t().contiguous(), bias, tune={"BLOCK_H": 8, "BLOCK_W": 16, "BLOCK_C": 64})
-    expected = F.conv2d(x.permute(0, 3, 1, 2), weight, bias, padding=3, groups=c).permute(0, 2, 3, 1)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("device", DEVICES)
 def test_linear_gelu_sumsq_gives_gelu_output_and_its_per_frame_column_norms(tk, device):
     frames, hw, k, n = 3, 48, 40, 72  # 48 rows: 16-row tiles; K and N not multiples of the tiles
     a = randn(frames * hw, k, seed=1, device=device)
@@ -78,39 +65,6 @@ def test_linear_with_a_weight_per_frame_adds_bias_and_residual(tk, device):
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_linear_with_layernorm_gelu_epilogue_and_no_bias(tk, device):
-    rows, k, n = 128, 40, 48  # N not a power of two: the padded columns must stay out of the statistics
-    a, residual = randn(rows, k, seed=1, device=device), randn(rows, n, seed=4, device=device)
-    weight = randn(n, k, seed=2, device=device, scale=0.2)
-    ln_w, ln_b = randn(n, seed=5, device=device), randn(n, seed=6, device=device)
-    out, _ = tk.linear(a, weight, None, rows, layernorm_gelu=(ln_w, ln_b, 1e-6), residual=residual)
-    expected = F.gelu(F.layer_norm(a @ weight.t(), (n,), ln_w, ln_b, 1e-6)) + residual
-    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="300 > 256 columns"):
-        tk.linear(a, torch.zeros(300, k, device=device), None, rows, layernorm_gelu=(ln_w, ln_b, 1e-6))
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_fused_bifpn_block_is_the_plain_block(device):
-    plain = BiFPNBlock(32)
-    with torch.no_grad():
-        for i, p in enumerate(plain.parameters()):
-            p.copy_(randn(*p.shape, seed=10 + i, device="cpu", scale=0.3) + 0.5)  # fusion weights mostly positive
-    fused = BiFPNBlock(32)
-    fused.load_state_dict(plain.state_dict())
-    assert fused_ops.enable(fused, "gemm") == 1
-    to = dict(device=device, memory_format=torch.channels_last)
-    plain, fused = plain.to(**to), fused.to(**to)
-    # 2 frames at 16, 8, 4, 2 pixels square: the two finer levels tile by 64 rows and run fused, the others not
-    levels = [randn(2, 32, 16 >> i, 16 >> i, seed=i, device=device).to(memory_format=torch.channels_last)
-              for i in range(4)]  # fmt: skip
-    assert [fused_ops.bifpn_fusable(x) for x in levels] == [True, True, False, False]
-    with torch.no_grad():
-        for got, expected in zip(fused(levels), plain(levels)):
-            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
-
-
 def test_linear_refuses_frames_that_do_not_tile(tk):
     assert tk.row_block(12) is None and tk.row_block(3600) == 16 and tk.row_block(16384) == 128
     a = torch.zeros(24, 8)
@@ -118,22 +72,21 @@ def test_linear_refuses_frames_that_do_not_tile(tk):
         tk.linear(a, torch.zeros(8, 8), torch.zeros(8), 12)
 
 
-def block_pair(channels: int, device: str, dtype: torch.dtype, mode: str) -> tuple[ConvNeXtV2Block, ConvNeXtV2Block]:
+def block_pair(channels: int, device: str, dtype: torch.dtype) -> tuple[ConvNeXtV2Block, ConvNeXtV2Block]:
     plain = ConvNeXtV2Block(channels)
     with torch.no_grad():
         for i, p in enumerate(plain.parameters()):
             p.copy_(randn(*p.shape, seed=10 + i, device="cpu", scale=0.2))
     fused = ConvNeXtV2Block(channels)
     fused.load_state_dict(plain.state_dict())  # same parameters: checkpoints load unchanged
-    assert fused_ops.enable(fused, mode) == 1
+    assert fused_ops.enable(fused, "gemm") == 1
     to = dict(device=device, dtype=dtype, memory_format=torch.channels_last)
     return plain.to(**to), fused.to(**to)
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("mode", ["gemm", "all"])
-def test_fused_block_is_the_plain_block(device, mode):
-    plain, fused = block_pair(24, device, torch.float32, mode)
+def test_fused_block_is_the_plain_block(device):
+    plain, fused = block_pair(24, device, torch.float32)
     x = randn(2, 24, 8, 8, seed=1, device=device).to(memory_format=torch.channels_last)
     with torch.no_grad():
         torch.testing.assert_close(fused(x), plain(x), rtol=1e-4, atol=1e-4)
@@ -143,14 +96,13 @@ def test_fused_block_is_the_plain_block(device, mode):
 
 
 @pytest.mark.skipif(not (HAS_TRITON and CUDA), reason="needs a CUDA GPU with Triton (none in CI)")
-@pytest.mark.parametrize("mode", ["gemm", "all"])
-def test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16(mode):
+def test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16():
     arch = PeakNetArch(backbone_hidden_sizes=(32, 64, 128, 256), backbone_depths=(1, 1, 2, 1), bifpn_num_features=64,
                        seg_out_channels=64)  # fmt: skip
     plain = PeakNet(arch).eval()
     fused = PeakNet(arch).eval()
     fused.load_state_dict(plain.state_dict())
-    assert fused_ops.enable(fused, mode) == sum(arch.backbone_depths) + arch.bifpn_num_blocks
+    assert fused_ops.enable(fused, "gemm") == sum(arch.backbone_depths)
     to = dict(device="cuda", dtype=torch.bfloat16, memory_format=torch.channels_last)
     plain, fused = plain.to(**to), torch.compile(fused.to(**to))
     x = randn(4, 1, 128, 128, seed=1, device="cuda").bfloat16()
@@ -167,7 +119,7 @@ def test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16(mo
 
 def test_unknown_mode_is_refused_and_none_switches_nothing():
     block = ConvNeXtV2Block(8)
-    with pytest.raises(ValueError, match="expected one of none, gemm, all"):
+    with pytest.raises(ValueError, match="expected one of none, gemm"):
         fused_ops.enable(block, "fast")
     assert fused_ops.enable(block, "none") == 0 and block.fused == "none"
 
@@ -181,5 +133,5 @@ def test_preset_default_mode_is_the_measured_one_and_config_overrides_it():
 
     assert mode() == "gemm"
     assert mode("model.peaknet.preset=673m") == "none"
-    assert mode("model.peaknet.preset=673m", "model.peaknet.fused_kernels=all") == "all"
+    assert mode("model.peaknet.preset=673m", "model.peaknet.fused_kernels=gemm") == "gemm"
     assert mode("model.kind=threshold") == "none"

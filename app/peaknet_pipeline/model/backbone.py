@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import fused_ops
-from .layers import ChannelsFirstLayerNorm
+from .layers import ChannelsFirstLayerNorm, materialize
 
 
 class GRN(nn.Module):
@@ -33,7 +33,9 @@ class GRN(nn.Module):
         """linear after GRN as one linear layer per frame: the channel scale (N, C) goes into a per-frame copy
         of the (small) weight, (N, out, C) in the weight's dtype, and GRN's bias through the layer into its bias."""
         weight = (linear.weight.unsqueeze(0) * scale.unsqueeze(1)).to(linear.weight.dtype)
-        return weight, linear.bias + linear.weight @ self.bias.view(-1)
+        # written apart: compiled, inductor fused this matrix-vector product into the weight's kernel and
+        # redid it for every element of the (N, out, C) weight (h100-profile-base-512-gemm.json)
+        return weight, materialize(linear.bias + linear.weight @ self.bias.view(-1))
 
 
 def grn_linear(x: torch.Tensor, grn: GRN, linear: nn.Linear) -> torch.Tensor:
@@ -56,7 +58,7 @@ class ConvNeXtV2Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused != "none" and fused_ops.fusable(x):
-            return fused_ops.convnext_block(self, x, triton_dwconv=self.fused == "all")
+            return fused_ops.convnext_block(self, x)
         y = self.dwconv(x).permute(0, 2, 3, 1)
         y = grn_linear(F.gelu(self.pwconv1(self.layernorm(y))), self.grn, self.pwconv2)
         return x + y.permute(0, 3, 1, 2)

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import fused_ops
 from .layers import ChannelsFirstLayerNorm, upsample_fp32
 
 FUSION_EPS = 1e-5
@@ -44,13 +43,6 @@ class BiFPNBlock(nn.Module):
         self.conv = nn.ModuleDict({f"m{lv}": conv_block(features) for lv in levels[:-1]})
         self.conv.update({f"q{lv}": conv_block(features) for lv in levels[1:]})
         self.levels = list(levels)
-        self.fused = "none"  # fused_ops.enable: the conv blocks as one Triton GEMM each (CUDA)
-
-    def conv_residual(self, name: str, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        block = self.conv[name]
-        if self.fused != "none" and fused_ops.bifpn_fusable(x):
-            return fused_ops.bifpn_conv_residual(block[0], block[1], x, residual)
-        return block(x) + residual
 
     def forward(self, p: list[torch.Tensor]) -> list[torch.Tensor]:
         n = len(p)
@@ -60,13 +52,13 @@ class BiFPNBlock(nn.Module):
         for step, i in enumerate(range(n - 2, -1, -1)):
             w1, w2 = w_m[step]
             fused = (w1 * p[i] + w2 * upsample_fp32(m[i + 1], 2.0)) / (w1 + w2 + FUSION_EPS)
-            m[i] = self.conv_residual(f"m{self.levels[i]}", fused, p[i])
+            m[i] = self.conv[f"m{self.levels[i]}"](fused) + p[i]
         q = [m[0]]  # the finest output is the top-down output
         for step, i in enumerate(range(1, n)):
             w1, w2, w3 = w_q[step]
             down = upsample_fp32(q[i - 1], 0.5)
             fused = (w1 * p[i] + w2 * m[i] + w3 * down) / (w1 + w2 + w3 + FUSION_EPS)
-            q.append(self.conv_residual(f"q{self.levels[i]}", fused, p[i]))
+            q.append(self.conv[f"q{self.levels[i]}"](fused) + p[i])
         return q
 
 

@@ -24,23 +24,11 @@ def available(device: torch.device) -> bool:
 if tk is not None:
     from torch.library import triton_op, wrap_triton
 
-    @triton_op("peaknet::dwconv7", mutates_args=())
-    def dwconv7(x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return tk.dwconv7(x, taps, bias, wrap=wrap_triton)
-
     @triton_op("peaknet::linear_gelu_sumsq", mutates_args=())
     def linear_gelu_sumsq(
         a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return tk.linear(a, weight, bias, hw, gelu_sumsq=True, wrap=wrap_triton)
-
-    @triton_op("peaknet::linear_layernorm_gelu_residual", mutates_args=())
-    def linear_layernorm_gelu_residual(
-        a: torch.Tensor, weight: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float,
-        residual: torch.Tensor,
-    ) -> torch.Tensor:  # fmt: skip
-        return tk.linear(a, weight, None, a.shape[0], layernorm_gelu=(ln_weight, ln_bias, eps), residual=residual,
-                         wrap=wrap_triton)[0]  # fmt: skip
 
     @triton_op("peaknet::linear_residual", mutates_args=())
     def linear_residual(
@@ -57,13 +45,10 @@ def fusable(x: torch.Tensor) -> bool:
     return tk is not None and (tk.row_block(x.shape[2] * x.shape[3]) or 0) >= MIN_ROW_BLOCK
 
 
-# Our depthwise conv beats cuDNN's on the narrow stages only (h100-kernels-base-512.json: 408 vs 482 us at 96
-# channels, 221 vs 249 at 192; even at 384, behind at 768).
-DWCONV_MAX_CHANNELS = 192
-MODES = ("none", "gemm", "all")
-# Measured on the H100 (benchmarks/results/h100-model-fused*.jsonl): base 1,557 -> 1,669 frames/s with gemm
-# (all: 1,465, cuDNN's depthwise conv beats ours); 673m 228 -> 205 with gemm, as Triton's GEMMs trail cuBLAS
-# once the layers are wide and the work is compute-bound, so 673m stays on PyTorch ops.
+MODES = ("none", "gemm")
+# Measured on the H100 (benchmarks/results/h100-model-fused*.jsonl): base 1,557 -> 1,669 frames/s with gemm;
+# 673m 228 -> 205, as Triton's GEMMs trail cuBLAS once the layers are wide and the work is compute-bound, so
+# 673m stays on PyTorch ops. Depthwise convs of our own lost to cuDNN's in the model (docs/performance.md).
 PRESET_MODES = {"base": "gemm", "673m": "none"}
 
 
@@ -72,50 +57,25 @@ def mode_for(preset: str | None, configured: str | None) -> str:
     return configured or PRESET_MODES.get(preset or "", "none")
 
 
-def convnext_block(block: nn.Module, x: torch.Tensor, triton_dwconv: bool) -> torch.Tensor:
-    """ConvNeXtV2Block.forward on (N, C, H, W): pwconv1+GELU+GRN statistic and pwconv2 with GRN's per-frame
-    scale in its weight plus the residual, each one kernel; the depthwise conv one more with triton_dwconv."""
+def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """ConvNeXtV2Block.forward on (N, C, H, W): pwconv1+GELU+GRN statistic, and pwconv2 with GRN's per-frame
+    scale in its weight plus the residual, each one kernel; the depthwise conv and LayerNorm stay PyTorch ops."""
     n, c, h, w = x.shape
     hw = h * w
     x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free under channels_last
-    conv, ln = block.dwconv, block.layernorm
-    if triton_dwconv and c <= DWCONV_MAX_CHANNELS:
-        y = dwconv7(x_nhwc, conv.weight.reshape(c, -1).t().contiguous(), conv.bias)  # taps (49, C)
-    else:
-        y = conv(x).permute(0, 2, 3, 1)
-    y = ln(y).contiguous()
+    y = block.layernorm(block.dwconv(x).permute(0, 2, 3, 1)).contiguous()
     pw1, pw2, grn = block.pwconv1, block.pwconv2, block.grn
     a, sumsq = linear_gelu_sumsq(y.view(n * hw, c), pw1.weight, pw1.bias, hw)
     # The scale is written first: inlined, inductor summed the GEMM's per-tile partial sums again for every
-    # element of the per-frame weight (80 us per stage-0 block on the H100, h100-profile-base-512-gemm.json).
+    # element of the per-frame weight (80 us per stage-0 block on the H100).
     scale = materialize(grn.scale_from_norm(sumsq.sqrt()))  # fp32 (N, 4C)
     weight, bias = grn.fold_into(pw2, scale)  # weight (N, C, 4C)
     out = linear_residual(a, weight, bias, x_nhwc.view(n * hw, c), hw)
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
-def bifpn_fusable(x: torch.Tensor) -> bool:
-    """Whether the BiFPN's conv block on x can run as one GEMM with a LayerNorm epilogue."""
-    rows = x.shape[0] * x.shape[2] * x.shape[3]
-    return tk is not None and x.shape[1] <= tk.LN_MAX_COLUMNS and (tk.row_block(rows) or 0) >= MIN_ROW_BLOCK
-
-
-def bifpn_conv_residual(conv: nn.Module, ln: nn.Module, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """GELU(LayerNorm(conv(x))) + residual for the BiFPN's depthwise-separable 1x1 conv (no bias), one kernel:
-    the conv's output is normalised in the GEMM's registers instead of written and read back."""
-    n, c, h, w = x.shape
-    weight = conv.pointwise_conv.weight.view(c, c) * conv.depthwise_conv.weight.view(1, c)  # fold the 1x1 depthwise
-    rows = n * h * w
-    out = linear_layernorm_gelu_residual(
-        x.permute(0, 2, 3, 1).reshape(rows, c), weight, ln.weight, ln.bias, ln.eps,
-        residual.permute(0, 2, 3, 1).reshape(rows, c),
-    )  # fmt: skip
-    return out.view(n, h, w, c).permute(0, 3, 1, 2)
-
-
 def enable(model: nn.Module, mode: str) -> int:
-    """Switch every ConvNeXtV2 block and BiFPN block of `model` to the fused kernels of `mode` (MODES); returns
-    how many."""
+    """Switch every ConvNeXtV2 block of `model` to the fused kernels of `mode` (MODES); returns how many."""
     if mode not in MODES:
         raise ValueError(f"fused kernels mode {mode!r}: expected one of {', '.join(MODES)}")
     blocks = [m for m in model.modules() if hasattr(m, "fused")]
