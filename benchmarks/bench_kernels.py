@@ -3,7 +3,7 @@
     python3 benchmarks/bench_kernels.py --batch 32 --size 512 --output kernels.json
 
 For each stage of the base model (channels, H*W) it times, in bf16 with CUDA events: Linear + GELU + GRN's
-norm against `linear(gelu_sumsq)`; the per-frame baddbmm + residual add against `linear(residual)`; each
+norm against `linear(gelu_sumsq)`; the per-frame baddbmm + residual add against `linear(residual, a_scale)`; each
 kernel under a few launch settings, so the defaults in triton_kernels.py come from data. `--sweep` names the
 kernels whose settings are swept (the others run their defaults).
 """
@@ -53,7 +53,9 @@ def stage(batch: int, size: int, c: int, stride: int, swept: set[str]) -> dict:
     x = torch.randn(batch, c, h, w, device=dev, dtype=bf).to(memory_format=torch.channels_last)
     dw_w, dw_b = torch.randn(c, 1, 7, 7, device=dev, dtype=bf) * 0.1, torch.randn(c, device=dev, dtype=bf)
     w1, b1 = torch.randn(4 * c, c, device=dev, dtype=bf) * 0.05, torch.zeros(4 * c, device=dev, dtype=bf)
-    w2 = torch.randn(batch, c, 4 * c, device=dev, dtype=bf) * 0.05
+    w2 = torch.randn(c, 4 * c, device=dev, dtype=bf) * 0.05
+    s2 = torch.rand(batch, 4 * c, device=dev) + 0.5  # GRN's per-frame scale
+    w2_frames = (w2 * s2[:, None, :]).to(bf)
     b2 = torch.zeros(c, device=dev, dtype=bf)
     x_nhwc = x.permute(0, 2, 3, 1)
     y = F.layer_norm(F.conv2d(x, dw_w, dw_b, padding=3, groups=c).permute(0, 2, 3, 1), (c,)).reshape(-1, c)
@@ -65,7 +67,7 @@ def stage(batch: int, size: int, c: int, stride: int, swept: set[str]) -> dict:
         return g, torch.linalg.vector_norm(g.view(batch, hw, -1), dim=1)
 
     def ref_pw2():
-        return torch.baddbmm(b2, a.view(batch, hw, -1), w2.transpose(1, 2)).view(-1, c) + res
+        return torch.baddbmm(b2, a.view(batch, hw, -1), w2_frames.transpose(1, 2)).view(-1, c) + res
 
     bm = tk.row_block(hw)
     gemm_tunes = [{}] + [
@@ -74,7 +76,7 @@ def stage(batch: int, size: int, c: int, stride: int, swept: set[str]) -> dict:
     ]
     kernels = {  # name: (PyTorch reference, kernel under a launch setting, settings)
         "linear_gelu_sumsq": (ref_pw1, lambda t: tk.linear(y, w1, b1, hw, gelu_sumsq=True, tune=t), gemm_tunes),
-        "linear_residual": (ref_pw2, lambda t: tk.linear(a, w2, b2, hw, residual=res, tune=t), gemm_tunes),
+        "linear_residual": (ref_pw2, lambda t: tk.linear(a, w2, b2, hw, residual=res, a_scale=s2, tune=t), gemm_tunes),
     }
     result = {"channels": c, "hw": [h, w], "batch": batch}
     for name, (ref, run, settings) in kernels.items():

@@ -55,12 +55,13 @@ def test_linear_gelu_sumsq_gives_gelu_output_and_its_per_frame_column_norms(tk, 
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_linear_with_a_weight_per_frame_adds_bias_and_residual(tk, device):
-    frames, hw, k, n = 2, 64, 64, 24
+def test_linear_scales_input_columns_per_frame_and_adds_bias_and_residual(tk, device):
+    frames, hw, k, n = 2, 64, 72, 24  # K not a multiple of the 32-wide K tile
     a, residual = randn(frames * hw, k, seed=1, device=device), randn(frames * hw, n, seed=4, device=device)
-    weight, bias = randn(frames, n, k, seed=2, device=device, scale=0.2), randn(n, seed=3, device=device)
-    out, sumsq = tk.linear(a, weight, bias, hw, residual=residual)
-    expected = torch.bmm(a.view(frames, hw, k), weight.transpose(1, 2)).view(-1, n) + bias + residual
+    weight, bias = randn(n, k, seed=2, device=device, scale=0.2), randn(n, seed=3, device=device)
+    scale = randn(frames, k, seed=5, device=device) + 1  # a different column scale for each frame
+    out, sumsq = tk.linear(a, weight, bias, hw, residual=residual, a_scale=scale)
+    expected = (a.view(frames, hw, k) * scale[:, None, :]).view(-1, k) @ weight.t() + bias + residual
     assert sumsq is None
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
 

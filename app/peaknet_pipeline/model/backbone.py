@@ -31,11 +31,14 @@ class GRN(nn.Module):
 
     def fold_into(self, linear: nn.Linear, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """linear after GRN as one linear layer per frame: the channel scale (N, C) goes into a per-frame copy
-        of the (small) weight, (N, out, C) in the weight's dtype, and GRN's bias through the layer into its bias."""
+        of the (small) weight, (N, out, C) in the weight's dtype, and GRN's bias into the layer's bias."""
         weight = (linear.weight.unsqueeze(0) * scale.unsqueeze(1)).to(linear.weight.dtype)
-        # written apart: compiled, inductor fused this matrix-vector product into the weight's kernel and
-        # redid it for every element of the (N, out, C) weight (h100-profile-base-512-gemm.json)
-        return weight, materialize(linear.bias + linear.weight @ self.bias.view(-1))
+        return weight, self.folded_bias(linear)
+
+    def folded_bias(self, linear: nn.Linear) -> torch.Tensor:
+        """linear's bias plus GRN's bias passed through the layer. Written apart: compiled, inductor fused this
+        matrix-vector product into the per-frame weight's kernel and redid it for every weight element."""
+        return materialize(linear.bias + linear.weight @ self.bias.view(-1))
 
 
 def grn_linear(x: torch.Tensor, grn: GRN, linear: nn.Linear) -> torch.Tensor:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import materialize
-
 try:
     from . import triton_kernels as tk
 except ImportError:  # no Triton (CPU-only installs): the plain forward is used
@@ -30,11 +28,12 @@ if tk is not None:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return tk.linear(a, weight, bias, hw, gelu_sumsq=True, wrap=wrap_triton)
 
-    @triton_op("peaknet::linear_residual", mutates_args=())
-    def linear_residual(
-        a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor, hw: int
-    ) -> torch.Tensor:
-        return tk.linear(a, weight, bias, hw, residual=residual, wrap=wrap_triton)[0]
+    @triton_op("peaknet::linear_scaled_residual", mutates_args=())
+    def linear_scaled_residual(
+        a: torch.Tensor, a_scale: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor,
+        hw: int,
+    ) -> torch.Tensor:  # fmt: skip
+        return tk.linear(a, weight, bias, hw, residual=residual, a_scale=a_scale, wrap=wrap_triton)[0]
 
 
 MIN_ROW_BLOCK = 64  # narrower row tiles starve the tensor cores: such blocks (1920's last stage) stay plain
@@ -59,18 +58,15 @@ def mode_for(preset: str | None, configured: str | None) -> str:
 
 def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """ConvNeXtV2Block.forward on (N, C, H, W): pwconv1+GELU+GRN statistic, and pwconv2 with GRN's per-frame
-    scale in its weight plus the residual, each one kernel; the depthwise conv and LayerNorm stay PyTorch ops."""
+    scale on its input plus the residual, each one kernel; the depthwise conv and LayerNorm stay PyTorch ops."""
     n, c, h, w = x.shape
     hw = h * w
     x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free under channels_last
     y = block.layernorm(block.dwconv(x).permute(0, 2, 3, 1)).contiguous()
     pw1, pw2, grn = block.pwconv1, block.pwconv2, block.grn
     a, sumsq = linear_gelu_sumsq(y.view(n * hw, c), pw1.weight, pw1.bias, hw)
-    # The scale is written first: inlined, inductor summed the GEMM's per-tile partial sums again for every
-    # element of the per-frame weight (80 us per stage-0 block on the H100).
-    scale = materialize(grn.scale_from_norm(sumsq.sqrt()))  # fp32 (N, 4C)
-    weight, bias = grn.fold_into(pw2, scale)  # weight (N, C, 4C)
-    out = linear_residual(a, weight, bias, x_nhwc.view(n * hw, c), hw)
+    scale = grn.scale_from_norm(sumsq.sqrt())  # fp32 (N, 4C), applied to `a` as pwconv2's kernel reads it
+    out = linear_scaled_residual(a, scale, pw2.weight, grn.folded_bias(pw2), x_nhwc.view(n * hw, c), hw)
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
 

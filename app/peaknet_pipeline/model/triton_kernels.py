@@ -5,8 +5,8 @@ GRN's norm read the 4C-wide GELU output once more after the GEMM wrote it, and i
 took passes of their own. The kernels fold them into the GEMMs:
 
 - `linear`: a GEMM whose epilogue adds the bias and either applies GELU and sums its squares per frame and
-  column (GRN's statistic, so the wide tensor is never read again) or adds a residual; its weight may differ
-  per frame (GRN's scale folded into pwconv2's weight).
+  column (GRN's statistic, so the wide tensor is never read again) or adds a residual; it may scale its
+  input's columns per frame first (GRN's scale, applied as pwconv2 reads the GELU output).
 
 Launchers take `wrap` (torch.library.wrap_triton under torch.compile, identity in eager) and run under
 TRITON_INTERPRET=1 on CPU tensors, which is how CI checks them without a GPU.
@@ -29,8 +29,9 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 @triton.jit
 def _linear_kernel(
-    a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, part_ptr, M, N, K, HW, frame_stride,
-    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, EVEN_K: tl.constexpr, UPCAST: tl.constexpr, DOT: tl.constexpr,
+    a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, part_ptr, scale_ptr, M, N, K, HW,
+    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, EVEN_K: tl.constexpr,
+    UPCAST: tl.constexpr, DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     # Column tiles of one row tile run back to back, so the row tile of `a` is read from L2 after the first.
@@ -43,18 +44,20 @@ def _linear_kernel(
     rk = tl.arange(0, BLOCK_K)
     nmask = rn < N
     frame = (pid_m * BLOCK_M) // HW  # BLOCK_M divides HW: a row tile never spans two frames
-    w_base = w_ptr + frame.to(tl.int64) * frame_stride
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         kk = k0 + rk
         a_ptrs = a_ptr + rm[:, None] * K + kk[None, :]
-        w_ptrs = w_base + rn[None, :] * K + kk[:, None]  # (K, N) view of the (N, K) weight
+        w_ptrs = w_ptr + rn[None, :] * K + kk[:, None]  # (K, N) view of the (N, K) weight
         if EVEN_K:
             a = tl.load(a_ptrs)
             w = tl.load(w_ptrs, mask=nmask[None, :], other=0.0)
         else:
             a = tl.load(a_ptrs, mask=kk[None, :] < K, other=0.0)
             w = tl.load(w_ptrs, mask=nmask[None, :] & (kk[:, None] < K), other=0.0)
+        if SCALE_A:  # in registers, where the tensor cores take `a` from (the weight stays shared, in L2)
+            s = tl.load(scale_ptr + frame * K + kk, mask=kk < K, other=0.0)
+            a = (a.to(tl.float32) * s[None, :]).to(a_ptr.dtype.element_ty)
         if UPCAST:
             a = a.to(tl.float32)
             w = w.to(tl.float32)
@@ -88,13 +91,14 @@ def linear(
     hw: int,
     gelu_sumsq: bool = False,
     residual: torch.Tensor | None = None,
+    a_scale: torch.Tensor | None = None,
     wrap: Wrap = _identity,
     tune: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """a (M, K) with M a whole number of frames of hw rows; weight (N, K), or (frames, N, K) for one weight
-    per frame; bias (N,). Returns (out (M, N) in a's dtype, per-frame column sums of squares (frames, N) fp32
-    of GELU's output when gelu_sumsq, else None). Needs row_block(hw); `tune` overrides the launch
-    parameters (BLOCK_M dividing hw, BLOCK_N, BLOCK_K, num_warps, num_stages)."""
+    """a (M, K) with M a whole number of frames of hw rows; weight (N, K); bias (N,); a_scale (frames, K) fp32
+    scales a's columns per frame before the product (GRN's scale). Returns (out (M, N) in a's dtype, the
+    per-frame column sums of squares (frames, N) fp32 of GELU's output when gelu_sumsq, else None). Needs
+    row_block(hw); `tune` overrides BLOCK_M (dividing hw), BLOCK_N, BLOCK_K, num_warps, num_stages."""
     a, weight = a.contiguous(), weight.contiguous()  # dense row-major, as the kernel indexes them
     residual = residual.contiguous() if residual is not None else None
     m, k = a.shape
@@ -110,11 +114,12 @@ def linear(
     tiles_m = m // params["BLOCK_M"]
     out = torch.empty((m, n), dtype=a.dtype, device=a.device)
     part = torch.empty((tiles_m, n) if gelu_sumsq else (1,), dtype=torch.float32, device=a.device)
-    frame_stride = n * k if weight.dim() == 3 else 0
     grid = (tiles_m * triton.cdiv(n, params["BLOCK_N"]),)
     wrap(_linear_kernel)[grid](
-        a, weight, bias, residual if residual is not None else out, out, part, m, n, k, hw, frame_stride,
-        GELU_SUMSQ=gelu_sumsq, RESIDUAL=residual is not None, EVEN_K=k % params["BLOCK_K"] == 0, UPCAST=INTERPRET,
+        a, weight, bias, residual if residual is not None else out, out, part,
+        a_scale.contiguous() if a_scale is not None else part, m, n, k, hw,
+        GELU_SUMSQ=gelu_sumsq, RESIDUAL=residual is not None, SCALE_A=a_scale is not None,
+        EVEN_K=k % params["BLOCK_K"] == 0, UPCAST=INTERPRET,
         DOT="ieee" if a.dtype == torch.float32 else "tf32",  # fp32 models get fp32 products, not TF32
         **params,
     )  # fmt: skip
