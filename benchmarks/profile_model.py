@@ -24,7 +24,10 @@ from peaknet_pipeline.inference.models import build_model
 
 KINDS = (  # first match wins: Triton kernel names mention the ops they fuse, "convolution" among them
     ("fused elementwise/norm (triton)", ("triton",)),
-    ("conv/matmul", ("conv", "gemm", "cutlass", "sm90", "xmma", "cudnn", "wgrad", "dgrad", "nchwToNhwc", "nvjet")),
+    (
+        "conv/matmul",
+        ("conv", "gemm", "_linear_kernel", "cutlass", "sm90", "xmma", "cudnn", "wgrad", "dgrad", "nchwToNhwc", "nvjet"),
+    ),
     ("copy/memset", ("memcpy", "memset", "copy")),
 )
 
