@@ -17,6 +17,7 @@ import torch._inductor.config
 from peaknet_pipeline.bench import model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
+from peaknet_pipeline.model import fused_ops
 
 VARIANTS = [  # (name, overrides)
     ("base-512-b32-eager", ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=none"]),
@@ -61,7 +62,7 @@ VARIANTS = [  # (name, overrides)
         "base-512-b32-reduce-overhead",
         ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=reduce-overhead"],
     ),
-    *[  # the ConvNeXt blocks as PyTorch ops, or with some or all of their steps as fused Triton kernels
+    *[  # the ConvNeXt blocks as PyTorch ops, or with their two GEMMs as fused Triton kernels
         (
             f"base-512-b32-reduce-overhead-fused-{mode}",
             [
@@ -71,7 +72,7 @@ VARIANTS = [  # (name, overrides)
                 f"model.peaknet.fused_kernels={mode}",
             ],
         )
-        for mode in ("none", "gemm", "all")
+        for mode in fused_ops.MODES
     ],
     (  # the configs' defaults (fused GEMM kernels) at the other two shapes the issue asks for
         "base-1920-b8-reduce-overhead",

@@ -122,7 +122,7 @@ case ${1:?part} in
     tail -1 "$OUT/h100-pytest-fused-kernels.log"
     python3 benchmarks/bench_kernels.py --output "$OUT/h100-kernels-base-512.json" > "$OUT/kernels.log" 2>&1
     python3 benchmarks/bench_model.py --iters 30 --output "$OUT/h100-model-fused.jsonl" --only \
-      base-512-b32-reduce-overhead-fused-gemm base-512-b32-reduce-overhead-fused-all \
+      base-512-b32-reduce-overhead-fused-gemm \
       base-512-b32-reduce-overhead-fused-none > "$OUT/model.log" 2>&1
     python3 benchmarks/bench_model.py --iters 20 --output "$OUT/h100-model-fused-shapes.jsonl" --only \
       base-1920-b8-reduce-overhead 673m-512-b32-reduce-overhead-fused-gemm >> "$OUT/model.log" 2>&1

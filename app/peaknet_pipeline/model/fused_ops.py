@@ -1,4 +1,4 @@
-"""The ConvNeXtV2 block as three fused Triton kernels (triton_kernels.py), registered as torch ops so that
+"""The ConvNeXtV2 block's two GEMMs as fused Triton kernels (triton_kernels.py), registered as torch ops so that
 torch.compile and CUDA graphs take them as they are. Same parameters and numerics (within bf16 rounding) as
 the block's plain forward, which stays the path on CPU and wherever Triton is missing."""
 
