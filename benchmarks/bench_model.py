@@ -74,6 +74,11 @@ VARIANTS = [  # (name, overrides)
         )
         for mode in fused_ops.MODES
     ],
+    (  # the default model with inductor's coordinate-descent tuning of its generated kernels' launch settings
+        "base-512-b32-reduce-overhead-cdt",
+        ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=reduce-overhead"],
+    ),
+    ("base-512-b64-reduce-overhead", ["data.frame_shape=[1,512,512]", "data.batch_size=64", "inference.compile_mode=reduce-overhead"]),
     (  # the configs' defaults (fused GEMM kernels) at the other two shapes the issue asks for
         "base-1920-b8-reduce-overhead",
         ["data.frame_shape=[1,1920,1920]", "data.batch_size=8", "inference.compile_mode=reduce-overhead"],
@@ -124,6 +129,7 @@ VARIANTS = [  # (name, overrides)
 INDUCTOR = {  # variant name suffix -> inductor settings for its compile
     "-freezing": {"freezing": True},
     "-autotune-gemm": {"max_autotune_gemm": True, "max_autotune_gemm_backends": "TRITON,ATEN"},
+    "-cdt": {"coordinate_descent_tuning": True},
 }
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ChannelsFirstLayerNorm, upsample_fp32
+from .layers import ChannelsFirstLayerNorm, resize_bilinear
 
 FUSION_EPS = 1e-5
 
@@ -29,7 +29,11 @@ def conv_block(channels: int) -> nn.Sequential:
 
 class BiFPNBlock(nn.Module):
     """Levels base..base+L-1. Row i of w_m fuses the i-th step of the top-down pass (coarsest first);
-    row i of w_q the i-th step of the bottom-up pass (finest first); components (p, m, q_down)."""
+    row i of w_q the i-th step of the bottom-up pass (finest first); components (p, m, q_down).
+
+    Resampling stays in the features' dtype: upstream runs it in fp32 under autocast and casts back, which
+    the bf16 kernels match (they interpolate in fp32 and round once). Compiled, an explicit fp32 copy made
+    inductor keep the finest level's outputs in fp32, twice the bytes on the model's widest tensors."""
 
     def __init__(self, features: int, num_levels: int = 4, base_level: int = 4):
         super().__init__()
@@ -51,12 +55,12 @@ class BiFPNBlock(nn.Module):
         m = list(p)  # m[-1] is p at the coarsest level
         for step, i in enumerate(range(n - 2, -1, -1)):
             w1, w2 = w_m[step]
-            fused = (w1 * p[i] + w2 * upsample_fp32(m[i + 1], 2.0)) / (w1 + w2 + FUSION_EPS)
+            fused = (w1 * p[i] + w2 * resize_bilinear(m[i + 1], 2.0)) / (w1 + w2 + FUSION_EPS)
             m[i] = self.conv[f"m{self.levels[i]}"](fused) + p[i]
         q = [m[0]]  # the finest output is the top-down output
         for step, i in enumerate(range(1, n)):
             w1, w2, w3 = w_q[step]
-            down = upsample_fp32(q[i - 1], 0.5)
+            down = resize_bilinear(q[i - 1], 0.5)
             fused = (w1 * p[i] + w2 * m[i] + w3 * down) / (w1 + w2 + w3 + FUSION_EPS)
             q.append(self.conv[f"q{self.levels[i]}"](fused) + p[i])
         return q
