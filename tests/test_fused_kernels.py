@@ -55,6 +55,15 @@ def test_linear_gelu_sumsq_gives_gelu_output_and_its_per_frame_column_norms(tk, 
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_gelu_epilogue_is_the_exact_gelu_to_within_fp32_rounding(tk, device):
+    # identity weight: the kernel's output is its GELU of `a`, over the range activations take and beyond
+    a = torch.linspace(-12, 12, 64 * 16, device=device).view(64, 16)
+    out, _ = tk.linear(a, torch.eye(16, device=device), torch.zeros(16, device=device), 64, gelu_sumsq=True)
+    expected = F.gelu(a.double()).float()
+    torch.testing.assert_close(out, expected, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_linear_scales_input_columns_per_frame_and_adds_bias_and_residual(tk, device):
     frames, hw, k, n = 2, 64, 72, 24  # K not a multiple of the 32-wide K tile
     a, residual = randn(frames * hw, k, seed=1, device=device), randn(frames * hw, n, seed=4, device=device)

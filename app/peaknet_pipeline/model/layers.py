@@ -50,6 +50,26 @@ def _(x: torch.Tensor) -> torch.Tensor:
 materialize.register_autograd(lambda ctx, grad: grad)  # a copy passes gradients through (fine-tuning)
 
 
+@torch.library.custom_op("peaknet::realize_", mutates_args=("x",))
+def realize_(x: torch.Tensor) -> None:
+    """Nothing. Compiled, an op that may write x makes inductor store x once, and the ops after it read that,
+    instead of recomputing x's elementwise chain in each: `materialize` without its copy (a device-to-device
+    copy per resampled level). Not for tensors that need gradients (autograd rejects in-place custom ops)."""
+
+
+@realize_.register_fake
+def _(x: torch.Tensor) -> None:
+    return None
+
+
+def realize(x: torch.Tensor) -> torch.Tensor:
+    """x, stored once (realize_) where no gradient flows, else through a copy (materialize)."""
+    if x.requires_grad:
+        return materialize(x)
+    realize_(x)
+    return x
+
+
 def resize_bilinear(x: torch.Tensor, scale: float) -> torch.Tensor:
     """F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False).
 
@@ -59,7 +79,7 @@ def resize_bilinear(x: torch.Tensor, scale: float) -> torch.Tensor:
     """
     if scale == 0.5:
         return F.avg_pool2d(x, 2)  # sources at 2i + 0.5: exactly the mean of each 2x2 block
-    return F.interpolate(materialize(x), scale_factor=scale, mode="bilinear", align_corners=False)
+    return F.interpolate(realize(x), scale_factor=scale, mode="bilinear", align_corners=False)
 
 
 def upsample_fp32(x: torch.Tensor, scale: float) -> torch.Tensor:

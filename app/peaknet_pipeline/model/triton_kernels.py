@@ -28,6 +28,18 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @triton.jit
+def _gelu(x):
+    """Exact GELU, x * Phi(x), with erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7, far below bf16's
+    rounding) on the fast exp2 and division: libdevice's erf cost the base model's stage-0 GEMM 85 us of its
+    410 per batch on the H100 (h100-exp-gemm-epilogue-erf.json), for outputs identical after rounding."""
+    z = tl.abs(x) * 0.7071067811865476
+    t = tl.fdiv(tl.full(z.shape, 1.0, tl.float32), 1.0 + 0.3275911 * z, ieee_rounding=False)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    erf_abs = 1.0 - poly * tl.exp2(-1.4426950408889634 * z * z)  # erf(|x| / sqrt 2)
+    return 0.5 * x + 0.5 * tl.abs(x) * erf_abs
+
+
+@triton.jit
 def _linear_kernel(
     a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, part_ptr, scale_ptr, M, N, K, HW,
     GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, EVEN_K: tl.constexpr,
@@ -65,7 +77,7 @@ def _linear_kernel(
     acc += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
     offs = rm[:, None] * N + rn[None, :]
     if GELU_SUMSQ:
-        acc = 0.5 * acc * (1.0 + tl.erf(acc * 0.7071067811865476))  # exact GELU, as nn.GELU()
+        acc = _gelu(acc)
         tl.store(part_ptr + pid_m * N + rn, tl.sum(acc * acc, axis=0), mask=nmask)
     if RESIDUAL:
         acc += tl.load(res_ptr + offs, mask=nmask[None, :], other=0.0).to(tl.float32)
