@@ -121,13 +121,6 @@ def stage(batch: int, size: int, c: int, stride: int) -> dict:
     r = {"channels": c, "hw": hw}
     r["cublas_pw1_us"] = time_us(lambda: F.linear(y, w1, b1))
     r["cur_pw1_us"] = time_us(lambda: tk.linear(y, w1, b1, hw, gelu_sumsq=True))
-    ln_w, ln_b = torch.ones(c, device=dev, dtype=bf), torch.zeros(c, device=dev, dtype=bf)
-    r["layernorm_then_pw1_us"] = time_us(
-        lambda: tk.linear(F.layer_norm(y, (c,), ln_w, ln_b, 1e-6), w1, b1, hw, gelu_sumsq=True)
-    )
-    r["pw1_with_layernorm_us"] = time_us(
-        lambda: tk.linear(y, w1, b1, hw, gelu_sumsq=True, layernorm=(ln_w, ln_b, 1e-6))
-    )
     r["cur_pw2_us"] = time_us(lambda: tk.linear(a, w2, b2, hw, residual=res, a_scale=s2))
     bk1 = 64 if c >= 384 else 32
     pw1 = dict(gelu=1, sumsq=1, bk=bk1)

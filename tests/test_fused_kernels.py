@@ -75,18 +75,6 @@ def test_linear_scales_input_columns_per_frame_and_adds_bias_and_residual(tk, de
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_linear_normalises_its_input_rows_as_layernorm_first(tk, device):
-    frames, hw, k, n = 2, 32, 72, 40  # K not a multiple of the 32-wide K tile
-    a = randn(frames * hw, k, seed=1, device=device) * 0.5 + 5  # rows far from zero mean: the variance holds
-    weight, bias = randn(n, k, seed=2, device=device, scale=0.2), randn(n, seed=3, device=device)
-    ln_w, ln_b = randn(k, seed=4, device=device) + 1, randn(k, seed=5, device=device)
-    out, sumsq = tk.linear(a, weight, bias, hw, gelu_sumsq=True, layernorm=(ln_w, ln_b, 1e-6))
-    expected = F.gelu(F.layer_norm(a, (k,), ln_w, ln_b, 1e-6) @ weight.t() + bias)
-    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(sumsq, expected.view(frames, hw, n).square().sum(1), rtol=1e-4, atol=1e-3)
-
-
 def test_linear_refuses_frames_that_do_not_tile(tk):
     assert tk.row_block(12) is None and tk.row_block(3600) == 16 and tk.row_block(16384) == 128
     a = torch.zeros(24, 8)
@@ -107,10 +95,9 @@ def block_pair(channels: int, device: str, dtype: torch.dtype) -> tuple[ConvNeXt
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("channels", [24, fused_ops.LAYERNORM_MAX_CHANNELS + 8])  # LayerNorm in the kernel or not
-def test_fused_block_is_the_plain_block(device, channels):
-    plain, fused = block_pair(channels, device, torch.float32)
-    x = randn(2, channels, 8, 8, seed=1, device=device).to(memory_format=torch.channels_last)
+def test_fused_block_is_the_plain_block(device):
+    plain, fused = block_pair(24, device, torch.float32)
+    x = randn(2, 24, 8, 8, seed=1, device=device).to(memory_format=torch.channels_last)
     with torch.no_grad():
         torch.testing.assert_close(fused(x), plain(x), rtol=1e-4, atol=1e-4)
         odd = x[:, :, :4, :4]  # 16 pixels per frame: too few for a GEMM tile, so the plain ops run

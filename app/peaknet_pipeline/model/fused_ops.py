@@ -28,13 +28,6 @@ if tk is not None:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return tk.linear(a, weight, bias, hw, gelu_sumsq=True, wrap=wrap_triton)
 
-    @triton_op("peaknet::layernorm_linear_gelu_sumsq", mutates_args=())
-    def layernorm_linear_gelu_sumsq(
-        a: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float, weight: torch.Tensor,
-        bias: torch.Tensor, hw: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        return tk.linear(a, weight, bias, hw, gelu_sumsq=True, layernorm=(ln_weight, ln_bias, eps), wrap=wrap_triton)
-
     @triton_op("peaknet::linear_scaled_residual", mutates_args=())
     def linear_scaled_residual(
         a: torch.Tensor, a_scale: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor,
@@ -51,11 +44,6 @@ def fusable(x: torch.Tensor) -> bool:
     return tk is not None and (tk.row_block(x.shape[2] * x.shape[3]) or 0) >= MIN_ROW_BLOCK
 
 
-# The block's LayerNorm goes into pwconv1's kernel up to this many channels (stages 0 and 1 of base): there
-# its kernel is memory-bound and the rows' second read comes from L2. Wider, every column tile would
-# recompute the statistics of a longer row. (h100-model-ln.jsonl)
-LAYERNORM_MAX_CHANNELS = 192
-
 MODES = ("none", "gemm")
 # Measured on the H100 (benchmarks/results/h100-model-fused*.jsonl): base 1,557 -> 1,669 frames/s with gemm;
 # 673m 228 -> 205, as Triton's GEMMs trail cuBLAS once the layers are wide and the work is compute-bound, so
@@ -69,17 +57,14 @@ def mode_for(preset: str | None, configured: str | None) -> str:
 
 
 def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """ConvNeXtV2Block.forward on (N, C, H, W): (LayerNorm+)pwconv1+GELU+GRN statistic, and pwconv2 with GRN's
-    per-frame scale on its input plus the residual, each one kernel; the depthwise conv stays cuDNN's."""
+    """ConvNeXtV2Block.forward on (N, C, H, W): pwconv1+GELU+GRN statistic, and pwconv2 with GRN's per-frame
+    scale on its input plus the residual, each one kernel; the depthwise conv and LayerNorm stay PyTorch ops."""
     n, c, h, w = x.shape
     hw = h * w
     x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free under channels_last
-    y = block.dwconv(x).permute(0, 2, 3, 1).contiguous()
-    pw1, pw2, grn, ln = block.pwconv1, block.pwconv2, block.grn, block.layernorm
-    if c <= LAYERNORM_MAX_CHANNELS:
-        a, sumsq = layernorm_linear_gelu_sumsq(y.view(n * hw, c), ln.weight, ln.bias, ln.eps, pw1.weight, pw1.bias, hw)
-    else:
-        a, sumsq = linear_gelu_sumsq(ln(y).view(n * hw, c), pw1.weight, pw1.bias, hw)
+    y = block.layernorm(block.dwconv(x).permute(0, 2, 3, 1)).contiguous()
+    pw1, pw2, grn = block.pwconv1, block.pwconv2, block.grn
+    a, sumsq = linear_gelu_sumsq(y.view(n * hw, c), pw1.weight, pw1.bias, hw)
     scale = grn.scale_from_norm(sumsq.sqrt())  # fp32 (N, 4C), applied to `a` as pwconv2's kernel reads it
     out = linear_scaled_residual(a, scale, pw2.weight, grn.folded_bias(pw2), x_nhwc.view(n * hw, c), hw)
     return out.view(n, h, w, c).permute(0, 3, 1, 2)

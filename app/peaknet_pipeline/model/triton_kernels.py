@@ -41,9 +41,8 @@ def _gelu(x):
 
 @triton.jit
 def _linear_kernel(
-    a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, part_ptr, scale_ptr, ln_w_ptr, ln_b_ptr, M, N, K, HW, eps,
-    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, LAYERNORM: tl.constexpr,
-    EVEN_K: tl.constexpr,
+    a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, part_ptr, scale_ptr, M, N, K, HW,
+    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, EVEN_K: tl.constexpr,
     UPCAST: tl.constexpr, DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
@@ -58,16 +57,6 @@ def _linear_kernel(
     nmask = rn < N
     frame = (pid_m * BLOCK_M) // HW  # BLOCK_M divides HW: a row tile never spans two frames
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    if LAYERNORM:  # the rows' statistics first: one more pass over the row tile, from L2 after the first
-        total = tl.zeros([BLOCK_M], dtype=tl.float32)
-        total_sq = tl.zeros([BLOCK_M], dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            kk = k0 + rk
-            x = tl.load(a_ptr + rm[:, None] * K + kk[None, :], mask=kk[None, :] < K, other=0.0).to(tl.float32)
-            total += tl.sum(x, axis=1)
-            total_sq += tl.sum(x * x, axis=1)
-        mean = total / K
-        rstd = 1.0 / tl.sqrt(tl.maximum(total_sq / K - mean * mean, 0.0) + eps)
     for k0 in range(0, K, BLOCK_K):
         kk = k0 + rk
         a_ptrs = a_ptr + rm[:, None] * K + kk[None, :]
@@ -78,11 +67,6 @@ def _linear_kernel(
         else:
             a = tl.load(a_ptrs, mask=kk[None, :] < K, other=0.0)
             w = tl.load(w_ptrs, mask=nmask[None, :] & (kk[:, None] < K), other=0.0)
-        if LAYERNORM:  # normalised and rounded as nn.LayerNorm's output would be; padding columns stay 0
-            g = tl.load(ln_w_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)
-            b = tl.load(ln_b_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)
-            xn = (a.to(tl.float32) - mean[:, None]) * rstd[:, None]
-            a = (xn * g[None, :] + b[None, :]).to(a_ptr.dtype.element_ty)
         if SCALE_A:  # in registers, where the tensor cores take `a` from (the weight stays shared, in L2)
             s = tl.load(scale_ptr + frame * K + kk, mask=kk < K, other=0.0)
             a = (a.to(tl.float32) * s[None, :]).to(a_ptr.dtype.element_ty)
@@ -120,16 +104,13 @@ def linear(
     gelu_sumsq: bool = False,
     residual: torch.Tensor | None = None,
     a_scale: torch.Tensor | None = None,
-    layernorm: tuple[torch.Tensor, torch.Tensor, float] | None = None,
     wrap: Wrap = _identity,
     tune: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """a (M, K) with M a whole number of frames of hw rows; weight (N, K); bias (N,). Options on the way in:
-    a_scale (frames, K) fp32 scales a's columns per frame (GRN's scale); layernorm (weight, bias, eps)
-    normalises a's rows over K as nn.LayerNorm(K) would (the block's LayerNorm, never written out).
-    Returns (out (M, N) in a's dtype, the per-frame column sums of squares (frames, N) fp32 of GELU's output
-    when gelu_sumsq, else None). Needs row_block(hw); `tune` overrides BLOCK_M (dividing hw), BLOCK_N,
-    BLOCK_K, num_warps, num_stages."""
+    """a (M, K) with M a whole number of frames of hw rows; weight (N, K); bias (N,); a_scale (frames, K) fp32
+    scales a's columns per frame before the product (GRN's scale). Returns (out (M, N) in a's dtype, the
+    per-frame column sums of squares (frames, N) fp32 of GELU's output when gelu_sumsq, else None). Needs
+    row_block(hw); `tune` overrides BLOCK_M (dividing hw), BLOCK_N, BLOCK_K, num_warps, num_stages."""
     a, weight = a.contiguous(), weight.contiguous()  # dense row-major, as the kernel indexes them
     residual = residual.contiguous() if residual is not None else None
     m, k = a.shape
@@ -146,12 +127,10 @@ def linear(
     out = torch.empty((m, n), dtype=a.dtype, device=a.device)
     part = torch.empty((tiles_m, n) if gelu_sumsq else (1,), dtype=torch.float32, device=a.device)
     grid = (tiles_m * triton.cdiv(n, params["BLOCK_N"]),)
-    ln_w, ln_b, eps = layernorm if layernorm is not None else (part, part, 0.0)
     wrap(_linear_kernel)[grid](
         a, weight, bias, residual if residual is not None else out, out, part,
-        a_scale.contiguous() if a_scale is not None else part, ln_w, ln_b, m, n, k, hw, eps,
+        a_scale.contiguous() if a_scale is not None else part, m, n, k, hw,
         GELU_SUMSQ=gelu_sumsq, RESIDUAL=residual is not None, SCALE_A=a_scale is not None,
-        LAYERNORM=layernorm is not None,
         EVEN_K=k % params["BLOCK_K"] == 0, UPCAST=INTERPRET,
         DOT="ieee" if a.dtype == torch.float32 else "tf32",  # fp32 models get fp32 products, not TF32
         **params,
