@@ -82,6 +82,10 @@ VARIANTS = [  # (name, overrides)
         "base-512-b64-reduce-overhead",
         ["data.frame_shape=[1,512,512]", "data.batch_size=64", "inference.compile_mode=reduce-overhead"],
     ),
+    (  # transformers' backbone under exactly the gpu-512 config's settings (b64, CUDA graphs, bf16, NHWC)
+        "hf-base-512-b64-reduce-overhead",
+        ["data.frame_shape=[1,512,512]", "data.batch_size=64", "inference.compile_mode=reduce-overhead"],
+    ),
     (  # the configs' defaults (fused GEMM kernels) at the other two shapes the issue asks for
         "base-1920-b8-reduce-overhead",
         ["data.frame_shape=[1,1920,1920]", "data.batch_size=8", "inference.compile_mode=reduce-overhead"],
