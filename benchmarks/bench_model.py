@@ -74,10 +74,18 @@ VARIANTS = [  # (name, overrides)
         )
         for mode in fused_ops.MODES
     ],
-    (  # the default model with inductor's coordinate-descent tuning of its generated kernels' launch settings
-        "base-512-b32-reduce-overhead-cdt",
-        ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=reduce-overhead"],
-    ),
+    *[  # the default model with inductor's coordinate-descent tuning of its generated kernels' launch settings
+        (
+            f"base-512-b{b}-reduce-overhead-cdt",
+            [
+                "data.frame_shape=[1,512,512]",
+                f"data.batch_size={b}",
+                "inference.compile_mode=reduce-overhead",
+                "inference.tune_kernels=true",
+            ],
+        )
+        for b in (32, 64)
+    ],
     (
         "base-512-b64-reduce-overhead",
         ["data.frame_shape=[1,512,512]", "data.batch_size=64", "inference.compile_mode=reduce-overhead"],
@@ -136,7 +144,6 @@ VARIANTS = [  # (name, overrides)
 INDUCTOR = {  # variant name suffix -> inductor settings for its compile
     "-freezing": {"freezing": True},
     "-autotune-gemm": {"max_autotune_gemm": True, "max_autotune_gemm_backends": "TRITON,ATEN"},
-    "-cdt": {"coordinate_descent_tuning": True},
 }
 
 

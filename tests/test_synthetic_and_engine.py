@@ -6,7 +6,7 @@ from scipy import ndimage
 
 from peaknet_pipeline.config import ProducerSection, SyntheticPeaks
 from peaknet_pipeline.inference.batch_check import BatchRejected, check_batch
-from peaknet_pipeline.inference.engine import EngineSpec, make_engine
+from peaknet_pipeline.inference.engine import EngineSpec, compile_options, make_engine
 from peaknet_pipeline.inference.threshold import ThresholdSegmenter
 from peaknet_pipeline.model.segmenter import Segmenter
 
@@ -77,3 +77,16 @@ def test_bad_batches_name_expected_and_actual(frames, reason, words):
     assert err.value.reason == reason
     for word in words:
         assert word in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("mode", "tune", "expected"),
+    [
+        ("default", False, {}),
+        ("reduce-overhead", False, {"triton.cudagraphs": True}),
+        ("reduce-overhead", True, {"triton.cudagraphs": True, "coordinate_descent_tuning": True}),
+    ],
+)
+def test_compile_options_are_the_modes_plus_kernel_tuning_when_asked(mode, tune, expected):
+    spec = EngineSpec(4, (1, 32, 32), np.dtype("float32"), compile_mode=mode, tune_kernels=tune)
+    assert compile_options(spec) == expected

@@ -145,6 +145,11 @@ class InferenceSection(Section):
     device: Literal["auto", "cuda", "cpu"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = Field("bf16", description="autocast dtype on GPU; CPU runs fp32")
     compile_mode: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
+    tune_kernels: bool = Field(
+        False,
+        description="compiled: inductor tunes its generated kernels' launch settings (coordinate descent); "
+        "~2 min more compile, cached with inductor's cache (TORCHINDUCTOR_CACHE_DIR)",
+    )
     num_buffers: int = Field(2, ge=1, le=8, description="batches in flight per actor (N-way buffering)")
     warmup_iters: int = Field(3, ge=0)
     num_cpus: float = Field(1.0, ge=0, description="Ray CPUs reserved per inference actor")

@@ -35,6 +35,7 @@ class EngineSpec:
     num_buffers: int = 2
     precision: str = "fp32"
     compile_mode: str = "none"
+    tune_kernels: bool = False  # inductor's coordinate-descent tuning of its own kernels (compiled only)
     channels_last: bool = False
     cast_weights: bool = False  # reduced precision by casting weights once, not per-op autocast
     fused_kernels: str = "none"  # PeakNet's ConvNeXt blocks as Triton kernels (fused_ops.MODES), where Triton runs
@@ -51,10 +52,21 @@ def spec_from_config(cfg: PipelineConfig, frame_shape: tuple[int, int, int]) -> 
         inf.num_buffers,
         inf.precision,
         inf.compile_mode,
+        tune_kernels=inf.tune_kernels,
         channels_last=peaknet and pn.channels_last,
         cast_weights=peaknet and pn.cast_weights,
         fused_kernels=fused_ops.mode_for(pn.preset, pn.fused_kernels) if peaknet else "none",
     )
+
+
+def compile_options(spec: EngineSpec) -> dict:
+    """torch.compile's inductor options for the spec: its mode's, plus kernel tuning when asked for."""
+    from torch._inductor import list_mode_options  # compiling only: a heavy import
+
+    options = dict(list_mode_options(spec.compile_mode))
+    if spec.tune_kernels:
+        options["coordinate_descent_tuning"] = True
+    return options
 
 
 class ModelRunner:
@@ -77,7 +89,7 @@ class ModelRunner:
         self.fused_blocks = fused_ops.enable(model, spec.fused_kernels) if fused_ops.available(device) else 0
         self._graphs = spec.compile_mode in ("reduce-overhead", "max-autotune") and device.type == "cuda"
         if spec.compile_mode != "none":
-            model = torch.compile(model, mode=None if spec.compile_mode == "default" else spec.compile_mode)
+            model = torch.compile(model, options=compile_options(spec))
         self._model = model
 
     @torch.inference_mode()
