@@ -29,13 +29,7 @@ def _exp_kernel(
     GELU: tl.constexpr, SUMSQ: tl.constexpr, STORE: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr,
     UNROLL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    pid = tl.program_id(0)
-    num_n = tl.cdiv(N, BLOCK_N)
-    pid_m = pid // num_n
-    pid_n = pid % num_n
-    rm = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    nmask = rn < N
+    pid_m, rm, rn, nmask = tk._tile(N, BLOCK_M, BLOCK_N)
     frame = (pid_m * BLOCK_M) // HW
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     if UNROLL > 0:
@@ -70,12 +64,8 @@ def _exp_kernel(
             pack=1,
         )
         acc = 0.5 * acc * (1.0 + t)
-    if GELU == 3:  # erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7) with the fast exp2 and division
-        z = tl.abs(acc) * 0.7071067811865476
-        t = tl.fdiv(tl.full(z.shape, 1.0, tl.float32), 1.0 + 0.3275911 * z, ieee_rounding=False)
-        poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-        erf_abs = 1.0 - poly * tl.exp2(-1.4426950408889634 * z * z)
-        acc = 0.5 * acc + 0.5 * tl.abs(acc) * erf_abs
+    if GELU == 3:  # erf by Abramowitz & Stegun 7.1.26, as triton_kernels._gelu
+        acc = tk._gelu(acc)
     if SUMSQ == 1:
         tl.store(part_ptr + pid_m * N + rn, tl.sum(acc * acc, axis=0), mask=nmask)
     if SUMSQ == 2:  # column sums on the tensor cores: ones (16, BM) @ squares (BM, BN)

@@ -40,21 +40,26 @@ def _gelu(x):
 
 
 @triton.jit
+def _tile(N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's output tile: its row tile's index, rows (int64), columns and the columns' mask. Column
+    tiles of one row tile run back to back, so the row tile of `a` is read from L2 after the first."""
+    pid = tl.program_id(0)
+    num_n = tl.cdiv(N, BLOCK_N)
+    pid_m = pid // num_n
+    rm = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    rn = (pid % num_n) * BLOCK_N + tl.arange(0, BLOCK_N)
+    return pid_m, rm, rn, rn < N
+
+
+@triton.jit
 def _linear_kernel(
     a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, part_ptr, scale_ptr, M, N, K, HW,
     GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, EVEN_K: tl.constexpr,
     UPCAST: tl.constexpr, DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    # Column tiles of one row tile run back to back, so the row tile of `a` is read from L2 after the first.
-    pid = tl.program_id(0)
-    num_n = tl.cdiv(N, BLOCK_N)
-    pid_m = pid // num_n
-    pid_n = pid % num_n
-    rm = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    pid_m, rm, rn, nmask = _tile(N, BLOCK_M, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)
-    nmask = rn < N
     frame = (pid_m * BLOCK_M) // HW  # BLOCK_M divides HW: a row tile never spans two frames
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
