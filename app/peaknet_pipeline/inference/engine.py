@@ -87,9 +87,10 @@ class ModelRunner:
         if spec.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.fused_blocks = fused_ops.enable(model, spec.fused_kernels) if fused_ops.available(device) else 0
-        self._graphs = spec.compile_mode in ("reduce-overhead", "max-autotune") and device.type == "cuda"
+        options = compile_options(spec) if spec.compile_mode != "none" else {}
+        self._graphs = bool(options.get("triton.cudagraphs")) and device.type == "cuda"
         if spec.compile_mode != "none":
-            model = torch.compile(model, options=compile_options(spec))
+            model = torch.compile(model, options=options)
         self._model = model
 
     @torch.inference_mode()

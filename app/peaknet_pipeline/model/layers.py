@@ -38,7 +38,8 @@ class GroupNorm(nn.GroupNorm):
 
 @torch.library.custom_op("peaknet::materialize", mutates_args=())
 def materialize(x: torch.Tensor) -> torch.Tensor:
-    """A copy that torch.compile cannot see through, so the tensor is written once before resampling."""
+    """A copy that torch.compile cannot see through, so the tensor is written once: `realize` where gradients
+    flow, and GRN's folded bias."""
     return x.clone()
 
 
