@@ -108,14 +108,30 @@ def test_stages_that_cannot_be_placed_are_named(ray_session, cpu_config):
     ray_session.kill(stuck.handle)
 
 
-def test_a_member_lost_at_the_deadline_makes_the_run_unaccounted():
-    from peaknet_pipeline.coordinator import MemberStatus
-    from peaknet_pipeline.report import build_report
+def test_the_ledger_settles_each_frame_once_and_the_exit_code_follows_it():
+    from peaknet_pipeline.ledger import FileIntent, Ledger
+    from peaknet_pipeline.report import EXIT_FRAMES_LOST, EXIT_OK, EXIT_STAGE_FAILED, build_report
 
-    def status(stage, frames_in, frames_out):
-        return MemberStatus(stage=stage, member=stage, state="done", frames_in=frames_in, frames_out=frames_out)
-
-    members = [status("produce", 0, 10), status("infer", 10, 10), status("write", 10, 10)]
-    assert build_report("run", members, [], 1.0, None).accounted is True
-    members[2].fail("abandoned_at_deadline", 0)  # its counts balance, but what it held is gone
-    assert build_report("run", members, [], 1.0, "signal").accounted is False
+    ledger = Ledger()
+    ledger.produced("p0", 10)
+    ledger.settle({"p0": 2, "i0": 2}, 2, "filtered_min_num_peak")
+    ledger.intend(FileIntent("w0", "/x/a.cxi", 6, {"p0": 6, "i0": 6}))
+    assert ledger.settled_by("p0") == 2  # an announced file settles nothing before its commit
+    ledger.commit("w0", "/x/a.cxi")
+    ledger.commit("w0", "/x/a.cxi")  # a second commit of the same file counts nothing
+    assert ledger.settled_by("p0") == 8 and ledger.summary()["outcomes"] == {"filtered_min_num_peak": 2, "written": 6}
+    report = build_report("run", [], [], 1.0, None, ledger.summary())
+    assert report.frames.lost == 2 and report.accounted is False and report.exit_code == EXIT_FRAMES_LOST
+    ledger.intend(FileIntent("w0", "/x/b.cxi", 2, {"p0": 2}))
+    assert build_report("run", [], [], 1.0, None, ledger.summary()).accounted is False  # pending file
+    ledger.drop("w0", "/x/b.cxi", "write_failed")
+    report = build_report("run", [], [], 1.0, None, ledger.summary())
+    assert report.frames.lost == 2 and report.frames.outcomes["write_failed"] == 2
+    ledger.settle({}, 2, "write_failed")
+    clean = Ledger()
+    clean.produced("p0", 4)
+    clean.settle({"p0": 4}, 4, "delivered")
+    report = build_report("run", [], [], 1.0, None, clean.summary())
+    assert report.accounted is True and report.exit_code == EXIT_OK
+    report.error = "write write-0: cannot write"
+    assert report.exit_code == EXIT_STAGE_FAILED

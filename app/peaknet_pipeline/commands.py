@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 import ray
@@ -10,6 +11,7 @@ import ray
 from .config import PipelineConfig
 from .coordinator import attach_coordinator
 from .driver import StageDriver
+from .ledger import LOSS_OUTCOMES
 from .ray_session import connect
 from .report import RunReport
 from .stages.launch import cpus_needed
@@ -40,10 +42,12 @@ def run_stages(cfg: PipelineConfig, stages: tuple[str, ...], command: str) -> in
         report = StageDriver(cfg, stages, command, whole_pipeline=command == "run").execute()
     finally:
         ray.shutdown()
-    log_summary(report)
     if cfg.output.report:
         report.write(cfg.output.report)
-    return 0
+    log_summary(report)
+    if report.error:
+        print(f"peaknet-pipeline {command}: {report.error}", file=sys.stderr)
+    return report.exit_code
 
 
 def log_summary(report: RunReport) -> None:
@@ -58,6 +62,17 @@ def log_summary(report: RunReport) -> None:
         f"; failed {failed}" if failed else "",
         "" if report.accounted is None else f"; all frames accounted: {report.accounted}",
     )
+    if report.frames is not None and report.frames.lost:
+        log.warning("%s: %d of %d accepted frames lost (%s)", report.command, report.frames.lost,
+                    report.frames.produced, lost_by_reason(report))  # fmt: skip
+
+
+def lost_by_reason(report: RunReport) -> str:
+    frames = report.frames
+    parts = {k: v for k, v in frames.outcomes.items() if k in LOSS_OUTCOMES}
+    if frames.lost_unsettled:
+        parts["held by dead members or left in queues"] = frames.lost_unsettled
+    return ", ".join(f"{k}: {v}" for k, v in parts.items())
 
 
 def status(cfg: PipelineConfig) -> int:

@@ -186,6 +186,15 @@ class LifecycleSection(Section):
     start_timeout_s: float = Field(
         60.0, gt=0, description="warn about stage actors not running after this long (waiting for resources)"
     )
+    max_restarts: int = Field(
+        3, ge=0, description="times Ray restarts a dead inference or writer actor (frames it held are counted lost)"
+    )
+    heartbeat_timeout_s: float = Field(
+        30.0, gt=0, description="a member silent this long counts as dead; also when a killed driver's claim is stale"
+    )
+    stall_timeout_s: float | None = Field(
+        120.0, gt=0, description="end a run in which no frame moved for this long, naming the stalled stage (null: off)"
+    )
 
 
 class ProfilingSection(Section):

@@ -1,17 +1,18 @@
-"""Lifecycle coordinator: who is running, who is done, whether a stop was asked, what is settled.
+"""Lifecycle coordinator: who should be running, who is alive, who is done, what every frame became.
 
-Stages never talk to each other directly: they share queues and this one named, detached actor.
+Stages never talk to each other directly: they share queues and this one named, detached actor. It also
+holds the namespace claim (one driving `run` per namespace) and the frame ledger (see ledger.py).
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
+from .ledger import FileIntent, Ledger
 from .memory import process_rss
 
 STAGES = ("produce", "infer", "write")
@@ -28,13 +29,15 @@ class MemberStatus:
 
     stage: str
     member: str
-    state: str = "starting"  # starting | running | done
+    state: str = "starting"  # starting | running | done | failed (could not start, or died for good)
     final: bool = False  # done because its input really ended (not just this process going away)
+    incarnation: int = 0  # counts restarts of the actor (same name, new process)
+    error: str | None = None  # why it failed
     frames_in: int = 0
     frames_out: int = 0
     batches: int = 0
     failed: dict[str, int] = field(default_factory=dict)  # reason -> frames
-    info: dict[str, Any] = field(default_factory=dict)  # warm-up time, busy fraction, model...
+    info: dict[str, Any] = field(default_factory=dict)  # warm-up time, busy fraction, model, pid...
     rss_bytes: int = 0  # resident memory of the member's process at the last update
     started: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
@@ -46,62 +49,164 @@ class MemberStatus:
     def frames_failed(self) -> int:
         return sum(self.failed.values())
 
+    @property
+    def ended(self) -> bool:
+        return self.state in ("done", "failed")
+
+    def absorb(self, earlier: MemberStatus) -> None:
+        """Add the counts of an earlier incarnation of this member (before a restart)."""
+        self.frames_in += earlier.frames_in
+        self.frames_out += earlier.frames_out
+        self.batches += earlier.batches
+        for reason, n in earlier.failed.items():
+            self.fail(reason, n)
+
+
+@dataclass(slots=True)
+class Claim:
+    """The driver that runs the whole pipeline in this namespace, and since when."""
+
+    driver: str
+    since: float
+
 
 @ray.remote(num_cpus=0)
 class Coordinator:
-    def __init__(self) -> None:
+    def __init__(self, heartbeat_timeout_s: float = 30.0) -> None:
+        self._heartbeat_timeout = heartbeat_timeout_s
         self._members: dict[tuple[str, str], MemberStatus] = {}
+        self._earlier: dict[tuple[str, str], MemberStatus] = {}  # counts of incarnations before a restart
         self._stop_requested = False
-        self._stop_time: float | None = None
-        self._settled: dict[str, int] = defaultdict(int)
+        self._claim: Claim | None = None
+        self.ledger = Ledger()
+
+    # -- members ---------------------------------------------------------------------------------------
 
     def update(self, status: MemberStatus) -> bool:
         """Record a member's status; returns whether a stop was requested, so one call does both."""
+        key = (status.stage, status.member)
         status.updated = time.time()
-        self._members[(status.stage, status.member)] = status
+        previous = self._members.get(key)
+        if previous is not None and previous.incarnation != status.incarnation:
+            self._fold_earlier(key, previous)
+        if previous is not None and previous.state == "failed" and previous.incarnation == status.incarnation:
+            return self._stop_requested  # declared dead: a late heartbeat of the old process changes nothing
+        self._members[key] = status
         return self._stop_requested
 
+    def _fold_earlier(self, key: tuple[str, str], previous: MemberStatus) -> None:
+        earlier = self._earlier.get(key)
+        if earlier is None:
+            self._earlier[key] = MemberStatus(previous.stage, previous.member)
+            earlier = self._earlier[key]
+        earlier.absorb(previous)
+
+    def incarnation_of(self, stage: str, member: str) -> int:
+        """The next incarnation number for a (re)starting member."""
+        previous = self._members.get((stage, member))
+        return 0 if previous is None else previous.incarnation + 1
+
+    def mark_failed(self, stage: str, member: str, error: str) -> None:
+        """The driver saw the member's process die (or fail to start) and no restart will come."""
+        status = self._members.get((stage, member)) or MemberStatus(stage, member)
+        status.state, status.error = "failed", error
+        self._members[(stage, member)] = status
+
+    def members(self) -> list[MemberStatus]:
+        """Every member with the counts of its earlier incarnations added in."""
+        out = []
+        for key, status in self._members.items():
+            merged = MemberStatus(**{f: getattr(status, f) for f in MemberStatus.__dataclass_fields__})
+            merged.failed = dict(status.failed)
+            if key in self._earlier:
+                merged.absorb(self._earlier[key])
+            if not merged.ended and time.time() - status.updated > self._heartbeat_timeout:
+                merged.state = "silent"  # no heartbeat within lifecycle.heartbeat_timeout_s
+            out.append(merged)
+        return out
+
+    def stage_closed(self, stage: str) -> bool:
+        """No more input will come from `stage`: it ran, and every member is done or gone for good."""
+        members = [m for m in self.members() if m.stage == stage]
+        if not members or any(m.state not in ("done", "failed", "silent") for m in members):
+            return False
+        return self._stop_requested or any(m.final or m.state != "done" for m in members)
+
+    # -- stop ------------------------------------------------------------------------------------------
+
     def request_stop(self) -> None:
-        if not self._stop_requested:
-            self._stop_requested = True
-            self._stop_time = time.time()
+        self._stop_requested = True
 
     def stop_requested(self) -> bool:
         return self._stop_requested
 
-    def stage_closed(self, stage: str) -> bool:
-        """No more input will come from `stage`: it ran, every member is done, and it really ended."""
-        members = [m for (s, _), m in self._members.items() if s == stage]
-        if not members or any(m.state != "done" for m in members):
-            return False
-        return self._stop_requested or any(m.final for m in members)
+    # -- the frame ledger ------------------------------------------------------------------------------
 
-    def settle(self, counts: dict[str, int]) -> None:
-        """Frames per source that no stage needs any more (written, filtered or failed)."""
-        for source, n in counts.items():
-            self._settled[source] += n
+    def produced(self, source: str, frames: int) -> None:
+        self.ledger.produced(source, frames)
+
+    def settle(self, counts: dict[str, int], frames: int = 0, outcome: str | None = None) -> None:
+        """`frames` frames that no stage needs any more, with what became of them; `counts` per owner."""
+        self.ledger.settle(counts, frames, outcome)
 
     def settled(self, source: str) -> int:
-        return self._settled[source]
+        return self.ledger.settled_by(source)
+
+    def intend(self, intent: FileIntent) -> None:
+        self.ledger.intend(intent)
+
+    def commit(self, writer: str, path: str) -> None:
+        self.ledger.commit(writer, path)
+
+    def drop(self, writer: str, path: str, outcome: str) -> None:
+        self.ledger.drop(writer, path, outcome)
+
+    def pending_intents(self, writer: str | None = None) -> list[FileIntent]:
+        return self.ledger.pending(writer)
+
+    def ledger_summary(self) -> dict[str, Any]:
+        return self.ledger.summary()
+
+    # -- the namespace claim ---------------------------------------------------------------------------
+
+    def claim(self, driver: str) -> str:
+        """Atomic (one actor, one call at a time): 'won', or the id of the driver that holds the claim."""
+        if self._claim is None or self._claim.driver == driver:
+            self._claim = Claim(driver, time.time())
+            return "won"
+        return self._claim.driver
+
+    def take_over(self, driver: str, stale: str) -> bool:
+        """Compare and swap: win the claim from `stale`, a driver found dead, unless another got it first."""
+        if self._claim is not None and self._claim.driver != stale:
+            return False
+        self._claim = Claim(driver, time.time())
+        return True
+
+    def release(self, driver: str) -> None:
+        if self._claim is not None and self._claim.driver == driver:
+            self._claim = None
+
+    def reset(self) -> None:
+        """A new run in a namespace reused from an earlier one starts from a clean slate."""
+        self._members.clear()
+        self._earlier.clear()
+        self.ledger = Ledger()
+        self._stop_requested = False
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "stop_requested": self._stop_requested,
-            "members": list(self._members.values()),
+            "members": self.members(),
             "rss_bytes": process_rss(),
+            "claim": self._claim,
         }
 
-    def forget_members(self) -> None:
-        """A new finite `run` in a namespace reused from an earlier one starts from a clean slate."""
-        self._members.clear()
-        self._settled.clear()
-        self._stop_requested = False
 
-
-def get_or_create_coordinator(namespace: str) -> ray.actor.ActorHandle:
+def get_or_create_coordinator(namespace: str, heartbeat_timeout_s: float = 30.0) -> ray.actor.ActorHandle:
     return Coordinator.options(
         name=COORDINATOR_NAME, namespace=namespace, lifetime="detached", get_if_exists=True
-    ).remote()
+    ).remote(heartbeat_timeout_s)
 
 
 def attach_coordinator(namespace: str) -> ray.actor.ActorHandle:

@@ -7,17 +7,24 @@ import logging
 import signal
 import threading
 import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import ray
 
 from .config import PipelineConfig
 from .coordinator import MemberStatus
+from .ledger import resolve_on_disk
 from .monitor import ResourceSampler
+from .namespace import claim_namespace, release_namespace
 from .progress import Progress
 from .report import RunReport, build_report, summarise_queues
 from .scheduling import UnplacedWatch, check_cpus
 from .stages.launch import STARTERS, Member, run_tag
 from .stages.wiring import ensure_shared_actors, q1_client, q2_client, remove_shared_actors
+from .stall import StallWatch, stalled_stage
+from .supervise import RunAborted, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +59,20 @@ class StageDriver:
         self.stages = stages
         self.command = command
         self.whole_pipeline = whole_pipeline
+        self.driver_id = f"{command}-{uuid.uuid4().hex[:8]}"
 
     def execute(self) -> RunReport:
         coordinator = ensure_shared_actors(self.cfg)
         if self.whole_pipeline:
-            self._claim_namespace(coordinator)
+            coordinator = claim_namespace(self.cfg, coordinator, self.driver_id)
+        try:
+            return self._execute(coordinator)
+        finally:
+            if self.whole_pipeline:
+                remove_shared_actors(self.cfg)
+                release_namespace(self.cfg, self.driver_id)
+
+    def _execute(self, coordinator) -> RunReport:
         if short := check_cpus(self.cfg, self.stages):
             log.warning("%s: %s", self.command, short)
         tag = run_tag()
@@ -66,11 +82,12 @@ class StageDriver:
         )
         started = time.monotonic()
         with self._sampler(coordinator):
-            statuses, stopped_by = self._watch(coordinator, members)
+            outcome = self._watch(coordinator, members)
         wall = time.monotonic() - started
-        report = build_report(self.command, statuses, self._queue_summaries(), wall, stopped_by)
-        if self.whole_pipeline:
-            remove_shared_actors(self.cfg)
+        self._resolve_files(coordinator)
+        ledger = ray.get(coordinator.ledger_summary.remote()) if self.whole_pipeline else None
+        report = build_report(self.command, outcome.statuses, self._queue_summaries(), wall, outcome.stopped_by, ledger)
+        report.error = outcome.error
         return report
 
     def _sampler(self, coordinator):
@@ -80,49 +97,71 @@ class StageDriver:
         queues = {"Q1": q1_client(self.cfg), "Q2": q2_client(self.cfg)}
         return ResourceSampler(coordinator, queues, out.samples, out.samples_interval_s)
 
-    def _claim_namespace(self, coordinator) -> None:
-        snapshot = ray.get(coordinator.snapshot.remote())
-        running = [m.member for m in snapshot["members"] if m.state != "done"]
-        if running:
-            raise RuntimeError(
-                f"a pipeline is already running in Ray namespace {self.cfg.ray.namespace!r} "
-                f"(members {', '.join(running)}); stop it with `peaknet-pipeline stop` or choose another ray.namespace"
-            )
-        ray.get(coordinator.forget_members.remote())
-
-    def _watch(self, coordinator, members: list[Member]) -> tuple[list[MemberStatus], str | None]:
+    def _watch(self, coordinator, members: list[Member]) -> WatchOutcome:
         pending = {m.handle.run.remote(): m for m in members}
-        done: list[MemberStatus] = []
+        supervisor = Supervisor(coordinator, self.cfg.lifecycle.max_restarts, members)
+        out = WatchOutcome()
         progress = Progress(self.cfg.output.progress, self.cfg.output.progress_interval_s)
         unplaced = UnplacedWatch(members, self.cfg.lifecycle.start_timeout_s)
-        stopped_by, stop_at = None, None
+        stall = StallWatch(self.cfg.lifecycle.stall_timeout_s)
+        stop_at = None
         deadline = self._run_deadline()
         with SignalFlag() as signals:
-            while pending:
-                ready, _ = ray.wait(list(pending), timeout=0.25)
-                for ref in ready:
-                    done.append(self._collect(ref, pending.pop(ref)))
-                if signals.count and stopped_by is None:
-                    stopped_by, stop_at = "signal", time.monotonic()
-                    log.info("%s: stopping, draining for up to %.0fs", self.command, self.cfg.lifecycle.drain_timeout_s)
-                    self._ask_to_stop(coordinator, pending.values())
-                if stopped_by is None and deadline is not None and time.monotonic() > deadline:
-                    stopped_by, stop_at = "max_run_s", time.monotonic()
-                    log.info("%s: lifecycle.max_run_s reached, draining", self.command)
-                    self._ask_to_stop(coordinator, pending.values())
-                if stopped_by is None and ray.get(coordinator.stop_requested.remote()):
-                    stopped_by, stop_at = "stop", time.monotonic()
-                if stop_at and (signals.count > 1 or self._past_drain(stop_at)):
-                    done += self._abandon(coordinator, pending)
-                    break
-                show = progress.due()
-                if show or unplaced.pending():
-                    live = self._live_members(coordinator, done)
-                    unplaced.check({m.member for m in live})
-                    if show:
-                        progress.show(live, self._queue_stats())
+            try:
+                while pending:
+                    ready, _ = ray.wait(list(pending), timeout=0.25)
+                    for ref in ready:
+                        member = pending.pop(ref)
+                        ended = supervisor.ended(ref, member)
+                        if ended.restarted:
+                            pending[member.handle.run.remote()] = member
+                        else:
+                            out.statuses.append(ended.status)
+                    if signals.count and out.stopped_by is None:
+                        out.stopped_by, stop_at = "signal", time.monotonic()
+                        drain = self.cfg.lifecycle.drain_timeout_s
+                        log.info("%s: stopping, draining for up to %.0fs", self.command, drain)
+                        self._ask_to_stop(coordinator, pending.values())
+                    if out.stopped_by is None and deadline is not None and time.monotonic() > deadline:
+                        out.stopped_by, stop_at = "max_run_s", time.monotonic()
+                        log.info("%s: lifecycle.max_run_s reached, draining", self.command)
+                        self._ask_to_stop(coordinator, pending.values())
+                    if out.stopped_by is None and ray.get(coordinator.stop_requested.remote()):
+                        out.stopped_by, stop_at = "stop", time.monotonic()
+                    if stop_at and (signals.count > 1 or self._past_drain(stop_at)):
+                        out.statuses += self._abandon(coordinator, pending, "abandoned_at_deadline")
+                        break
+                    self._check_in(coordinator, out.statuses, members, progress, unplaced, stall)
+            except RunAborted as exc:
+                log.error("%s: %s", self.command, exc)
+                out.stopped_by, out.error = exc.reason, str(exc)
+                out.statuses += self._abandon(coordinator, pending, exc.reason)
         progress.close()
-        return done, stopped_by
+        return out
+
+    def _check_in(self, coordinator, done, members, progress, unplaced, stall) -> None:
+        """Once per loop: show progress, look for stalls and unplaced actors."""
+        live = self._live_members(coordinator, done)
+        ledger = ray.get(coordinator.ledger_summary.remote())
+        if stall.expired(live, ledger) and self._work_waiting(live):
+            depths = {name: sum(s.depth for s in stats) for name, stats in self._queue_stats().items()}
+            stage = stalled_stage(depths)
+            raise RunAborted(
+                "stalled",
+                f"nothing moved for lifecycle.stall_timeout_s={stall.timeout_s:g}s; stalled stage: {stage} "
+                f"(queue depths {depths})",
+            )
+        if unplaced.pending():
+            unplaced.check({m.member for m in live})
+        if progress.due():
+            progress.show(live, self._queue_stats())
+
+    def _work_waiting(self, live: list[MemberStatus]) -> bool:
+        """Frames are waiting somewhere; an idle service or a socket with no sender is not a stall."""
+        if any(sum(s.depth for s in stats) for stats in self._queue_stats().values()):
+            return True
+        producers_running = any(m.stage == "produce" and not m.ended for m in live)
+        return self.whole_pipeline and self.cfg.producer.kind != "socket" and producers_running
 
     def _run_deadline(self) -> float | None:
         limit = self.cfg.lifecycle.max_run_s
@@ -139,32 +178,33 @@ class StageDriver:
         for m in members:  # only this process's actors go; the rest of the pipeline keeps running
             m.handle.stop.remote()
 
-    def _collect(self, ref, member: Member) -> MemberStatus:
-        try:
-            return ray.get(ref)
-        except ray.exceptions.RayError as exc:
-            log.error("%s %s failed: %s", member.stage, member.name, exc)
-            status = MemberStatus(stage=member.stage, member=member.name, state="done")
-            status.fail("member_crashed", 0)
-            return status
-
-    def _abandon(self, coordinator, pending: dict) -> list[MemberStatus]:
-        """Kill members still running at the deadline; keep their last reported counts, so the report
-        shows what was lost instead of zeros that would balance."""
-        log.warning("%s: drain deadline passed; %d members did not finish", self.command, len(pending))
-        last = {m.member: m for m in ray.get(coordinator.snapshot.remote())["members"]}
+    def _abandon(self, coordinator, pending: dict, reason: str) -> list[MemberStatus]:
+        """Kill members still running; keep their last reported counts, so the report shows what they
+        did, and the ledger counts the frames they held as lost."""
+        if pending:
+            log.warning("%s: ending %d members that did not finish (%s)", self.command, len(pending), reason)
+        last = {m.member: m for m in ray.get(coordinator.members.remote())}
         out = []
         for member in pending.values():
-            ray.kill(member.handle)
+            ray.kill(member.handle, no_restart=True)
             status = last.get(member.name) or MemberStatus(stage=member.stage, member=member.name)
-            status.state = "done"
-            status.fail("abandoned_at_deadline", 0)
+            status.state = "done" if status.state != "failed" else "failed"
+            status.info["ended_by"] = reason
             out.append(status)
         return out
 
+    def _resolve_files(self, coordinator) -> None:
+        """Files announced by writers that died before saying whether the rename happened: look on disk,
+        where the driver sees the output directory (a laptop, a shared volume)."""
+        if "write" not in self.stages or not Path(self.cfg.writer.output_dir).is_dir():
+            return
+        if intents := ray.get(coordinator.pending_intents.remote()):
+            resolve_on_disk(coordinator, intents)
+            ray.get(coordinator.ledger_summary.remote())  # after the commits above, in call order
+
     def _live_members(self, coordinator, done: list[MemberStatus]) -> list[MemberStatus]:
         mine = {m.member for m in done}
-        live = [m for m in ray.get(coordinator.snapshot.remote())["members"] if m.member not in mine]
+        live = [m for m in ray.get(coordinator.members.remote()) if m.member not in mine]
         return done + live
 
     def _queue_stats(self) -> dict:
@@ -172,3 +212,10 @@ class StageDriver:
 
     def _queue_summaries(self) -> list:
         return [summarise_queues(name, stats) for name, stats in self._queue_stats().items()]
+
+
+@dataclass(slots=True)
+class WatchOutcome:
+    statuses: list[MemberStatus] = field(default_factory=list)
+    stopped_by: str | None = None
+    error: str | None = None

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .coordinator import STAGES, MemberStatus
+from .ledger import LOSS_OUTCOMES
 from .queue import ShardStats
 
 
@@ -30,18 +31,50 @@ class QueueSummary(BaseModel):
     depth_at_end: int
 
 
+# Exit codes of run and the stage subcommands (the README's table).
+EXIT_OK = 0  # every frame accounted for: written, filtered or rejected with a reason
+EXIT_ERROR = 1  # the driver itself failed (no cluster, namespace busy)
+EXIT_CONFIG = 2  # invalid configuration
+EXIT_FRAMES_LOST = 3  # the run ended, but frames were lost (a member died, a file could not be written)
+EXIT_STAGE_FAILED = 4  # a member could not start, a stage died for good, or nothing moved: the run was ended
+
+
+class FrameLedger(BaseModel):
+    """What became of every frame the producers accepted (ledger.py)."""
+
+    produced: int = 0
+    outcomes: dict[str, int] = {}  # written, delivered, filtered_min_num_peak, owner_died, ...
+    lost_unsettled: int = 0  # taken by a dead member, left in a queue, or in a writer's unwritten buffer
+    pending_files: int = 0  # announced by a dead writer, not resolved on disk
+    files: int = 0
+
+    @property
+    def lost(self) -> int:
+        return self.lost_unsettled + sum(self.outcomes.get(k, 0) for k in LOSS_OUTCOMES)
+
+
 class RunReport(BaseModel):
     command: str
     wall_s: float
-    stopped_by: str | None = None  # "signal", "stop" or None for a run that ended by itself
+    stopped_by: str | None = None  # signal, stop, max_run_s, member_failed, stage_failed, stalled, or None
+    error: str | None = None  # why the run was ended, when it was
     stages: dict[str, StageSummary]
     queues: list[QueueSummary]
-    accounted: bool | None = None  # every produced frame delivered or failed with a reason
+    frames: FrameLedger | None = None
+    accounted: bool | None = None  # every produced frame written, filtered or rejected with a reason
     gpu_busy_fraction: float | None = None
     model: dict[str, Any] | None = None
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is not None:
+            return EXIT_STAGE_FAILED
+        if self.accounted is False:
+            return EXIT_FRAMES_LOST
+        return EXIT_OK
 
 
 def summarise_stage(members: list[MemberStatus], wall_s: float) -> StageSummary:
@@ -67,22 +100,20 @@ def summarise_queues(name: str, stats: list[ShardStats]) -> QueueSummary:
     )
 
 
-# A member that crashed or was killed at the drain deadline took frames in flight with it.
-LOST_WITH_MEMBER = ("member_crashed", "abandoned_at_deadline")
-
-
 def build_report(
-    command: str, members: list[MemberStatus], queues: list[QueueSummary], wall_s: float, stopped_by: str | None
+    command: str,
+    members: list[MemberStatus],
+    queues: list[QueueSummary],
+    wall_s: float,
+    stopped_by: str | None,
+    ledger: dict[str, Any] | None = None,
 ) -> RunReport:
     stages = {st: summarise_stage([m for m in members if m.stage == st], wall_s) for st in STAGES}
     stages = {k: v for k, v in stages.items() if v.members}
     report = RunReport(command=command, wall_s=round(wall_s, 3), stopped_by=stopped_by, stages=stages, queues=queues)
-    if set(stages) == set(STAGES):
-        p, i, w = stages["produce"], stages["infer"], stages["write"]
-        inferred_failed = sum(i.failed.values())
-        balanced = p.frames_out == i.frames_in == i.frames_out + inferred_failed and w.frames_in == i.frames_out
-        lost = any(reason in m.failed for m in members for reason in LOST_WITH_MEMBER)
-        report.accounted = balanced and not lost
+    if ledger is not None:
+        report.frames = FrameLedger(**ledger)
+        report.accounted = report.frames.lost == 0 and report.frames.pending_files == 0
     infer_members = [m for m in members if m.stage == "infer"]
     busy = [m.info["busy_fraction"] for m in infer_members if "busy_fraction" in m.info]
     if busy and all(m.info.get("device") == "cuda" for m in infer_members):

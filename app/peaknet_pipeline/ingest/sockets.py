@@ -17,17 +17,20 @@ def _attach(sock, transport: str, url: str, role: str) -> None:
 
 
 class PullSocket:
-    def __init__(self, transport: str, url: str, role: str, recv_timeout_ms: int = 200):
+    def __init__(self, transport: str, url: str, role: str, recv_timeout_ms: int = 200, queued: int = 16):
+        """queued: messages the socket library may hold beyond ours; bounded so backpressure reaches
+        the sender instead of piling up in this process."""
         self.transport, self.url, self.role = transport, url, role
         if transport == "nng":
             import pynng
 
-            self._sock = pynng.Pull0(recv_timeout=recv_timeout_ms)
+            self._sock = pynng.Pull0(recv_timeout=recv_timeout_ms, recv_buffer_size=queued)
             self._timeout = pynng.Timeout
         else:
             import zmq
 
             self._sock = zmq.Context.instance().socket(zmq.PULL)
+            self._sock.setsockopt(zmq.RCVHWM, queued)
             self._sock.setsockopt(zmq.RCVTIMEO, recv_timeout_ms)
             self._sock.setsockopt(zmq.LINGER, 0)
             self._timeout = zmq.Again

@@ -46,12 +46,40 @@ class SlabBuffer:
         return out
 
 
+def temporary_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def safe_writer_name(writer_name: str) -> str:
+    return writer_name.replace(":", "_")
+
+
+def remove_stale_temporaries(output_dir: str, writer_name: str) -> list[Path]:
+    """Partial files an earlier process of this writer left when it died mid-file."""
+    stale = list(Path(output_dir).glob(f".*-{safe_writer_name(writer_name)}-*.cxi.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def check_writable(output_dir: str) -> None:
+    """Fail at start, naming the setting, when files cannot be made there (a file, read-only, no space)."""
+    directory = Path(output_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".peaknet-probe-{os.getpid()}"
+        probe.write_bytes(b"\0" * 4096)
+        probe.unlink()
+    except OSError as exc:
+        raise OSError(f"writer.output_dir={output_dir!r} is not writable: {exc.strerror or exc}") from None
+
+
 class CxiChunkWriter:
     def __init__(self, output_dir: str, prefix: str, writer_name: str, layout: SlabLayout, max_num_peak: int):
         self._dir = Path(output_dir)
         self._dir.mkdir(parents=True, exist_ok=True)
         self._prefix = prefix
-        self._writer = writer_name.replace(":", "_")
+        self._writer = safe_writer_name(writer_name)
         self._layout = layout
         self._max_peaks = max_num_peak
         self._chunk = 0
@@ -62,18 +90,23 @@ class CxiChunkWriter:
         self._chunk += 1
         return self._dir / f"{self._prefix}-{stamp}-{self._writer}-{self._chunk:05d}.cxi"
 
-    def write(self, events: list[KeptEvent], slabs: np.ndarray | None = None) -> Path:
-        """slabs: the events' images in slab layout (from a SlabBuffer), or None for peaks only."""
-        path = self.next_path()
-        tmp = path.with_name(f".{path.name}.tmp")
-        with h5py.File(tmp, "w") as f:
-            self._write_peaks(f, events)
-            if slabs is not None:
-                f.create_dataset("/entry_1/data_1/data", data=slabs, chunks=(1, *slabs.shape[1:]))
-            f["/LCLS/photon_energy_eV"] = np.array([e.photon_energy_eV for e in events], np.float32)
-            f["/LCLS/timestamp"] = np.array([e.timestamp for e in events], np.float64)
-            f["/entry_1/event_id"] = np.array([e.event_id for e in events], dtype=h5py.string_dtype())
-        os.replace(tmp, path)  # atomic on one filesystem
+    def write(self, events: list[KeptEvent], slabs: np.ndarray | None = None, path: Path | None = None) -> Path:
+        """slabs: the events' images in slab layout (from a SlabBuffer), or None for peaks only.
+        On any error (a full disk) the partial file is removed and the error raised."""
+        path = path or self.next_path()
+        tmp = temporary_name(path)
+        try:
+            with h5py.File(tmp, "w") as f:
+                self._write_peaks(f, events)
+                if slabs is not None:
+                    f.create_dataset("/entry_1/data_1/data", data=slabs, chunks=(1, *slabs.shape[1:]))
+                f["/LCLS/photon_energy_eV"] = np.array([e.photon_energy_eV for e in events], np.float32)
+                f["/LCLS/timestamp"] = np.array([e.timestamp for e in events], np.float64)
+                f["/entry_1/event_id"] = np.array([e.event_id for e in events], dtype=h5py.string_dtype())
+            os.replace(tmp, path)  # atomic on one filesystem
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     def _write_peaks(self, f: h5py.File, events: list[KeptEvent]) -> None:

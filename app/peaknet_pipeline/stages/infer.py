@@ -18,7 +18,7 @@ from ..inference.models import build_model
 from ..model.segmenter import InputError
 from ..profiling import Nvtx, TorchTrace
 from ..records import FrameBatch, SegmentedBatch
-from .member import InputDrain, StageMember
+from .member import InputDrain, StageMember, fetch_failure
 from .prefetch import BackgroundPutter, Prefetcher
 from .ratelimit import RateLimitedLog
 from .steady import SteadyRate
@@ -39,16 +39,16 @@ class _Assembly:
 class InferenceWorker:
     """Plain class holding the stage logic; InferenceActor wraps it for Ray."""
 
-    def __init__(self, cfg: PipelineConfig, coordinator, name: str):
+    def __init__(self, cfg: PipelineConfig, member: StageMember):
         self._cfg = cfg
-        self._member = StageMember(coordinator, "infer", name)
+        self._member = member
         self._device = resolve_device(cfg.inference.device)
         if self._device == "cpu":
             torch.set_num_threads(cfg.inference.cpu_threads or max(1, int(cfg.inference.num_cpus)))
         self._model, model_info = build_model(cfg.model)
         self._member.status.info.update(model=model_info, device=self._device)
         self._nvtx = Nvtx(cfg.profiling.enabled)
-        self._trace = TorchTrace(cfg.profiling, name)
+        self._trace = TorchTrace(cfg.profiling, member.name)
         self._q1 = q1_client(cfg)
         self._q2 = q2_client(cfg)
         self._dtype = np.dtype(cfg.data.dtype)
@@ -85,7 +85,10 @@ class InferenceWorker:
     def run(self) -> MemberStatus:
         member = self._member
         if self._frame_shape is not None:  # pre-warm-up: ready before the first frame arrives
-            self._ensure_engine(self._frame_shape)
+            try:
+                self._ensure_engine(self._frame_shape)
+            except Exception as exc:  # a shape the model cannot take, a kernel that does not compile
+                return member.start_failed(exc)
         member.status.state = "running"
         t_start = t_last = None
         waited_s = waited_by_last = 0.0  # blocked on the prefetcher, counted from the first batch on
@@ -140,7 +143,7 @@ class InferenceWorker:
             self._reject(record, "model_input", str(exc))
             return
         except Exception as exc:  # a lost object or a broken producer must not end the stage
-            self._reject(record, type(exc).__name__, str(exc))
+            self._reject(record, fetch_failure(exc), str(exc))
             return
         assembly = _Assembly(record, np.empty(frames.shape, np.uint8), frames.shape[0])
         step = self._cfg.data.batch_size
@@ -164,14 +167,17 @@ class InferenceWorker:
             rec.batch_id, (*rec.owners, self._member.name), rec.frames_ref, ray.put(assembly.masks), rec.meta
         )
         with self._nvtx.range("put_q2"):
-            self._q2.put(out)
+            retry_s = self._cfg.queues.poll_timeout_s * 5
+            if not self._member.put_until_accepted(self._q2, out, retry_s, self._cfg.lifecycle.drain_timeout_s):
+                self._reject(rec, "abandoned_at_deadline", "Q2 stayed full past lifecycle.drain_timeout_s")
+                return
         self._member.status.frames_out += rec.size
         self._member.status.batches += 1
         self._steady.record(rec.size)
 
     def _reject(self, record: FrameBatch, reason: str, message: str) -> None:
         self._member.status.fail(reason, record.size)
-        self._member.settle({owner: record.size for owner in record.owners})
+        self._member.settle(record.owners, record.size, reason)
         self._errors.warning(reason, "%s: batch %s rejected: %s", self._member.name, record.batch_id, message)
 
 
@@ -179,10 +185,15 @@ class InferenceWorker:
 class InferenceActor:
     def __init__(self, cfg: PipelineConfig, coordinator, name: str):
         logging.basicConfig(level=cfg.output.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self._worker = InferenceWorker(cfg, coordinator, name)
+        self._member = StageMember(coordinator, "infer", name)
+        self._failed: MemberStatus | None = None
+        try:
+            self._worker = InferenceWorker(cfg, self._member)
+        except Exception as exc:  # a missing weights file, a bad model setting: said once, by the driver
+            self._failed = self._member.start_failed(exc)
 
     def stop(self) -> None:
-        self._worker.member.local_stop.set()
+        self._member.local_stop.set()
 
     def run(self) -> MemberStatus:
-        return self._worker.run()
+        return self._failed or self._worker.run()

@@ -32,7 +32,9 @@ class SocketProducer:
     def __init__(self, cfg: PipelineConfig, coordinator, name: str, address: SocketAddress):
         self._cfg = cfg
         self._member = StageMember(coordinator, "produce", name)
-        self._sock = PullSocket(cfg.producer.socket.transport, address.url, address.role)
+        sock_cfg = cfg.producer.socket
+        self._sock = PullSocket(sock_cfg.transport, address.url, address.role, queued=sock_cfg.buffer_batches)
+        self._leftover: list[bytes] = []  # received while stopping, with the buffer full: forwarded at the end
         self._buffer: queue.Queue = queue.Queue(maxsize=cfg.producer.socket.buffer_batches)
         self._names = cfg.producer.socket.names
         self._dtype = np.dtype(cfg.data.dtype)
@@ -52,9 +54,15 @@ class SocketProducer:
     def _receive(self) -> None:
         while self._receiving.is_set():
             payload = self._sock.recv()
-            if payload is not None:
-                self._buffer.put(payload)  # blocks while the buffer is full: backpressure to the sender
-                self._buffer_high_water = max(self._buffer_high_water, self._buffer.qsize())
+            while payload is not None:
+                try:  # waits while the buffer is full: backpressure to the sender
+                    self._buffer.put(payload, timeout=0.2)
+                    self._buffer_high_water = max(self._buffer_high_water, self._buffer.qsize())
+                    payload = None
+                except queue.Full:
+                    if not self._receiving.is_set():
+                        self._leftover.append(payload)
+                        payload = None
 
     def run(self) -> MemberStatus:
         member, sock_cfg = self._member, self._cfg.producer.socket
@@ -75,11 +83,26 @@ class SocketProducer:
                 finished = True
                 break
         self._receiving.clear()
+        self._receiver.join()  # the receive thread polls with a timeout; closing under its recv() aborts libzmq
+        seq = self._forward_rest(seq)
         member.status.info.update(messages=messages, buffer_high_water=self._buffer_high_water)
         member.finish(final=finished and not self._cfg.lifecycle.service)
         member.linger(member.status.frames_out, self._cfg.producer.linger_timeout_s)
         self._sock.close()
         return member.status
+
+    def _forward_rest(self, seq: int) -> int:
+        """Messages already received are accepted: forward them, whatever ended the stream."""
+        while True:
+            try:
+                payload = self._buffer.get_nowait()
+            except queue.Empty:
+                break
+            seq += self._forward(payload, seq)
+        for payload in self._leftover:
+            seq += self._forward(payload, seq)
+        self._leftover.clear()
+        return seq
 
     def _forward(self, payload: bytes, seq: int) -> int:
         """Decode and queue one message; returns the number of frames it carried (0 if malformed)."""
@@ -102,6 +125,7 @@ class SocketProducer:
         ]
         record = FrameBatch(f"{self._member.name}:b{seq}", (self._member.name,), ray.put(batch.frames), meta)
         # Received data was accepted from the sender: never give it up, even past a drain deadline.
+        self._member.produced(b)
         self._member.put_until_accepted(self._q1, record, self._cfg.queues.poll_timeout_s * 5, None)
         self._member.status.frames_out += b
         self._member.status.batches += 1

@@ -15,12 +15,17 @@ from .produce import SyntheticProducer, require_frame_shape, split_frames
 from .sink import SinkActor
 from .write import CxiWriterActor
 
+# Stages whose actors Ray restarts after a death (lifecycle.max_restarts). A producer is not restarted: the
+# frames it owned are gone with its process, and a new one would not know where the stream stood.
+RESTARTABLE = ("infer", "write")
+
 
 @dataclass(slots=True)
 class Member:
     stage: str
     name: str
     handle: ray.actor.ActorHandle
+    restarts: int = 0
 
 
 def run_tag() -> str:
@@ -62,7 +67,7 @@ def start_inference(cfg: PipelineConfig, coordinator, tag: str) -> list[Member]:
     members = []
     for i in range(inf.num_actors):
         name = f"infer-{tag}-{i}"
-        options = {"num_cpus": inf.num_cpus, "num_gpus": 1 if use_gpu else 0}
+        options = {"num_cpus": inf.num_cpus, "num_gpus": int(use_gpu), "max_restarts": cfg.lifecycle.max_restarts}
         if env := nsight_runtime_env(cfg.profiling):
             options["runtime_env"] = env
         handle = InferenceActor.options(**options).remote(cfg, coordinator, name)
@@ -75,7 +80,8 @@ def start_writers(cfg: PipelineConfig, coordinator, tag: str) -> list[Member]:
     for i in range(cfg.writer.num_actors):
         name = f"write-{tag}-{i}"
         actor = CxiWriterActor if cfg.writer.kind == "cxi" else SinkActor
-        handle = actor.options(num_cpus=cfg.writer.num_cpus).remote(cfg, coordinator, name)
+        options = {"num_cpus": cfg.writer.num_cpus, "max_restarts": cfg.lifecycle.max_restarts}
+        handle = actor.options(**options).remote(cfg, coordinator, name)
         members.append(Member("write", name, handle))
     return members
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import replace
@@ -17,16 +18,37 @@ log = logging.getLogger(__name__)
 
 
 class StageMember:
-    """Bookkeeping for one actor of a stage. Publishes at most every `interval_s`, never per batch."""
+    """Bookkeeping for one actor of a stage. Publishes at most every `interval_s`, never per batch, and
+    from a heartbeat thread as well, so a member busy compiling or blocked on a full queue still shows
+    it is alive (the coordinator declares a member silent after lifecycle.heartbeat_timeout_s)."""
 
     def __init__(self, coordinator: ray.actor.ActorHandle, stage: str, member: str, interval_s: float = 0.5):
         self.coordinator = coordinator
-        self.status = MemberStatus(stage=stage, member=member)
+        incarnation = ray.get(coordinator.incarnation_of.remote(stage, member))
+        self.status = MemberStatus(stage=stage, member=member, incarnation=incarnation)
+        self.status.info["pid"] = os.getpid()
         self.local_stop = threading.Event()  # this process is asked to go (Ctrl-C on its driver)
         self._interval = interval_s
         self._last_publish = 0.0
+        self._lock = threading.Lock()
         self._stop_requested = False  # the whole pipeline is asked to stop
         self._stop_seen_at: float | None = None
+        self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self.status.ended:
+            time.sleep(self._interval)
+            try:
+                self.publish()
+            except ray.exceptions.RayError:  # the coordinator is gone: the driver ends the run
+                return
+
+    def start_failed(self, exc: BaseException) -> MemberStatus:
+        """The actor could not start (a bad setting, a missing file): say why once, for the driver."""
+        self.status.state, self.status.error = "failed", f"{type(exc).__name__}: {exc}"
+        self.publish(force=True)
+        return self.status
 
     @property
     def name(self) -> str:
@@ -35,7 +57,9 @@ class StageMember:
     def publish(self, force: bool = False) -> bool:
         """Send status when due; returns whether a pipeline-wide stop is requested."""
         now = time.monotonic()
-        if force or now - self._last_publish >= self._interval:
+        if not (force or now - self._last_publish >= self._interval):
+            return self._stop_requested
+        with self._lock:  # the heartbeat thread and the stage's own loop both publish
             self._last_publish = now
             self.status.rss_bytes = process_rss()
             snapshot = replace(self.status, failed=dict(self.status.failed), info=dict(self.status.info))
@@ -68,19 +92,37 @@ class StageMember:
         self.publish(force=True)
         return self.status
 
-    def settle(self, counts: dict[str, int]) -> None:
-        if counts:
-            self.coordinator.settle.remote(counts)
+    def produced(self, frames: int) -> None:
+        """Before frames enter Q1: from here on they are accepted and must end with an outcome."""
+        ray.get(self.coordinator.produced.remote(self.name, frames))
+
+    def settle(self, owners: tuple[str, ...], frames: int, outcome: str | None) -> None:
+        """`frames` frames of a record owned by `owners` need nothing more from anyone: `outcome` says why."""
+        if frames:
+            self.coordinator.settle.remote({owner: frames for owner in owners}, frames, outcome)
 
     def linger(self, produced: int, timeout_s: float) -> bool:
-        """Keep this actor (the owner of its objects) alive until downstream no longer needs them."""
+        """Keep this actor (the owner of its objects) alive until downstream no longer needs them: all
+        settled, or the write stage, the last to read them, has ended."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if ray.get(self.coordinator.settled.remote(self.name)) >= produced:
+            settled = self.coordinator.settled.remote(self.name)
+            if ray.get(settled) >= produced or ray.get(self.coordinator.stage_closed.remote("write")):
                 return True
             time.sleep(0.1)
         log.warning("%s: downstream settled fewer frames than produced within %.0fs", self.name, timeout_s)
         return False
+
+
+def fetch_failure(exc: BaseException) -> str:
+    """The outcome for frames whose objects could not be fetched: their owner died, or they were lost."""
+    if isinstance(exc, ray.exceptions.OwnerDiedError):
+        return "owner_died"
+    if isinstance(exc, ray.exceptions.ObjectLostError | ray.exceptions.ObjectFetchTimedOutError):
+        return "object_lost"
+    if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, ray.exceptions.ObjectLostError):
+        return fetch_failure(exc.cause)
+    return type(exc).__name__
 
 
 class InputDrain:

@@ -27,6 +27,8 @@ class SinkActor(Q2Consumer):
         self._ready()
 
     def run(self) -> MemberStatus:
+        if self._start_error is not None:
+            return self._start_error
         self._member.status.state = "running"
         max_items = 4
         while (records := self._drain.next_records(max_items, self._cfg.queues.poll_timeout_s)) is not None:
@@ -43,16 +45,15 @@ class SinkActor(Q2Consumer):
 
     def _consume(self, records: list[SegmentedBatch]) -> None:
         status = self._member.status
-        masks = ray.get([r.mask_ref for r in records])  # one batched get, not one per record
-        for mask in masks:
-            self._frames_with_peak_pixels += int(np.count_nonzero(mask.reshape(mask.shape[0], -1).any(axis=1)))
-        settle: dict[str, int] = {}
-        for record in records:
-            self._frame_ids.extend(m.frame_id for m in record.meta)
+        for record, got in zip(records, self._fetch(records, lambda r: [r.mask_ref])):
             status.frames_in += record.size
+            if isinstance(got, Exception):
+                self._settle_failed(record, got)
+                continue
+            mask = got[0]
+            self._frames_with_peak_pixels += int(np.count_nonzero(mask.reshape(mask.shape[0], -1).any(axis=1)))
+            self._frame_ids.extend(m.frame_id for m in record.meta)
             status.frames_out += record.size
             status.batches += 1
-            for owner in record.owners:
-                settle[owner] = settle.get(owner, 0) + record.size
+            self._member.settle(record.owners, record.size, "delivered")
         self._steady.record(sum(r.size for r in records))
-        self._member.settle(settle)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import ray
 
 from ..config import PipelineConfig
@@ -28,7 +30,7 @@ def ensure_shared_actors(cfg: PipelineConfig) -> ray.actor.ActorHandle:
     """Create (or find) the coordinator and both queues; any stage may be the first to start."""
     q1_client(cfg, create=True)
     q2_client(cfg, create=True)
-    return get_or_create_coordinator(cfg.ray.namespace)
+    return get_or_create_coordinator(cfg.ray.namespace, cfg.lifecycle.heartbeat_timeout_s)
 
 
 def shared_actor_names(cfg: PipelineConfig) -> list[str]:
@@ -38,17 +40,29 @@ def shared_actor_names(cfg: PipelineConfig) -> list[str]:
     return names
 
 
-def remove_shared_actors(cfg: PipelineConfig) -> list[str]:
+def remove_shared_actors(cfg: PipelineConfig, queues_only: bool = False) -> list[str]:
     """Kill the detached actors; returns the names that existed."""
     removed = []
-    for name in shared_actor_names(cfg):
+    for name in shared_actor_names(cfg)[1 if queues_only else 0 :]:
         try:
             handle = ray.get_actor(name, namespace=cfg.ray.namespace)
         except ValueError:
             continue
         ray.kill(handle, no_restart=True)
         removed.append(name)
+    for name in removed:  # a name is free only once the GCS has seen the actor die; then it can be made again
+        wait_until_gone(name, cfg.ray.namespace)
     return removed
+
+
+def wait_until_gone(name: str, namespace: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace=namespace)
+        except ValueError:
+            return
+        time.sleep(0.05)
 
 
 __all__ = ["attach_coordinator", "ensure_shared_actors", "q1_client", "q2_client", "remove_shared_actors"]

@@ -1,16 +1,23 @@
-"""Write stage: Q2 -> peak finding on parallel CPU tasks -> buffered CXI files."""
+"""Write stage: Q2 -> peak finding on parallel CPU tasks -> buffered CXI files.
+
+A frame counts as written only when its file is renamed into place: the file is announced to the
+coordinator first (intent), committed after the rename, and a restarted writer resolves an intent its
+dead predecessor left from what is on disk, then removes that predecessor's partial files.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 import ray
 
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
-from ..output.cxi import CxiChunkWriter, KeptEvent, SlabBuffer
+from ..ledger import FileIntent, resolve_on_disk
+from ..output.cxi import CxiChunkWriter, KeptEvent, SlabBuffer, check_writable, remove_stale_temporaries
 from ..output.geometry import layout_for
 from ..output.peaks import PeakList, find_peaks
 from ..profiling import Nvtx
@@ -20,6 +27,10 @@ from .prefetch import Prefetcher
 from .steady import SteadyRate
 
 log = logging.getLogger(__name__)
+
+
+class WriteFailed(RuntimeError):
+    """A CXI file could not be written (full disk, read-only or missing directory)."""
 
 
 @ray.remote
@@ -36,15 +47,38 @@ class CxiWriterActor(Q2Consumer):
         self._find_peaks = find_batch_peaks.options(num_cpus=cfg.peaks.task_cpus)
         self._pending: deque = deque()  # (record, ObjectRef of peak lists), in Q2 order
         self._buffer: list[KeptEvent] = []
+        self._buffer_owners: dict[str, int] = {}  # frames per owner of the buffered events
         self._files: list[str] = []
         self._writer: CxiChunkWriter | None = None
         self._slabs: SlabBuffer | None = None
         self._nvtx = Nvtx(cfg.profiling.enabled)
         self._steady = SteadyRate()
+        self._guard(self._take_over_output)
         self._ready()
 
+    def _take_over_output(self) -> None:
+        """Check the directory, then finish what an earlier process of this writer left behind."""
+        out = self._cfg.writer.output_dir
+        check_writable(out)
+        coordinator, name = self._member.coordinator, self._member.name
+        committed = resolve_on_disk(coordinator, ray.get(coordinator.pending_intents.remote(name)))
+        stale = remove_stale_temporaries(out, name)
+        if committed or stale:
+            log.warning("%s: restarted; %d file(s) of the last process committed, %d partial removed",
+                        name, committed, len(stale))  # fmt: skip
+
     def run(self) -> MemberStatus:
+        if self._start_error is not None:
+            return self._start_error
         self._member.status.state = "running"
+        try:
+            self._consume_all()
+        except WriteFailed as exc:
+            return self._member.start_failed(exc)
+        self._member.status.info.update(files=len(self._files), steady_frames_per_s=self._steady.rate())
+        return self._member.finish(final=self._drain.ended_by_upstream())
+
+    def _consume_all(self) -> None:
         prefetched = Prefetcher(self._drain, lambda r: r, 2, self._cfg.queues.poll_timeout_s)
         for record, _ in prefetched:
             if record is not None:
@@ -55,8 +89,6 @@ class CxiWriterActor(Q2Consumer):
         while self._pending:
             self._collect(block=True)
         self._flush()
-        self._member.status.info.update(files=len(self._files), steady_frames_per_s=self._steady.rate())
-        return self._member.finish(final=self._drain.ended_by_upstream())
 
     def _dispatch(self, record: SegmentedBatch) -> None:
         self._member.status.frames_in += record.size
@@ -78,28 +110,35 @@ class CxiWriterActor(Q2Consumer):
             done.append(self._pending.popleft())
         if not done:
             return
-        results = ray.get([task for _, task in done])
-        images = ray.get([r.frames_ref for r, _ in done]) if self._cfg.writer.store_images else [None] * len(done)
-        for (record, _), peaks, frames in zip(done, results, images):
-            self._keep(record, peaks, frames)
+        images = self._cfg.writer.store_images
+        fetched = self._fetch(done, lambda pair: [pair[1], pair[0].frames_ref] if images else [pair[1]])
+        for (record, _), got in zip(done, fetched):
+            if isinstance(got, Exception):
+                self._settle_failed(record, got)
+            else:
+                self._keep(record, got[0], got[1] if images else None)
 
     def _keep(self, record: SegmentedBatch, peaks: list[PeakList], frames: np.ndarray | None) -> None:
         w, status = self._cfg.writer, self._member.status
+        filtered = 0
         for i, (meta, peak_list) in enumerate(zip(record.meta, peaks)):
             if len(peak_list) < w.min_num_peak:
-                status.fail("filtered_min_num_peak", 1)
+                filtered += 1
                 continue
             if frames is not None:
                 # Copied now: the producer that owns the frame may leave once this batch is settled.
                 self._open(frames.shape[1:]).add(frames[i])
             self._buffer.append(KeptEvent(meta.frame_id, meta.timestamp, meta.photon_energy_eV, peak_list))
-            status.frames_out += 1
+            for owner in record.owners:
+                self._buffer_owners[owner] = self._buffer_owners.get(owner, 0) + 1
             if len(self._buffer) >= w.buffer_size:
                 with self._nvtx.range("write cxi"):
                     self._flush()
+        if filtered:
+            status.fail("filtered_min_num_peak", filtered)
+        self._member.settle(record.owners, filtered, "filtered_min_num_peak")
         status.batches += 1
         self._steady.record(record.size)
-        self._member.settle({owner: record.size for owner in record.owners})
 
     def _open(self, frame_shape: tuple[int, ...]) -> SlabBuffer | None:
         """The file writer and, when images are stored, the slab buffer; made once, on the first frame."""
@@ -116,8 +155,24 @@ class CxiWriterActor(Q2Consumer):
         if self._writer is None:  # peaks only: no frame has opened the output yet
             self._open(self._shape_from_peaks())
         slabs = self._slabs.take() if self._slabs else None
-        self._files.append(str(self._writer.write(self._buffer, slabs)))
-        self._buffer = []
+        events, owners = self._buffer, self._buffer_owners
+        self._buffer, self._buffer_owners = [], {}
+        path = self._writer.next_path()
+        intent = FileIntent(self._member.name, str(path), len(events), owners)
+        coordinator = self._member.coordinator
+        ray.get(coordinator.intend.remote(intent))  # before the file exists: a crash from here is resolvable
+        try:
+            self._writer.write(events, slabs, path)
+        except OSError as exc:
+            coordinator.drop.remote(intent.writer, intent.path, "write_failed")
+            self._member.status.fail("write_failed", len(events))
+            raise WriteFailed(
+                f"cannot write {Path(path).name} in writer.output_dir={self._cfg.writer.output_dir!r}: "
+                f"{exc.strerror or exc}; {len(events)} events not written"
+            ) from None
+        coordinator.commit.remote(intent.writer, intent.path)
+        self._files.append(str(path))
+        self._member.status.frames_out += len(events)
 
     def _shape_from_peaks(self) -> tuple[int, int, int]:
         if self._cfg.data.frame_shape is None:
