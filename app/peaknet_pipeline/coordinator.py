@@ -29,7 +29,9 @@ class MemberStatus:
 
     stage: str
     member: str
-    state: str = "starting"  # starting | running | done | failed (could not start, or died for good)
+    # starting | running | done | restarting (died, Ray starts a new process) | failed (could not start, or
+    # died for good) | silent (no heartbeat within lifecycle.heartbeat_timeout_s: its driver is gone)
+    state: str = "starting"
     final: bool = False  # done because its input really ended (not just this process going away)
     incarnation: int = 0  # counts restarts of the actor (same name, new process)
     error: str | None = None  # why it failed
@@ -89,7 +91,8 @@ class Coordinator:
         previous = self._members.get(key)
         if previous is not None and previous.incarnation != status.incarnation:
             self._fold_earlier(key, previous)
-        if previous is not None and previous.state == "failed" and previous.incarnation == status.incarnation:
+        declared = previous is not None and previous.state in ("failed", "restarting")
+        if declared and previous.incarnation == status.incarnation:
             return self._stop_requested  # declared dead: a late heartbeat of the old process changes nothing
         self._members[key] = status
         return self._stop_requested
@@ -106,6 +109,12 @@ class Coordinator:
         previous = self._members.get((stage, member))
         return 0 if previous is None else previous.incarnation + 1
 
+    def mark_restarting(self, stage: str, member: str, error: str) -> None:
+        """The member's process died and Ray is starting a new one: the stage is not over."""
+        status = self._members.get((stage, member)) or MemberStatus(stage, member)
+        status.state, status.error = "restarting", error
+        self._members[(stage, member)] = status
+
     def mark_failed(self, stage: str, member: str, error: str) -> None:
         """The driver saw the member's process die (or fail to start) and no restart will come."""
         status = self._members.get((stage, member)) or MemberStatus(stage, member)
@@ -120,7 +129,8 @@ class Coordinator:
             merged.failed = dict(status.failed)
             if key in self._earlier:
                 merged.absorb(self._earlier[key])
-            if not merged.ended and time.time() - status.updated > self._heartbeat_timeout:
+            silent = time.time() - status.updated > self._heartbeat_timeout
+            if merged.state in ("starting", "running") and silent:
                 merged.state = "silent"  # no heartbeat within lifecycle.heartbeat_timeout_s
             out.append(merged)
         return out

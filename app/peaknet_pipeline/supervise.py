@@ -9,6 +9,7 @@ out of restarts are marked failed in the coordinator, so the stages after them s
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import ray
@@ -17,6 +18,7 @@ from .coordinator import MemberStatus
 from .stages.launch import RESTARTABLE, Member
 
 log = logging.getLogger(__name__)
+RESTART_BURST_S = 30.0  # "actor is restarting" errors closer together than this belong to one death
 
 
 class RunAborted(Exception):
@@ -60,12 +62,19 @@ class Supervisor:
 
     def _died(self, member: Member, exc: BaseException) -> Ended:
         why = death_message(exc)
-        if member.stage in RESTARTABLE and member.restarts < self._max_restarts:
-            member.restarts += 1
-            log.warning(
-                "%s %s died (%s); restart %d of lifecycle.max_restarts=%d; the frames it held are counted lost",
-                member.stage, member.name, why, member.restarts, self._max_restarts,
-            )  # fmt: skip
+        if isinstance(exc, ray.exceptions.ActorUnavailableError) and member.stage in RESTARTABLE:
+            # Ray is restarting it (it enforces max_restarts; past that the error is ActorDiedError). The
+            # error repeats while the new process starts: one death is the first of a burst.
+            now = time.monotonic()
+            if now - member.unavailable_since > RESTART_BURST_S:
+                member.restarts += 1
+                log.warning(
+                    "%s %s died (%s); Ray restarts it (restart %d, lifecycle.max_restarts=%d); "
+                    "the frames it held are counted lost",
+                    member.stage, member.name, why, member.restarts, self._max_restarts,
+                )  # fmt: skip
+                self._coordinator.mark_restarting.remote(member.stage, member.name, why)
+            member.unavailable_since = now
             return Ended(restarted=True)
         log.error("%s %s died for good: %s", member.stage, member.name, why)
         self._coordinator.mark_failed.remote(member.stage, member.name, why)

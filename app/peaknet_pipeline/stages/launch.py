@@ -26,6 +26,7 @@ class Member:
     name: str
     handle: ray.actor.ActorHandle
     restarts: int = 0
+    unavailable_since: float = -1e9  # monotonic time of the last "actor unavailable" error
 
 
 def run_tag() -> str:
