@@ -63,14 +63,13 @@ class StageDriver:
 
     def execute(self) -> RunReport:
         coordinator = ensure_shared_actors(self.cfg)
-        if self.whole_pipeline:
-            coordinator = claim_namespace(self.cfg, coordinator, self.driver_id)
+        anchor = claim_namespace(self.cfg, coordinator, self.driver_id) if self.whole_pipeline else None
         try:
             return self._execute(coordinator)
         finally:
-            if self.whole_pipeline:
+            if anchor is not None:
                 remove_shared_actors(self.cfg)
-                release_namespace(self.cfg, self.driver_id)
+                release_namespace(anchor)
 
     def _execute(self, coordinator) -> RunReport:
         if short := check_cpus(self.cfg, self.stages):
@@ -133,7 +132,7 @@ class StageDriver:
                         break
                     self._check_in(coordinator, out.statuses, members, progress, unplaced, stall)
             except RunAborted as exc:
-                log.error("%s: %s", self.command, exc)
+                log.error("%s: ending the run (%s); the report says why", self.command, exc.reason)
                 out.stopped_by, out.error = exc.reason, str(exc)
                 out.statuses += self._abandon(coordinator, pending, exc.reason)
         progress.close()

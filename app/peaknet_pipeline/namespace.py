@@ -36,8 +36,9 @@ def driver_alive(driver: str, namespace: str) -> bool:
         return False
 
 
-def claim_namespace(cfg: PipelineConfig, coordinator, driver: str):
-    """Claim the namespace for this driver; returns the coordinator to use (new when leftovers went)."""
+def claim_namespace(cfg: PipelineConfig, coordinator, driver: str) -> ray.actor.ActorHandle:
+    """Claim the namespace for this driver; returns the anchor, which the caller keeps for the whole run
+    (Ray removes a non-detached actor once no handle to it is left)."""
     namespace = cfg.ray.namespace
     anchor = DriverAnchor.options(name=anchor_name(driver), namespace=namespace).remote()
     ray.get(anchor.ping.remote())
@@ -47,13 +48,13 @@ def claim_namespace(cfg: PipelineConfig, coordinator, driver: str):
             raise RuntimeError(busy_message(cfg, f"driver {holder}"))
         log.warning("namespace %r: driver %s is gone; replacing the queues and state it left", namespace, holder)
         reset_namespace(cfg, coordinator)
-        return coordinator
+        return anchor
     live = [m.member for m in ray.get(coordinator.members.remote()) if m.state in ("starting", "running")]
     if live:
         ray.get(coordinator.release.remote(driver))
         raise RuntimeError(busy_message(cfg, f"members {', '.join(live)}"))
     reset_namespace(cfg, coordinator, fresh_queues=False)
-    return coordinator
+    return anchor
 
 
 def reset_namespace(cfg: PipelineConfig, coordinator, fresh_queues: bool = True) -> None:
@@ -65,11 +66,8 @@ def reset_namespace(cfg: PipelineConfig, coordinator, fresh_queues: bool = True)
     ray.get(coordinator.reset.remote())
 
 
-def release_namespace(cfg: PipelineConfig, driver: str) -> None:
-    try:
-        ray.kill(ray.get_actor(anchor_name(driver), namespace=cfg.ray.namespace))
-    except ValueError:
-        pass
+def release_namespace(anchor: ray.actor.ActorHandle) -> None:
+    ray.kill(anchor)
 
 
 def busy_message(cfg: PipelineConfig, who: str) -> str:

@@ -53,6 +53,12 @@ class Supervisor:
     def ended(self, ref: ray.ObjectRef, member: Member) -> Ended:
         try:
             status = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # run() raised: the process lives, the member is broken
+            self._gone.add(member.name)
+            cause = exc.cause if exc.cause is not None else exc
+            raise RunAborted(
+                "member_failed", f"{member.stage} {member.name}: {type(cause).__name__}: {cause}"
+            ) from None
         except ray.exceptions.RayError as exc:
             return self._died(member, exc)
         if status.state == "failed":

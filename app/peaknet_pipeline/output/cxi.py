@@ -5,7 +5,10 @@ Each file is written under a temporary name and renamed when complete: a crash n
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +75,22 @@ def check_writable(output_dir: str) -> None:
         probe.unlink()
     except OSError as exc:
         raise OSError(f"writer.output_dir={output_dir!r} is not writable: {exc.strerror or exc}") from None
+
+
+def check_space(directory: Path, payload_bytes: int) -> None:
+    """Refuse before HDF5 starts a file that cannot fit: a write that fails half-way leaves h5py objects
+    that complain again when they are collected."""
+    free = shutil.disk_usage(directory).free
+    if payload_bytes and free < payload_bytes * 1.05 + 2**16:
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({free} bytes free, {payload_bytes} to write)")
+
+
+def describe_os_error(exc: BaseException) -> str:
+    """The OS's words for a failed write, also when h5py wraps them in a long RuntimeError."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    found = re.search(r"error message = '([^']+)'", str(exc))
+    return found.group(1) if found else str(exc).splitlines()[0]
 
 
 class CxiChunkWriter:

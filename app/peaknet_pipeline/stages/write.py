@@ -17,7 +17,15 @@ import ray
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
 from ..ledger import FileIntent, resolve_on_disk
-from ..output.cxi import CxiChunkWriter, KeptEvent, SlabBuffer, check_writable, remove_stale_temporaries
+from ..output.cxi import (
+    CxiChunkWriter,
+    KeptEvent,
+    SlabBuffer,
+    check_space,
+    check_writable,
+    describe_os_error,
+    remove_stale_temporaries,
+)
 from ..output.geometry import layout_for
 from ..output.peaks import PeakList, find_peaks
 from ..profiling import Nvtx
@@ -162,13 +170,14 @@ class CxiWriterActor(Q2Consumer):
         coordinator = self._member.coordinator
         ray.get(coordinator.intend.remote(intent))  # before the file exists: a crash from here is resolvable
         try:
+            check_space(path.parent, 0 if slabs is None else slabs.nbytes)
             self._writer.write(events, slabs, path)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # h5py reports a failed write at close as RuntimeError
             coordinator.drop.remote(intent.writer, intent.path, "write_failed")
             self._member.status.fail("write_failed", len(events))
             raise WriteFailed(
                 f"cannot write {Path(path).name} in writer.output_dir={self._cfg.writer.output_dir!r}: "
-                f"{exc.strerror or exc}; {len(events)} events not written"
+                f"{describe_os_error(exc)}; {len(events)} events not written"
             ) from None
         coordinator.commit.remote(intent.writer, intent.path)
         self._files.append(str(path))
