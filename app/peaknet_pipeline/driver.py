@@ -80,13 +80,15 @@ class StageDriver:
             "%s: started %s", self.command, ", ".join(f"{s} x{sum(m.stage == s for m in members)}" for s in self.stages)
         )
         started = time.monotonic()
-        with self._sampler(coordinator):
+        sampler = self._sampler(coordinator)
+        with sampler:
             outcome = self._watch(coordinator, members)
         wall = time.monotonic() - started
         self._resolve_files(coordinator)
         ledger = ray.get(coordinator.ledger_summary.remote()) if self.whole_pipeline else None
         report = build_report(self.command, outcome.statuses, self._queue_summaries(), wall, outcome.stopped_by, ledger)
         report.error = outcome.error
+        report.warnings += getattr(sampler, "problems", [])
         return report
 
     def _sampler(self, coordinator):

@@ -58,6 +58,7 @@ class RunReport(BaseModel):
     wall_s: float
     stopped_by: str | None = None  # signal, stop, max_run_s, member_failed, stage_failed, stalled, or None
     error: str | None = None  # why the run was ended, when it was
+    warnings: list[str] = []  # what did not work but did not end the run (e.g. the resource sampler)
     stages: dict[str, StageSummary]
     queues: list[QueueSummary]
     frames: FrameLedger | None = None
