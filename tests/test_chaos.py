@@ -14,7 +14,7 @@ import pytest
 
 from peaknet_pipeline.coordinator import attach_coordinator
 from peaknet_pipeline.driver import StageDriver
-from peaknet_pipeline.report import EXIT_FRAMES_LOST, EXIT_OK
+from peaknet_pipeline.report import EXIT_FRAMES_LOST, EXIT_OK, EXIT_STAGE_FAILED
 
 ALL = ("produce", "infer", "write")
 RUN_BOUND_S = 150
@@ -81,7 +81,8 @@ def check_ledger_matches_disk(report, out: Path) -> list[str]:
     frames = report.frames
     assert frames.outcomes.get("written", 0) == len(ids)
     assert sum(frames.outcomes.values()) + frames.lost_unsettled == frames.produced
-    assert report.exit_code == (EXIT_FRAMES_LOST if frames.lost else EXIT_OK)
+    expected = EXIT_STAGE_FAILED if report.error else EXIT_FRAMES_LOST if frames.lost else EXIT_OK
+    assert report.exit_code == expected
     return ids
 
 
@@ -114,3 +115,20 @@ def test_kill_9_of_a_producer_counts_its_frames_and_the_others_go_on(ray_session
     assert len(survivors) == 1  # the other producer's frames were written
     assert sum(i.split(":")[0] != victim.member for i in ids) == 120
     assert report.stages["produce"].members == 2 and report.error is None
+
+
+def test_a_hung_writer_stalls_the_run_which_ends_naming_the_stage(ray_session, cpu_config, tmp_path):
+    """SIGSTOP: the process is alive but nothing moves (a hung NFS mount, a deadlock)."""
+    cfg = chaos_config(cpu_config, tmp_path)
+    cfg.lifecycle.stall_timeout_s, cfg.lifecycle.heartbeat_timeout_s = 4, 120
+    run = Background(cfg)
+    victim = member_once(ray_session, cfg.ray.namespace, "write", lambda m: m.frames_in >= 16)
+    os.kill(victim.info["pid"], signal.SIGSTOP)
+    try:
+        run.join(RUN_BOUND_S)
+    finally:
+        os.kill(victim.info["pid"], signal.SIGCONT)
+    report = run.report
+    assert report.stopped_by == "stalled" and report.exit_code == EXIT_STAGE_FAILED
+    assert "stall_timeout_s=4" in report.error and "stalled stage: write" in report.error
+    check_ledger_matches_disk(report, tmp_path)

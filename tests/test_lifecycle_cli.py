@@ -38,6 +38,8 @@ def stage_args(ray_session, namespace, tmp_path):
         f"writer.output_dir={tmp_path / 'cxi'}",
         "--set",
         "writer.min_num_peak=0",
+        "--set",
+        "writer.flush_interval_s=2",
     ]
 
 

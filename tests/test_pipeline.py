@@ -115,14 +115,15 @@ def test_the_ledger_settles_each_frame_once_and_the_exit_code_follows_it():
     ledger = Ledger()
     ledger.produced("p0", 10)
     ledger.settle({"p0": 2, "i0": 2}, 2, "filtered_min_num_peak")
-    ledger.intend(FileIntent("w0", "/x/a.cxi", 6, {"p0": 6, "i0": 6}))
-    assert ledger.settled_by("p0") == 2  # an announced file settles nothing before its commit
+    ledger.settle({"p0": 6, "i0": 6}, 6, None)  # released (images copied), outcome still to come
+    ledger.intend(FileIntent("w0", "/x/a.cxi", 6))
+    assert ledger.settled_by("p0") == 8 and ledger.summary()["outcomes"] == {"filtered_min_num_peak": 2}
     ledger.commit("w0", "/x/a.cxi")
     ledger.commit("w0", "/x/a.cxi")  # a second commit of the same file counts nothing
-    assert ledger.settled_by("p0") == 8 and ledger.summary()["outcomes"] == {"filtered_min_num_peak": 2, "written": 6}
+    assert ledger.summary()["outcomes"] == {"filtered_min_num_peak": 2, "written": 6}
     report = build_report("run", [], [], 1.0, None, ledger.summary())
     assert report.frames.lost == 2 and report.accounted is False and report.exit_code == EXIT_FRAMES_LOST
-    ledger.intend(FileIntent("w0", "/x/b.cxi", 2, {"p0": 2}))
+    ledger.intend(FileIntent("w0", "/x/b.cxi", 2))
     assert build_report("run", [], [], 1.0, None, ledger.summary()).accounted is False  # pending file
     ledger.drop("w0", "/x/b.cxi", "write_failed")
     report = build_report("run", [], [], 1.0, None, ledger.summary())

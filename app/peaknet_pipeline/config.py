@@ -171,6 +171,9 @@ class WriterSection(Section):
     output_dir: str = "cxi"
     file_prefix: str = "peaknet"
     buffer_size: PositiveInt = Field(500, description="kept events per CXI file")
+    flush_interval_s: float = Field(
+        10.0, gt=0, description="write a file with fewer events when the oldest has waited this long (slow input)"
+    )
     min_num_peak: int = Field(10, ge=0, description="events with fewer peaks are counted, not written")
     max_num_peak: PositiveInt = Field(2048, description="peaks stored per event at most")
     store_images: bool = Field(True, description="false: peaks only, for high rates")

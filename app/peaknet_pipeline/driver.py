@@ -60,6 +60,7 @@ class StageDriver:
         self.command = command
         self.whole_pipeline = whole_pipeline
         self.driver_id = f"{command}-{uuid.uuid4().hex[:8]}"
+        self._said_ready = False
 
     def execute(self) -> RunReport:
         coordinator = ensure_shared_actors(self.cfg)
@@ -85,6 +86,7 @@ class StageDriver:
             outcome = self._watch(coordinator, members)
         wall = time.monotonic() - started
         self._resolve_files(coordinator)
+        outcome.statuses = self._with_earlier_incarnations(coordinator, outcome.statuses)
         ledger = ray.get(coordinator.ledger_summary.remote()) if self.whole_pipeline else None
         report = build_report(self.command, outcome.statuses, self._queue_summaries(), wall, outcome.stopped_by, ledger)
         report.error = outcome.error
@@ -144,7 +146,7 @@ class StageDriver:
         """Once per loop: show progress, look for stalls and unplaced actors."""
         live = self._live_members(coordinator, done)
         ledger = ray.get(coordinator.ledger_summary.remote())
-        if stall.expired(live, ledger) and self._work_waiting(live):
+        if stall.expired(live, ledger, len(members)) and self._work_waiting(live):
             depths = {name: sum(s.depth for s in stats) for name, stats in self._queue_stats().items()}
             stage = stalled_stage(depths)
             raise RunAborted(
@@ -154,6 +156,12 @@ class StageDriver:
             )
         if unplaced.pending():
             unplaced.check({m.member for m in live})
+        if not self._said_ready and len(live) >= len(members) and all(m.state != "starting" for m in live):
+            self._said_ready = True
+            urls = [m.info["url"] for m in live if m.stage == "produce" and "url" in m.info]
+            log.info(
+                "%s: ready: every stage is running%s", self.command, f"; listening on {', '.join(urls)}" if urls else ""
+            )
         if progress.due():
             progress.show(live, self._queue_stats())
 
@@ -193,6 +201,11 @@ class StageDriver:
             status.info["ended_by"] = reason
             out.append(status)
         return out
+
+    def _with_earlier_incarnations(self, coordinator, statuses: list[MemberStatus]) -> list[MemberStatus]:
+        """A restarted member's run() returns its last process's counts; the coordinator has them all."""
+        merged = {m.member: m for m in ray.get(coordinator.members.remote())}
+        return [merged[s.member] if s.member in merged and merged[s.member].incarnation else s for s in statuses]
 
     def _resolve_files(self, coordinator) -> None:
         """Files announced by writers that died before saying whether the rename happened: look on disk,

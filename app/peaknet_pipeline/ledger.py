@@ -1,7 +1,9 @@
 """What became of every frame: produced by a source, then settled exactly once with an outcome.
 
-Producers record frames as produced before they enter Q1. The stage that finishes with a frame settles it:
-written (only once its CXI file is renamed into place), filtered, or failed with a reason. Frames that a
+Producers record frames as produced before they enter Q1. The stage that finishes with a frame settles it
+with an outcome: written (only once its CXI file is renamed into place), filtered, or failed with a reason.
+Apart from that, consumers release frames per owner as soon as they no longer need the owner's objects
+(a writer copies the images it keeps), so producers and inference actors know when they may leave. Frames that a
 dead member took with it are never settled, so at the end `produced - settled` is what was lost, and no
 frame can be counted twice. Files go through intent -> commit, so a writer killed between the rename and
 its report is still resolved from what is on disk.
@@ -21,12 +23,11 @@ LOSS_OUTCOMES = ("owner_died", "object_lost", "write_failed", "abandoned_at_dead
 
 @dataclass(slots=True)
 class FileIntent:
-    """A CXI file a writer is about to rename into place, and the frames it settles once it is there."""
+    """A CXI file a writer is about to rename into place, and how many frames it holds."""
 
     writer: str
     path: str
     frames: int
-    owners: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -55,14 +56,14 @@ class Ledger:
     def commit(self, writer: str, path: str) -> None:
         intent = self._intents.pop((writer, path), None)
         if intent is not None:
-            self.settle(intent.owners, intent.frames, WRITTEN)
+            self.settle({}, intent.frames, WRITTEN)
             self.files.append(path)
 
     def drop(self, writer: str, path: str, outcome: str) -> None:
         """The file never made it: its frames are settled as lost with `outcome`."""
         intent = self._intents.pop((writer, path), None)
         if intent is not None:
-            self.settle(intent.owners, intent.frames, outcome)
+            self.settle({}, intent.frames, outcome)
 
     def pending(self, writer: str | None = None) -> list[FileIntent]:
         return [i for (w, _), i in self._intents.items() if writer is None or w == writer]

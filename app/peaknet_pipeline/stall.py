@@ -14,11 +14,12 @@ def progress_signature(members: list[MemberStatus], ledger: dict) -> tuple:
 
 
 def stalled_stage(queue_depths: dict[str, int]) -> str:
-    """The first stage that has input and takes none of it; with no input anywhere, the producers."""
-    if queue_depths.get("Q1", 0):
-        return "infer"
+    """The last stage that has input and takes none of it (the ones before it are blocked on it); with no
+    input anywhere, the producers."""
     if queue_depths.get("Q2", 0):
         return "write"
+    if queue_depths.get("Q1", 0):
+        return "infer"
     return "produce"
 
 
@@ -28,15 +29,17 @@ class StallWatch:
         self._signature: tuple | None = None
         self._since = time.monotonic()
 
-    def observe(self, members: list[MemberStatus], ledger: dict) -> float:
-        """Seconds since anything moved. Members still starting (loading, compiling) count as moving."""
+    def observe(self, members: list[MemberStatus], ledger: dict, expected: int) -> float:
+        """Seconds since anything moved. Members still starting (placed, loading, compiling; `expected` is how
+        many should report) count as moving: the clock runs only once every one of them is at work."""
         signature = progress_signature(members, ledger)
-        if signature != self._signature or any(m.state == "starting" for m in members):
+        starting = len(members) < expected or any(m.state in ("starting", "restarting") for m in members)
+        if signature != self._signature or starting:
             self._signature, self._since = signature, time.monotonic()
         return time.monotonic() - self._since
 
-    def expired(self, members: list[MemberStatus], ledger: dict) -> bool:
-        idle = self.observe(members, ledger)
+    def expired(self, members: list[MemberStatus], ledger: dict, expected: int) -> bool:
+        idle = self.observe(members, ledger, expected)
         return self._timeout is not None and idle > self._timeout
 
     @property

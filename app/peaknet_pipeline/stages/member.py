@@ -97,7 +97,8 @@ class StageMember:
         ray.get(self.coordinator.produced.remote(self.name, frames))
 
     def settle(self, owners: tuple[str, ...], frames: int, outcome: str | None) -> None:
-        """`frames` frames of a record owned by `owners` need nothing more from anyone: `outcome` says why."""
+        """`frames` frames of a record owned by `owners` need nothing more from anyone: `outcome` says what
+        became of them (None: only released, their outcome is counted later, as a writer does on commit)."""
         if frames:
             self.coordinator.settle.remote({owner: frames for owner in owners}, frames, outcome)
 

@@ -8,6 +8,7 @@ dead predecessor left from what is on disk, then removes that predecessor's part
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class CxiWriterActor(Q2Consumer):
         self._find_peaks = find_batch_peaks.options(num_cpus=cfg.peaks.task_cpus)
         self._pending: deque = deque()  # (record, ObjectRef of peak lists), in Q2 order
         self._buffer: list[KeptEvent] = []
-        self._buffer_owners: dict[str, int] = {}  # frames per owner of the buffered events
+        self._buffer_since = 0.0  # when the oldest buffered event came
         self._files: list[str] = []
         self._writer: CxiChunkWriter | None = None
         self._slabs: SlabBuffer | None = None
@@ -94,6 +95,8 @@ class CxiWriterActor(Q2Consumer):
                     self._dispatch(record)
             with self._nvtx.range("collect peaks"):
                 self._collect(block=len(self._pending) >= self._cfg.peaks.max_pending_tasks)
+            if self._buffer and time.monotonic() - self._buffer_since > self._cfg.writer.flush_interval_s:
+                self._flush()  # slow input: events reach the disk (and count as written) in bounded time
         while self._pending:
             self._collect(block=True)
         self._flush()
@@ -136,15 +139,17 @@ class CxiWriterActor(Q2Consumer):
             if frames is not None:
                 # Copied now: the producer that owns the frame may leave once this batch is settled.
                 self._open(frames.shape[1:]).add(frames[i])
+            if not self._buffer:
+                self._buffer_since = time.monotonic()
             self._buffer.append(KeptEvent(meta.frame_id, meta.timestamp, meta.photon_energy_eV, peak_list))
-            for owner in record.owners:
-                self._buffer_owners[owner] = self._buffer_owners.get(owner, 0) + 1
             if len(self._buffer) >= w.buffer_size:
                 with self._nvtx.range("write cxi"):
                     self._flush()
         if filtered:
             status.fail("filtered_min_num_peak", filtered)
-        self._member.settle(record.owners, filtered, "filtered_min_num_peak")
+            self._member.settle((), filtered, "filtered_min_num_peak")
+        # Images and peaks are copied: the owners may let the objects go. Kept events count on commit.
+        self._member.settle(record.owners, record.size, None)
         status.batches += 1
         self._steady.record(record.size)
 
@@ -163,10 +168,9 @@ class CxiWriterActor(Q2Consumer):
         if self._writer is None:  # peaks only: no frame has opened the output yet
             self._open(self._shape_from_peaks())
         slabs = self._slabs.take() if self._slabs else None
-        events, owners = self._buffer, self._buffer_owners
-        self._buffer, self._buffer_owners = [], {}
+        events, self._buffer = self._buffer, []
         path = self._writer.next_path()
-        intent = FileIntent(self._member.name, str(path), len(events), owners)
+        intent = FileIntent(self._member.name, str(path), len(events))
         coordinator = self._member.coordinator
         ray.get(coordinator.intend.remote(intent))  # before the file exists: a crash from here is resolvable
         try:
