@@ -4,6 +4,7 @@ the KubeRay CRD schemas, hadolint, and peaknet's own config model. Each check is
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 import sys
@@ -235,3 +236,11 @@ def test_helm_rejects_bad_values_naming_the_key(helm, setting, named):
     )
     assert done.returncode != 0
     assert named in done.stderr
+
+
+def test_one_kuberay_version_everywhere():
+    """The e2e installs the operator whose CRDs the tests validate against, and the README says which."""
+    e2e = (K8S / "kind" / "run_e2e.py").read_text()
+    (pinned,) = re.findall(r'^KUBERAY_VERSION = "([0-9.]+)"', e2e, re.M)
+    assert f"KubeRay v{pinned}" in (K8S / "crds" / "README.md").read_text()
+    assert f"KubeRay operator v{pinned}" in (ROOT / "README.md").read_text()

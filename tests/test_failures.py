@@ -174,3 +174,19 @@ def test_sigterm_to_the_process_group_with_an_embedded_ray_still_writes_the_repo
         with h5py.File(path) as f:
             ids += [x.decode() for x in f["/entry_1/event_id"][:]]
     assert summary["frames"]["outcomes"]["written"] == len(ids) == summary["frames"]["produced"]
+
+
+def test_a_socket_address_in_use_names_the_setting(run_args):
+    import zmq
+
+    taken = zmq.Context.instance().socket(zmq.PULL)
+    port = taken.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        done = run(
+            *run_args, "--set", "producer.kind=socket",
+            "--set", f"producer.socket.addresses=[{{url: 'tcp://127.0.0.1:{port}'}}]",
+        )  # fmt: skip
+    finally:
+        taken.close()
+    assert done.returncode == EXIT_STAGE_FAILED, done.stdout + done.stderr
+    assert "producer.socket.addresses" in done.stderr and "Address already in use" in done.stderr

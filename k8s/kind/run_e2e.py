@@ -1,5 +1,7 @@
 """CPU end-to-end on kind: cluster, image, KubeRay operator, peaknet chart, the three stage RayJobs,
 CXI files out and checked, teardown. Needs docker, kind and kubectl on PATH (helm: PATH or k8s/helm.py).
+Sized for a 4-CPU / 8 GB laptop (helm/peaknet/values-kind.yaml). It has not run on the machines this
+project is developed on (no Docker engine there); tests/test_images.py builds the same image with buildah.
 
     python3 k8s/kind/run_e2e.py [--keep] [--out DIR]
 
@@ -18,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = "peaknet-e2e"
 IMAGE = "peaknet:0.1.0-cpu"
-KUBERAY_CHART_VERSION = "1.5.1"  # the operator chart; its CRDs match ../shared/kuberay-crds
+KUBERAY_VERSION = "1.7.0"  # the one operator version: its CRDs are k8s/crds, the tests validate against them
 NAMESPACE = "default"
 RELEASE = "peaknet"
 STAGES = ("write", "infer", "produce")  # consumers first, so nothing waits on a queue nobody reads
@@ -41,7 +43,7 @@ def create_cluster_and_install() -> None:
     sh("kind", "load", "docker-image", IMAGE, "--name", CLUSTER)
     sh("helm", "repo", "add", "kuberay", "https://ray-project.github.io/kuberay-helm/", "--force-update")
     sh(
-        "helm", "install", "kuberay-operator", "kuberay/kuberay-operator", "--version", KUBERAY_CHART_VERSION,
+        "helm", "install", "kuberay-operator", "kuberay/kuberay-operator", "--version", KUBERAY_VERSION,
         "--set", "featureGates[0].name=RayJobDeletionPolicy", "--set", "featureGates[0].enabled=true", "--wait",
     )  # fmt: skip
     sh("helm", "install", RELEASE, "helm/peaknet", "-f", "helm/peaknet/values-kind.yaml")
@@ -73,10 +75,12 @@ class Cluster:
         raise TimeoutError(f"RayCluster {RELEASE} not ready in {timeout_s}s")
 
     def wait_jobs(self, names: list[str], timeout_s: float = 900) -> dict[str, str]:
+        """Ends when every job has ended, by its Ray job status or by its deployment status (a submitter
+        that fails, a job that cannot be created, never reaches a Ray job status)."""
         deadline, status = time.monotonic() + timeout_s, {}
         while time.monotonic() < deadline:
-            status = {n: self.get("rayjobs", n).get("status", {}).get("jobStatus", "") for n in names}
-            if all(s in ("SUCCEEDED", "FAILED", "STOPPED") for s in status.values()):
+            status = {n: job_state(self.get("rayjobs", n).get("status", {})) for n in names}
+            if all(s in ENDED for s in status.values()):
                 return status
             time.sleep(5)
         return status
@@ -86,11 +90,29 @@ class Cluster:
         return self.core.list_namespaced_pod(NAMESPACE, label_selector=selector).items[0].metadata.name
 
     def dump_logs(self) -> None:
+        from kubernetes.client.exceptions import ApiException
+
         for pod in self.core.list_namespaced_pod(NAMESPACE).items:
-            name = pod.metadata.name
-            if name.startswith(RELEASE):
-                print(f"----- logs of {name}")
+            name, phase = pod.metadata.name, pod.status.phase
+            if not name.startswith(RELEASE):
+                continue
+            print(f"----- {name} ({phase})")
+            if phase == "Pending":  # no container has run: the reason is in the pod's conditions and events
+                for c in pod.status.conditions or []:
+                    print(f"  {c.type}={c.status} {c.reason or ''} {c.message or ''}")
+                continue
+            try:
                 print(self.core.read_namespaced_pod_log(name, NAMESPACE, tail_lines=80))
+            except ApiException as exc:
+                print(f"  no logs: {exc.reason}")
+
+
+ENDED = ("SUCCEEDED", "FAILED", "STOPPED", "Failed", "Complete", "ValidationFailed")
+
+
+def job_state(status: dict) -> str:
+    """The Ray job's status once it has one, else the RayJob's deployment status (Failed, ...)."""
+    return status.get("jobStatus") or status.get("jobDeploymentStatus", "")
 
 
 def check_cxi(folder: Path) -> int:
@@ -112,9 +134,9 @@ def check_cxi(folder: Path) -> int:
 def run(keep: bool, out: Path) -> int:
     import yaml
 
-    create_cluster_and_install()
-    cluster = Cluster()
     try:
+        create_cluster_and_install()
+        cluster = Cluster()
         cluster.wait_ready()
         names = []
         for stage in STAGES:

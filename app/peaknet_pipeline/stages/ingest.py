@@ -32,8 +32,14 @@ class SocketProducer:
     def __init__(self, cfg: PipelineConfig, coordinator, name: str, address: SocketAddress):
         self._cfg = cfg
         self._member = StageMember(coordinator, "produce", name)
+        self._failed: MemberStatus | None = None
         sock_cfg = cfg.producer.socket
-        self._sock = PullSocket(sock_cfg.transport, address.url, address.role, queued=sock_cfg.buffer_batches)
+        try:
+            self._sock = PullSocket(sock_cfg.transport, address.url, address.role, queued=sock_cfg.buffer_batches)
+        except Exception as exc:  # address in use, a malformed URL: said once, naming the setting
+            message = f"producer.socket.addresses url {address.url!r} ({address.role}): {exc}"
+            self._failed = self._member.start_failed(OSError(message))
+            return
         self._leftover: list[bytes] = []  # received while stopping, with the buffer full: forwarded at the end
         self._buffer: queue.Queue = queue.Queue(maxsize=cfg.producer.socket.buffer_batches)
         self._names = cfg.producer.socket.names
@@ -65,6 +71,8 @@ class SocketProducer:
                         payload = None
 
     def run(self) -> MemberStatus:
+        if self._failed is not None:
+            return self._failed
         member, sock_cfg = self._member, self._cfg.producer.socket
         member.status.state = "running"
         messages, last_data, seq, finished = 0, time.monotonic(), 0, False
