@@ -83,3 +83,23 @@ SMALL_ACTORS = [
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "peaknet_pipeline", *args]
+
+
+@pytest.fixture(scope="session")
+def cpu_image(tmp_path_factory) -> str:
+    """docker/Dockerfile.cpu built with buildah, once per session (tests/images.py)."""
+    from .images import MISSING_TOOLS, SKIP_REASON, build, make_base_image, make_pip_mounts
+
+    if MISSING_TOOLS:
+        pytest.skip(SKIP_REASON)
+    base = make_base_image(tmp_path_factory)
+    return build("Dockerfile.cpu", "localhost/peaknet:test-cpu", base, make_pip_mounts(tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def image_base(tmp_path_factory) -> tuple[str, list[str]]:
+    from .images import MISSING_TOOLS, SKIP_REASON, make_base_image, make_pip_mounts
+
+    if MISSING_TOOLS:
+        pytest.skip(SKIP_REASON)
+    return make_base_image(tmp_path_factory), make_pip_mounts(tmp_path_factory)
