@@ -111,7 +111,7 @@ def test_a_full_disk_keeps_what_was_written_and_says_so(run_args, tmp_path):
 
 
 def test_two_runs_started_together_in_one_namespace_one_wins(run_args):
-    slow = ["--set", "producer.total_frames=96", "--set", "producer.push_interval_s=0.05"]
+    slow = ["--set", "producer.total_frames=320", "--set", "producer.push_interval_s=0.25"]  # runs for seconds
     procs = [
         subprocess.Popen(
             cli("run", *run_args, *slow), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
