@@ -47,16 +47,17 @@ def test_failed_members_end_a_stage_restarting_ones_keep_it_open(ray_session, co
     coordinator.update.remote(status("infer", "i0", "running", frames_in=10, frames_out=8))
     coordinator.mark_restarting.remote("infer", "i0", "killed")
     assert not ray.get(coordinator.stage_closed.remote("infer"))
-    # A late heartbeat of the dead process does not undo the restart...
-    coordinator.update.remote(status("infer", "i0", "running", frames_in=11))
-    assert ray.get(coordinator.members.remote())[0].state == "restarting"
-    # ...the new process does, and its counts add to the dead one's.
+    # The new process reports, and its counts add to the dead one's.
     assert ray.get(coordinator.incarnation_of.remote("infer", "i0")) == 1
     coordinator.update.remote(status("infer", "i0", "running", incarnation=1, frames_in=5, frames_out=5))
     (merged,) = ray.get(coordinator.members.remote())
     assert (merged.frames_in, merged.frames_out, merged.state) == (15, 13, "running")
     coordinator.mark_failed.remote("infer", "i0", "out of restarts")
     assert ray.get(coordinator.stage_closed.remote("infer"))
+    # A late heartbeat of the process declared dead changes nothing.
+    coordinator.update.remote(status("infer", "i0", "running", incarnation=1, frames_in=99))
+    (merged,) = ray.get(coordinator.members.remote())
+    assert merged.state == "failed" and merged.frames_in == 15
 
 
 def test_a_member_without_heartbeat_goes_silent_and_stops_blocking(ray_session, coordinator):

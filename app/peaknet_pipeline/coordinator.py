@@ -91,9 +91,10 @@ class Coordinator:
         previous = self._members.get(key)
         if previous is not None and previous.incarnation != status.incarnation:
             self._fold_earlier(key, previous)
-        declared = previous is not None and previous.state in ("failed", "restarting")
-        if declared and previous.incarnation == status.incarnation:
+        if previous is not None and previous.state == "failed" and previous.incarnation == status.incarnation:
             return self._stop_requested  # declared dead: a late heartbeat of the old process changes nothing
+        # A "restarting" mark may come after the new process's first report (the driver sends it async):
+        # any report then wins, since only a live process sends one.
         self._members[key] = status
         return self._stop_requested
 
