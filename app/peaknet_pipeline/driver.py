@@ -193,9 +193,13 @@ class StageDriver:
         if pending:
             log.warning("%s: ending %d members that did not finish (%s)", self.command, len(pending), reason)
         last = {m.member: m for m in ray.get(coordinator.members.remote())}
-        out = []
         for member in pending.values():
             ray.kill(member.handle, no_restart=True)
+        # Killing is asynchronous: wait for the processes to be gone before anyone looks at their files.
+        if pending:
+            ray.wait(list(pending), num_returns=len(pending), timeout=15)
+        out = []
+        for member in pending.values():
             status = last.get(member.name) or MemberStatus(stage=member.stage, member=member.name)
             status.state = "done" if status.state != "failed" else "failed"
             status.info["ended_by"] = reason

@@ -85,9 +85,11 @@ def resolve_on_disk(coordinator, intents: list[FileIntent]) -> int:
     Called where the output directory is visible: the writer's next incarnation, or the driver."""
     committed = 0
     for intent in intents:
-        if Path(intent.path).exists():
+        path = Path(intent.path)
+        if path.exists():
             coordinator.commit.remote(intent.writer, intent.path)
             committed += 1
         else:
             coordinator.drop.remote(intent.writer, intent.path, "write_failed")
+            path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)  # the part its writer left
     return committed
