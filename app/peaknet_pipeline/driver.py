@@ -113,24 +113,10 @@ class StageDriver:
             try:
                 while pending:
                     ready, _ = ray.wait(list(pending), timeout=0.25)
-                    for ref in ready:
-                        member = pending.pop(ref)
-                        ended = supervisor.ended(ref, member)
-                        if ended.restarted:
-                            pending[member.handle.run.remote()] = member
-                        else:
-                            out.statuses.append(ended.status)
-                    if signals.count and out.stopped_by is None:
-                        out.stopped_by, stop_at = "signal", time.monotonic()
-                        drain = self.cfg.lifecycle.drain_timeout_s
-                        log.info("%s: stopping, draining for up to %.0fs", self.command, drain)
-                        self._ask_to_stop(coordinator, pending.values())
-                    if out.stopped_by is None and deadline is not None and time.monotonic() > deadline:
-                        out.stopped_by, stop_at = "max_run_s", time.monotonic()
-                        log.info("%s: lifecycle.max_run_s reached, draining", self.command)
-                        self._ask_to_stop(coordinator, pending.values())
-                    if out.stopped_by is None and ray.get(coordinator.stop_requested.remote()):
-                        out.stopped_by, stop_at = "stop", time.monotonic()
+                    self._take_ended(ready, pending, supervisor, out)
+                    if out.stopped_by is None and (cause := self._stop_cause(signals, deadline, coordinator)):
+                        out.stopped_by, stop_at = cause, time.monotonic()
+                        self._ask_to_stop(coordinator, pending.values(), cause)
                     if stop_at and (signals.count > 1 or self._past_drain(stop_at)):
                         out.statuses += self._abandon(coordinator, pending, "abandoned_at_deadline")
                         break
@@ -180,7 +166,31 @@ class StageDriver:
         # Members enforce the drain deadline themselves; this margin covers their flush and linger.
         return time.monotonic() - stop_at > self.cfg.lifecycle.drain_timeout_s + 30
 
-    def _ask_to_stop(self, coordinator, members) -> None:
+    @staticmethod
+    def _take_ended(ready: list, pending: dict, supervisor: Supervisor, out: WatchOutcome) -> None:
+        """Keep the statuses of members that finished; call run() again on those Ray restarted."""
+        for ref in ready:
+            member = pending.pop(ref)
+            ended = supervisor.ended(ref, member)
+            if ended.restarted:
+                pending[member.handle.run.remote()] = member
+            else:
+                out.statuses.append(ended.status)
+
+    def _stop_cause(self, signals: SignalFlag, deadline: float | None, coordinator) -> str | None:
+        """Why the stages should stop now, if they should."""
+        if signals.count:
+            return "signal"
+        if deadline is not None and time.monotonic() > deadline:
+            return "max_run_s"
+        if ray.get(coordinator.stop_requested.remote()):
+            return "stop"
+        return None
+
+    def _ask_to_stop(self, coordinator, members, cause: str) -> None:
+        if cause == "stop":
+            return  # `peaknet-pipeline stop` already told the coordinator; every member reads it there
+        log.info("%s: stopping (%s), draining for up to %.0fs", self.command, cause, self.cfg.lifecycle.drain_timeout_s)
         if self.whole_pipeline:
             coordinator.request_stop.remote()  # producers stop, every later stage drains
             return
