@@ -227,8 +227,8 @@ class StageDriver:
         if "write" not in self.stages or not Path(self.cfg.writer.output_dir).is_dir():
             return
         if intents := ray.get(coordinator.pending_intents.remote()):
+            # Its commits and drops reach the coordinator before the caller's ledger_summary (call order).
             resolve_on_disk(coordinator, intents)
-            ray.get(coordinator.ledger_summary.remote())  # after the commits above, in call order
 
     def _live_members(self, coordinator, done: list[MemberStatus]) -> list[MemberStatus]:
         mine = {m.member for m in done}
