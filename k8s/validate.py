@@ -6,9 +6,11 @@
 2. built-in kinds (ConfigMap, PVC, Service, ...) against the Kubernetes 1.32 schemas (kubernetes-validate);
 3. ray.io/v1 kinds, from the chart and from k8s/, against the KubeRay CRD schemas with every object closed
    (as the API server's strict field validation would), plus KubeRay rules the schemas cannot say;
-4. the pipeline YAML in the chart's ConfigMaps against peaknet's own config model, and the chart's
-   values.schema.json (generated from that model by values_schema.py) up to date;
-5. hadolint on docker/*Dockerfile*.
+4. the pipeline YAML in the chart's ConfigMaps against peaknet's own config model; PodMonitors select
+   the chart's pods and name a port they have;
+5. every pod against the Pod Security "restricted" profile (pod_security.py);
+6. generated files current: values.schema.json and the chart README's table, k8s/rayjobs/ (manifests.py);
+7. hadolint on docker/*Dockerfile*.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ def helm_lint(helm: str, values: Path | None = None) -> list[Problem]:
     return [Problem(f"helm lint {values.name if values else 'values.yaml'}", "chart", done.stdout + done.stderr)]
 
 
-def helm_template(helm: str, values: Path | None = None, release: str = "peaknet") -> list[dict]:
+def helm_template(helm: str, values: Path | None = None, release: str = "peaknet", sets: list[str] = ()) -> list[dict]:
     args = [helm, "template", release, str(CHART)] + (["-f", str(values)] if values else [])
+    args += [arg for s in sets for arg in ("--set", s)]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
@@ -89,12 +92,42 @@ def check_pipeline_configs(docs: list[dict], source: str) -> list[Problem]:
     return problems
 
 
+def pod_templates(docs: list[dict]) -> list[dict]:
+    """Every pod template ({metadata, spec}) in the docs' RayClusters and RayJobs."""
+    out = []
+    for doc in docs:
+        spec = doc.get("spec", {})
+        cluster = spec.get("rayClusterSpec", spec) if doc.get("kind") in ("RayCluster", "RayJob") else {}
+        groups = [cluster["headGroupSpec"], *cluster.get("workerGroupSpecs", [])] if "headGroupSpec" in cluster else []
+        out += [g["template"] for g in groups]
+    return out
+
+
+def check_pod_monitor(doc: dict, docs: list[dict], source: str) -> list[Problem]:
+    """No prometheus-operator schema offline: check what makes a PodMonitor scrape nothing instead."""
+    selector = doc["spec"]["selector"].get("matchLabels", {})
+    pods = [t for t in pod_templates(docs) if selector.items() <= t.get("metadata", {}).get("labels", {}).items()]
+    if not pods:
+        return [Problem(source, "spec.selector.matchLabels", f"selects no Ray pod of the chart: {selector}")]
+    problems = []
+    for i, endpoint in enumerate(doc["spec"].get("podMetricsEndpoints", [])):
+        for t in pods:
+            ports = {p.get("name") for c in t["spec"]["containers"] for p in c.get("ports", [])}
+            if endpoint.get("port") not in ports:
+                field = f"spec.podMetricsEndpoints[{i}].port"
+                problems.append(Problem(source, field, f"{endpoint.get('port')!r} is not a port of every pod"))
+                break
+    return problems
+
+
 def check_docs(docs: list[dict], source: str, validators: dict) -> list[Problem]:
     problems = check_pipeline_configs(docs, source)
     for doc in docs:
         where = f"{source} {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
         if str(doc.get("apiVersion", "")).startswith("ray.io/"):
             problems += check_kuberay(doc, where, validators)
+        elif doc.get("kind") == "PodMonitor":
+            problems += check_pod_monitor(doc, docs, where)
         else:
             problems += check_builtin(doc, where)
     return problems
@@ -108,19 +141,27 @@ def hadolint(paths: list[Path]) -> list[Problem]:
     return [] if done.returncode == 0 else [Problem("hadolint", "Dockerfile", done.stdout + done.stderr)]
 
 
-def schema_is_current() -> list[Problem]:
-    script = ROOT / "k8s" / "values_schema.py"
-    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
-    return [] if done.returncode == 0 else [Problem("values.schema.json", "chart", done.stdout.strip())]
+def generated_are_current() -> list[Problem]:
+    """values.schema.json, the chart README's table and k8s/rayjobs/ match what their scripts make."""
+    problems = []
+    for script in ("values_schema.py", "manifests.py"):
+        done = subprocess.run([sys.executable, str(ROOT / "k8s" / script), "--check"], capture_output=True, text=True)
+        if done.returncode != 0:
+            problems.append(Problem(script, "generated files", done.stdout.strip() + done.stderr[-1000:]))
+    return problems
 
 
 def check_all(helm: str) -> list[Problem]:
+    from pod_security import restricted_problems
+
     validators = crd_validators()
-    problems = schema_is_current()
+    problems = generated_are_current()
     for values in [None, *values_files()]:
         problems += helm_lint(helm, values)
         source = f"chart ({values.name if values else 'values.yaml'})"
-        problems += check_docs(helm_template(helm, values), source, validators)
+        docs = helm_template(helm, values)
+        problems += check_docs(docs, source, validators)
+        problems += [Problem(source, f, m) for d in docs for f, m in restricted_problems(d)]
     for path in sorted((ROOT / "k8s").rglob("*.yaml")):
         docs = load_manifests(path)
         if any("kind" in d for d in docs) and "kind/" not in str(path.relative_to(ROOT / "k8s")):

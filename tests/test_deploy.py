@@ -106,7 +106,8 @@ def test_chart_existing_claim_and_ingest_service(helm, tmp_path):
     }
     assert claims == {"beamtime-data"}
     (svc,) = by_kind(docs, "Service")
-    assert svc["spec"]["selector"] == {"ray.io/cluster": "peaknet", "ray.io/group": "ingest"}
+    selector = {"app.kubernetes.io/name": "peaknet", "app.kubernetes.io/instance": "peaknet", "ray.io/group": "ingest"}
+    assert svc["spec"]["selector"] == selector
     assert [p["port"] for p in svc["spec"]["ports"]] == [5555, 5556]
     ingest = next(g for g in cluster["spec"]["workerGroupSpecs"] if g["groupName"] == "ingest")
     assert ingest["rayStartParams"]["resources"] == '"{\\"ingest\\": 4}"'

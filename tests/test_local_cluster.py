@@ -27,8 +27,9 @@ def rendered() -> list[dict]:
     return validate.helm_template(find_helm(), VALUES)
 
 
-def rayjob(stage: str) -> dict:
-    return yaml.safe_load((ROOT / "k8s" / "rayjobs" / f"{stage}.yaml").read_text())
+def rayjobs(docs: list[dict]) -> dict[str, dict]:
+    """The stage RayJobs the kind values render, by stage, in the order the chart lists them."""
+    return {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in docs if d["kind"] == "RayJob"}
 
 
 def pipeline_of(docs: list[dict]) -> dict:
@@ -40,10 +41,12 @@ def test_the_rendered_cluster_runs_the_three_stage_rayjobs_and_fails_a_bad_one(c
     pods = local_cluster.pods_of(rendered, tmp_path)
     local_cluster.check_placeable(pipeline_of(rendered), pods)
     submitter = local_cluster.Pod("submitter", cpu_image, "")
-    bad = rayjob("write")
+    stages = rayjobs(rendered)
+    assert tuple(stages) == STAGES
+    bad = copy.deepcopy(stages["write"])
     bad["metadata"]["name"], bad["spec"]["entrypoint"] = "bad-flag", bad["spec"]["entrypoint"] + " --no-such-flag"
     with local_cluster.LocalCluster(pods, cpu_image, tmp_path / "logs") as cluster:
-        jobs = [cluster.submit(rayjob(stage), submitter) for stage in STAGES]
+        jobs = [cluster.submit(job, submitter) for job in stages.values()]
         bad_id = cluster.submit(bad, submitter)
         status = cluster.wait([*jobs, bad_id])
         logs = {j: cluster.logs(j) for j in [*jobs, bad_id]}

@@ -25,7 +25,7 @@ class DataSection(Section):
         description="(C, H, W) of every frame. Set: compile and warm up before the first frame. "
         "Null: warm up on the first batch's shape",
     )
-    batch_size: PositiveInt = Field(32, description="frames per batch; smaller batches are padded")
+    batch_size: PositiveInt = Field(64, description="frames per batch; smaller batches are padded")
     dtype: Literal["float32", "float16", "uint16", "int16", "int32", "float64"] = Field(
         "float32", description="dtype of frames in Q1; producers convert once per batch"
     )

@@ -62,9 +62,6 @@ class Cluster:
     def get(self, plural: str, name: str) -> dict:
         return self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural, name)
 
-    def apply_rayjob(self, manifest: dict) -> None:
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "rayjobs", manifest)
-
     def wait_ready(self, timeout_s: float = 600) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -132,18 +129,12 @@ def check_cxi(folder: Path) -> int:
 
 
 def run(keep: bool, out: Path) -> int:
-    import yaml
-
     try:
         create_cluster_and_install()
         cluster = Cluster()
         cluster.wait_ready()
-        names = []
-        for stage in STAGES:
-            manifest = yaml.safe_load((ROOT / "k8s" / "rayjobs" / f"{stage}.yaml").read_text())
-            cluster.apply_rayjob(manifest)
-            names.append(manifest["metadata"]["name"])
-        status = cluster.wait_jobs(names)
+        # values-kind.yaml sets rayJob.stages: `helm install` created the stage RayJobs with the cluster.
+        status = cluster.wait_jobs([f"{RELEASE}-{stage}" for stage in STAGES])
         print("RayJobs:", status)
         if any(s != "SUCCEEDED" for s in status.values()):
             cluster.dump_logs()
