@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in STAGE_COMMANDS:
             return commands.run_stages(cfg, STAGE_COMMANDS[args.command], args.command)
         return getattr(commands, args.command)(cfg)
+    except ConfigError as exc:  # a setting only the run can check (files, addresses)
+        print(f"peaknet-pipeline {args.command}: {exc}", file=sys.stderr)
+        return 2
     except (LookupError, RuntimeError, ValueError) as exc:
         print(f"peaknet-pipeline {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -6,6 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from .kinds import MODELS, PRODUCERS, WRITERS
+
+ProducerName = Literal[tuple(PRODUCERS)]
+ModelName = Literal[tuple(MODELS)]
+WriterName = Literal[tuple(WRITERS)]
+
 
 class Section(BaseModel):
     # Unknown keys are errors: a typo must never silently fall back to a default.
@@ -64,10 +70,29 @@ class SocketSection(Section):
     names: DatasetNames = DatasetNames()
 
 
+class FileSection(Section):
+    paths: list[str] = Field(
+        default_factory=list,
+        description="HDF5/CXI files or glob patterns (each glob sorted), replayed in this order; the driver and "
+        "the producers must see them at the same paths",
+    )
+    dataset: str = Field("/entry_1/data_1/data", description="the frames: (B, H, W) or (B, C, H, W)")
+    event_ids: str | None = Field(
+        "/entry_1/event_id", description="per-frame ids kept where a file has them; otherwise <file>:<index>"
+    )
+    loops: PositiveInt = Field(1, description="replay every file this many times (load tests)")
+    frames_per_s: float | None = Field(
+        None, gt=0, description="pace each producer to this rate; null: as fast as Q1 takes them"
+    )
+
+
 class ProducerSection(Section):
-    kind: Literal["synthetic", "socket"] = "synthetic"
+    kind: ProducerName = Field("synthetic", description="synthetic frames, a socket (lclstreamer), or files")
     socket: SocketSection = SocketSection()
-    num_producers: PositiveInt = Field(1, description="parallel streams (producer actors)")
+    file: FileSection = FileSection()
+    num_producers: PositiveInt = Field(
+        1, description="parallel streams (producer actors); socket: one per address; file: at most one per file"
+    )
     total_frames: PositiveInt | None = Field(1024, description="frames over all producers; null: produce until stopped")
     push_interval_s: float = Field(0.0, ge=0, description="pause between pushed batches")
     seed: int = 0
@@ -132,7 +157,7 @@ class Preprocess(Section):
 
 
 class ModelSection(Section):
-    kind: Literal["peaknet", "threshold"] = Field("peaknet", description="peaknet, or the classical CPU demo model")
+    kind: ModelName = Field("peaknet", description="peaknet, or the classical threshold model")
     num_channels: PositiveInt = Field(1, description="model input channels; detector panels are fed one by one")
     num_classes: PositiveInt = 2
     peaknet: PeakNetModel = PeakNetModel()
@@ -165,7 +190,7 @@ class PeaksSection(Section):
 
 
 class WriterSection(Section):
-    kind: Literal["cxi", "none"] = Field("cxi", description="cxi: peaks and CXI files; none: count and check only")
+    kind: WriterName = Field("cxi", description="cxi: peaks and CXI files; none: count and check only")
     num_actors: PositiveInt = Field(1, description="writer actors (Q2 consumers), each with its own files")
     num_cpus: float = Field(0.5, ge=0)
     output_dir: str = "cxi"

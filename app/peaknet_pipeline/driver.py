@@ -15,6 +15,7 @@ import ray
 
 from .config import PipelineConfig
 from .coordinator import MemberStatus
+from .kinds import PRODUCERS, kind_of
 from .ledger import resolve_on_disk
 from .monitor import ResourceSampler
 from .namespace import claim_namespace, release_namespace
@@ -156,7 +157,7 @@ class StageDriver:
         if any(sum(s.depth for s in stats) for stats in self._queue_stats().values()):
             return True
         producers_running = any(m.stage == "produce" and not m.ended for m in live)
-        return self.whole_pipeline and self.cfg.producer.kind != "socket" and producers_running
+        return self.whole_pipeline and not kind_of(PRODUCERS, self.cfg.producer.kind).external and producers_running
 
     def _run_deadline(self) -> float | None:
         limit = self.cfg.lifecycle.max_run_s

@@ -6,21 +6,21 @@ import logging
 from typing import Any
 
 from ..config import ModelSection
+from ..kinds import MODELS, ModelKind, kind_of
 from ..model.checkpoint import load_weights
 from ..model.peaknet import PeakNet, arch_from
 from ..model.segmenter import PAD_MULTIPLE, Segmenter
-from .threshold import ThresholdSegmenter
 
 log = logging.getLogger(__name__)
 
 
 def build_model(cfg: ModelSection) -> tuple[Segmenter, dict[str, Any]]:
-    """The model and a description of it for logs and the run report."""
+    """The model of the configured kind and a description of it for logs and the run report."""
+    return kind_of(MODELS, cfg.kind).build(cfg)
+
+
+def build_peaknet(cfg: ModelSection) -> tuple[Segmenter, dict[str, Any]]:
     pre = cfg.preprocess
-    if cfg.kind == "threshold":
-        model = ThresholdSegmenter(cfg.threshold.k_sigma, cfg.num_classes)
-        info = {"kind": "threshold", "k_sigma": cfg.threshold.k_sigma, "weights": None}
-        return Segmenter(model, 1, pre.instance_norm, "none", None), info
     pn = cfg.peaknet
     sizes = pn.model_dump(exclude={"preset", "weights", "channels_last", "cast_weights", "fused_kernels"})
     arch = arch_from(pn.preset, num_channels=cfg.num_channels, num_classes=cfg.num_classes, **sizes)
@@ -37,3 +37,6 @@ def build_model(cfg: ModelSection) -> tuple[Segmenter, dict[str, Any]]:
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     return Segmenter(model, cfg.num_channels, pre.instance_norm, pre.pad, PAD_MULTIPLE), info
+
+
+KIND = ModelKind(build_peaknet)

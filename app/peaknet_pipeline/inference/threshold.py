@@ -5,8 +5,13 @@ The CPU demo model and the reference for correctness tests; no weights.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+from ..kinds import ModelKind
+from ..model.segmenter import Segmenter
 
 
 class ThresholdSegmenter(nn.Module):
@@ -22,3 +27,13 @@ class ThresholdSegmenter(nn.Module):
         # Logit of "peak" minus logit of "background" is the margin over the threshold.
         margin = xf - (mean + self.k_sigma * std)
         return torch.cat([-margin, margin], dim=1)
+
+
+def build_threshold(cfg) -> tuple[Segmenter, dict[str, Any]]:
+    """cfg: ModelSection."""
+    model = ThresholdSegmenter(cfg.threshold.k_sigma, cfg.num_classes)
+    info = {"kind": "threshold", "k_sigma": cfg.threshold.k_sigma, "weights": None}
+    return Segmenter(model, 1, cfg.preprocess.instance_norm, "none", None), info
+
+
+KIND = ModelKind(build_threshold)

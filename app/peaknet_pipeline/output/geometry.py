@@ -56,6 +56,13 @@ class SlabLayout:
         for i, p in enumerate(self.panels):
             slab[..., p.min_ss : p.max_ss + 1, p.min_fs : p.max_fs + 1] = frames[..., i, :, :]
 
+    def take(self, slabs: np.ndarray) -> np.ndarray:
+        """(..., H_slab, W_slab) slabs -> (..., C, H, W) frames: the inverse of place."""
+        if tuple(slabs.shape[-2:]) != self.shape:
+            raise ValueError(f"slabs are {tuple(slabs.shape[-2:])}, the geometry's slab is {self.shape}")
+        rects = [slabs[..., p.min_ss : p.max_ss + 1, p.min_fs : p.max_fs + 1] for p in self.panels]
+        return np.stack(rects, axis=-3)
+
     def peaks_to_slab(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(N, 3) panel, y, x -> slab x (fast scan), slab y (slow scan), panel index."""
         panel = positions[:, 0].astype(np.int64)

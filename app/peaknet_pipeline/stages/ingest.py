@@ -16,9 +16,11 @@ import numpy as np
 import ray
 
 from ..config import PipelineConfig, SocketAddress
+from ..config_sources import ConfigError
 from ..coordinator import MemberStatus
 from ..ingest.decode import MalformedMessage, decode_message
 from ..ingest.sockets import PullSocket
+from ..kinds import ProducerKind
 from ..records import FrameBatch, FrameMeta
 from .member import StageMember
 from .ratelimit import RateLimitedLog
@@ -138,3 +140,13 @@ class SocketProducer:
         self._member.status.frames_out += b
         self._member.status.batches += 1
         return b
+
+
+def plan(cfg: PipelineConfig) -> list[tuple]:
+    """One actor per address (producer.num_producers does not apply)."""
+    if not cfg.producer.socket.addresses:
+        raise ConfigError("producer.kind=socket needs producer.socket.addresses, e.g. [{url: 'tcp://0.0.0.0:5555'}]")
+    return [(address,) for address in cfg.producer.socket.addresses]
+
+
+KIND = ProducerKind(SocketProducer, plan, external=True)

@@ -8,12 +8,9 @@ from dataclasses import dataclass
 import ray
 
 from ..config import PipelineConfig
+from ..kinds import PRODUCERS, WRITERS, kind_of
 from ..profiling import nsight_runtime_env
 from .infer import InferenceActor
-from .ingest import SocketProducer
-from .produce import SyntheticProducer, require_frame_shape, split_frames
-from .sink import SinkActor
-from .write import CxiWriterActor
 
 # Stages whose actors Ray restarts after a death (lifecycle.max_restarts). A producer is not restarted: the
 # frames it owned are gone with its process, and a new one would not know where the stream stood.
@@ -35,25 +32,12 @@ def run_tag() -> str:
 
 
 def start_producers(cfg: PipelineConfig, coordinator, tag: str) -> list[Member]:
-    if cfg.producer.kind == "socket":
-        return start_socket_producers(cfg, coordinator, tag)
-    require_frame_shape(cfg)
+    kind = kind_of(PRODUCERS, cfg.producer.kind)
+    options = {"num_cpus": cfg.producer.num_cpus, "resources": cfg.producer.resources or None}
     members = []
-    for i, frames in enumerate(split_frames(cfg.producer.total_frames, cfg.producer.num_producers)):
-        name = f"synthetic-{tag}-{i}"
-        handle = SyntheticProducer.options(num_cpus=cfg.producer.num_cpus).remote(cfg, coordinator, name, i, frames)
-        members.append(Member("produce", name, handle))
-    return members
-
-
-def start_socket_producers(cfg: PipelineConfig, coordinator, tag: str) -> list[Member]:
-    if not cfg.producer.socket.addresses:
-        raise ValueError("producer.kind=socket needs producer.socket.addresses, e.g. [{url: 'tcp://0.0.0.0:5555'}]")
-    members = []
-    for i, address in enumerate(cfg.producer.socket.addresses):
-        name = f"socket-{tag}-{i}"
-        options = {"num_cpus": cfg.producer.num_cpus, "resources": cfg.producer.resources or None}
-        handle = SocketProducer.options(**options).remote(cfg, coordinator, name, address)
+    for i, args in enumerate(kind.plan(cfg)):
+        name = f"{cfg.producer.kind}-{tag}-{i}"
+        handle = kind.actor.options(**options).remote(cfg, coordinator, name, *args)
         members.append(Member("produce", name, handle))
     return members
 
@@ -80,7 +64,7 @@ def start_writers(cfg: PipelineConfig, coordinator, tag: str) -> list[Member]:
     members = []
     for i in range(cfg.writer.num_actors):
         name = f"write-{tag}-{i}"
-        actor = CxiWriterActor if cfg.writer.kind == "cxi" else SinkActor
+        actor = kind_of(WRITERS, cfg.writer.kind).actor
         options = {"num_cpus": cfg.writer.num_cpus, "max_restarts": cfg.lifecycle.max_restarts}
         handle = actor.options(**options).remote(cfg, coordinator, name)
         members.append(Member("write", name, handle))
@@ -91,10 +75,11 @@ STARTERS = {"produce": start_producers, "infer": start_inference, "write": start
 
 
 def cpus_needed(cfg: PipelineConfig, stages: tuple[str, ...]) -> float:
+    peak_tasks = cfg.peaks.task_cpus if kind_of(WRITERS, cfg.writer.kind).peak_tasks else 0
     need = {
-        "produce": cfg.producer.num_cpus * cfg.producer.num_producers,
-        "infer": cfg.inference.num_cpus * cfg.inference.num_actors,
+        "produce": lambda: cfg.producer.num_cpus * len(kind_of(PRODUCERS, cfg.producer.kind).plan(cfg)),
+        "infer": lambda: cfg.inference.num_cpus * cfg.inference.num_actors,
         # Peak-finding tasks must find a CPU free, or the write stage waits for ever.
-        "write": cfg.writer.num_cpus * cfg.writer.num_actors + (cfg.peaks.task_cpus if cfg.writer.kind == "cxi" else 0),
+        "write": lambda: cfg.writer.num_cpus * cfg.writer.num_actors + peak_tasks,
     }
-    return sum(need[s] for s in stages)
+    return sum(need[s]() for s in stages)

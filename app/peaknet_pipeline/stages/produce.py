@@ -9,6 +9,7 @@ import ray
 
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
+from ..kinds import ProducerKind
 from ..profiling import Nvtx
 from ..records import FrameBatch, FrameMeta
 from ..synthetic import FrameSynthesizer, SyntheticBatch
@@ -103,3 +104,12 @@ class SyntheticProducer:
         self._member.status.fail("not_enqueued_at_stop", record.size)
         self._member.settle(record.owners, record.size, "not_enqueued_at_stop")
         return False
+
+
+def plan(cfg: PipelineConfig) -> list[tuple]:
+    """One actor per producer, each with its share of the frames."""
+    require_frame_shape(cfg)
+    return list(enumerate(split_frames(cfg.producer.total_frames, cfg.producer.num_producers)))
+
+
+KIND = ProducerKind(SyntheticProducer, plan)

@@ -10,6 +10,7 @@ import ray
 
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
+from ..kinds import WriterKind
 from ..records import SegmentedBatch
 from .consumer import Q2Consumer
 from .steady import SteadyRate
@@ -57,3 +58,6 @@ class SinkActor(Q2Consumer):
             status.batches += 1
             self._member.settle(record.owners, record.size, "delivered")
         self._steady.record(sum(r.size for r in records))
+
+
+KIND = WriterKind(SinkActor, peak_tasks=False)

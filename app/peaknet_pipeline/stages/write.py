@@ -17,6 +17,7 @@ import ray
 
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
+from ..kinds import WriterKind
 from ..ledger import FileIntent, resolve_on_disk
 from ..output.cxi import (
     CxiChunkWriter,
@@ -191,3 +192,6 @@ class CxiWriterActor(Q2Consumer):
         if self._cfg.data.frame_shape is None:
             raise ValueError("writer.store_images=false needs data.frame_shape to place peaks in the slab")
         return self._cfg.data.frame_shape
+
+
+KIND = WriterKind(CxiWriterActor, peak_tasks=True)
