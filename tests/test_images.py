@@ -23,7 +23,8 @@ def test_the_cpu_image_runs_the_cpu_demo_as_uid_1000(cpu_image, tmp_path):
         "id && cd /out && RAY_AUTH_MODE=disabled peaknet-pipeline run --config /examples/configs/cpu-demo.yaml "
         "--set producer.total_frames=64 --set writer.min_num_peak=0 --report /out/report.json"
     )
-    shown = run_in(cpu_image, script, "-v", f"{out}:/out", "-v", f"{(ROOT / 'examples' / 'configs').resolve()}:/examples/configs:ro")
+    configs = (ROOT / "examples" / "configs").resolve()  # a link into the chart: mount what it points to
+    shown = run_in(cpu_image, script, "-v", f"{out}:/out", "-v", f"{configs}:/examples/configs:ro")
     assert shown.startswith("uid=1000(ray) gid=100(users)"), shown[:200]
     report = json.loads((out / "report.json").read_text())
     assert report["accounted"] is True and report["frames"]["produced"] == 64
