@@ -68,6 +68,7 @@ def test_the_chart_config_is_the_example_file_with_the_output_on_the_volume(helm
     cfg = pipeline(render(helm))
     example = yaml.safe_load((ROOT / "examples" / "configs" / "gpu-512.yaml").read_text())
     assert cfg["writer"].pop("output_dir") == "/data/peaknet/cxi"  # the model's relative default, on the volume
+    assert cfg.pop("lifecycle") == {"service": False}  # values.yaml's one override: stage RayJobs end
     assert cfg == example
 
 

@@ -62,6 +62,9 @@ def log_summary(report: RunReport) -> None:
         f"; failed {failed}" if failed else "",
         "" if report.accounted is None else f"; all frames accounted: {report.accounted}",
     )
+    if q := report.peak_quality:
+        log.info("peaks against the planted ones (within %s px, %d frames): precision %.4f, recall %.4f, F1 %.4f",
+                 q["match_radius_px"], q["frames"], q["precision"], q["recall"], q["f1"])  # fmt: skip
     if report.frames is not None and report.frames.lost:
         log.warning("%s: %d of %d accepted frames lost (%s)", report.command, report.frames.lost,
                     report.frames.produced, lost_by_reason(report))  # fmt: skip

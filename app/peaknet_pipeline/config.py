@@ -129,9 +129,11 @@ class ThresholdModel(Section):
 class PeakNetModel(Section):
     """Sizes left null come from the preset; set one to override it."""
 
-    preset: Literal["base", "673m"] | None = "base"
+    preset: Literal["base", "673m", "demo"] | None = Field("base", description="demo: small, for CPUs")
     weights: str | None = Field(
-        None, description="upstream PeakNet state_dict (torch.save); null runs random weights, on purpose"
+        None,
+        description="PeakNet state_dict (torch.save): a path, or builtin:NAME for weights shipped with the package "
+        "(builtin:peaknet-demo-synthetic.pt, preset demo); null runs random weights, on purpose",
     )
     backbone_hidden_sizes: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt] | None = None
     backbone_depths: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt] | None = None

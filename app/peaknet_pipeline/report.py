@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from .coordinator import STAGES, MemberStatus
 from .ledger import LOSS_OUTCOMES
+from .quality import PeakTally
 from .queue import ShardStats
 
 
@@ -65,6 +66,8 @@ class RunReport(BaseModel):
     accounted: bool | None = None  # every produced frame written, filtered or rejected with a reason
     gpu_busy_fraction: float | None = None
     model: dict[str, Any] | None = None
+    # Synthetic runs: found peaks against the planted ones (quality.py); writer.kind none samples batches.
+    peak_quality: dict[str, Any] | None = None
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
@@ -121,4 +124,10 @@ def build_report(
         report.gpu_busy_fraction = round(sum(busy) / len(busy), 4)
     if infer_members:
         report.model = infer_members[0].info.get("model")
+    tally = PeakTally()
+    for m in members:
+        if m.stage == "write" and "peak_quality" in m.info:
+            tally.merge(m.info["peak_quality"])
+    if tally.frames:
+        report.peak_quality = tally.summary()
     return report

@@ -12,8 +12,19 @@ class CheckpointError(ValueError):
     pass
 
 
+BUILTIN = "builtin:"
+
+
+def weights_path(name: str | Path) -> Path:
+    """A path as given, or a checkpoint shipped in the package (builtin:NAME)."""
+    text = str(name)
+    if text.startswith(BUILTIN):
+        return Path(__file__).resolve().parent.parent / "weights" / text[len(BUILTIN) :]
+    return Path(text)
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
+    path = weights_path(path)
     if not path.is_file():
         raise CheckpointError(
             f"model.peaknet.weights: checkpoint {path} does not exist; give the path of a state_dict "

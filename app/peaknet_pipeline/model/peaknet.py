@@ -35,6 +35,15 @@ PRESETS = {
         seg_out_channels=256,
         uses_learned_upsample=True,
     ),
+    # Small enough for a laptop CPU (0.35 M parameters); the package ships weights for it trained on
+    # synthetic frames (weights: builtin:peaknet-demo-synthetic.pt).
+    "demo": PeakNetArch(
+        backbone_hidden_sizes=(16, 32, 64, 128),
+        backbone_depths=(1, 1, 2, 1),
+        bifpn_num_blocks=1,
+        bifpn_num_features=32,
+        seg_out_channels=32,
+    ),
 }
 
 

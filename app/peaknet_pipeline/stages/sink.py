@@ -11,11 +11,14 @@ import ray
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
 from ..kinds import WriterKind
+from ..output.peaks import find_peaks
+from ..quality import PeakTally
 from ..records import SegmentedBatch
 from .consumer import Q2Consumer
 from .steady import SteadyRate
 
 log = logging.getLogger(__name__)
+QUALITY_EVERY = 8  # batches: peak finding on every one would slow the stage it measures
 
 
 @ray.remote(max_concurrency=2)
@@ -25,6 +28,7 @@ class SinkActor(Q2Consumer):
         self._frame_ids: list[str] = []
         self._frames_with_peak_pixels = 0
         self._steady = SteadyRate()
+        self._quality = PeakTally()
         self._ready()
 
     def run(self) -> MemberStatus:
@@ -54,10 +58,20 @@ class SinkActor(Q2Consumer):
             mask = got[0]
             self._frames_with_peak_pixels += int(np.count_nonzero(mask.reshape(mask.shape[0], -1).any(axis=1)))
             self._frame_ids.extend(m.frame_id for m in record.meta)
+            if status.batches % QUALITY_EVERY == 0:
+                self._tally(record, mask)
             status.frames_out += record.size
             status.batches += 1
             self._member.settle(record.owners, record.size, "delivered")
         self._steady.record(sum(r.size for r in records))
+
+    def _tally(self, record: SegmentedBatch, mask: np.ndarray) -> None:
+        """Peak-level quality of synthetic frames, on a sample of batches: this stage measures speed."""
+        for meta, frame_mask in zip(record.meta, mask):
+            if "true_peaks" in meta.extra:
+                self._quality.add_frame(find_peaks(frame_mask).positions, meta.extra["true_peaks"])
+        if self._quality.frames:
+            self._member.status.info["peak_quality"] = self._quality.counts()
 
 
 KIND = WriterKind(SinkActor, peak_tasks=False)

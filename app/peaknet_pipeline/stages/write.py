@@ -31,6 +31,7 @@ from ..output.cxi import (
 from ..output.geometry import layout_for
 from ..output.peaks import PeakList, find_peaks
 from ..profiling import Nvtx
+from ..quality import PeakTally
 from ..records import SegmentedBatch
 from .consumer import Q2Consumer
 from .prefetch import Prefetcher
@@ -58,6 +59,7 @@ class CxiWriterActor(Q2Consumer):
         self._pending: deque = deque()  # (record, ObjectRef of peak lists), in Q2 order
         self._buffer: list[KeptEvent] = []
         self._buffer_since = 0.0  # when the oldest buffered event came
+        self._quality = PeakTally()
         self._files: list[str] = []
         self._writer: CxiChunkWriter | None = None
         self._slabs: SlabBuffer | None = None
@@ -134,6 +136,8 @@ class CxiWriterActor(Q2Consumer):
         w, status = self._cfg.writer, self._member.status
         filtered = 0
         for i, (meta, peak_list) in enumerate(zip(record.meta, peaks)):
+            if "true_peaks" in meta.extra:
+                self._quality.add_frame(peak_list.positions, meta.extra["true_peaks"])
             if len(peak_list) < w.min_num_peak:
                 filtered += 1
                 continue
@@ -152,6 +156,8 @@ class CxiWriterActor(Q2Consumer):
         # Images and peaks are copied: the owners may let the objects go. Kept events count on commit.
         self._member.settle(record.owners, record.size, None)
         status.batches += 1
+        if self._quality.frames:
+            status.info["peak_quality"] = self._quality.counts()
         self._steady.record(record.size)
 
     def _open(self, frame_shape: tuple[int, ...]) -> SlabBuffer | None:
