@@ -20,7 +20,7 @@ from peaknet_pipeline.synthetic import FrameSynthesizer
 from .conftest import ROOT
 
 ALL = ("produce", "infer", "write")
-GEOM = ROOT / "tests" / "data" / "epix10k2m-16panel.geom"
+GEOM = ROOT / "examples" / "geometry" / "epix10k2m-16panel.geom"
 
 
 def cxi_events(directory: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -19,7 +19,7 @@ from peaknet_pipeline.synthetic import FrameSynthesizer
 
 from .conftest import ROOT
 
-GEOM = ROOT / "tests" / "data" / "epix10k2m-16panel.geom"
+GEOM = ROOT / "examples" / "geometry" / "epix10k2m-16panel.geom"
 
 
 def threshold_mask(frames: np.ndarray, k: float = 6.0) -> np.ndarray:

@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     push_p.add_argument("--compress", action="store_true", help="gzip (HDF5) or savez_compressed (NPZ)")
     push_p.add_argument("--batches", type=int, default=10, help="messages to send, each data.batch_size frames")
     push_p.add_argument("--rate", type=float, default=0.0, help="messages per second (0: as fast as taken)")
+    cx_p = sub.add_parser("crystfel", help="what CrystFEL needs to read the CXI files")
+    cx_sub = cx_p.add_subparsers(dest="crystfel_command", required=True)
+    add_config_args(cx_sub.add_parser("geom", help="print a complete .geom for the config's single-panel frames"))
+    ev_p = cx_sub.add_parser("events", help="print the event list indexamajig -i needs for peaks-only CXI files")
+    ev_p.add_argument("files", nargs="+", help="CXI files written by the pipeline")
     cfg_p = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg_p.add_subparsers(dest="config_command", required=True)
     add_config_args(cfg_sub.add_parser("show", help="print the effective configuration as YAML"))
@@ -88,6 +93,12 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "crystfel" and args.crystfel_command == "events":
+        from .output.crystfel import event_list
+
+        for line in event_list(args.files):
+            print(line)
+        return 0
     try:
         cfg = config_from_args(args)
     except ConfigError as exc:
@@ -97,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         sys.stdout.write(config_to_yaml(cfg))
         return 0
+    if args.command == "crystfel":
+        return print_geometry(cfg)
     if args.command == "push":
         from .ingest.push import PushPlan, push
 
@@ -115,6 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     except (LookupError, RuntimeError, ValueError) as exc:
         print(f"peaknet-pipeline {args.command}: {exc}", file=sys.stderr)
         return 1
+
+
+def print_geometry(cfg: PipelineConfig) -> int:
+    from .output.crystfel import single_panel_geometry
+
+    shape = cfg.data.frame_shape
+    if shape is None or shape[0] != 1:
+        where = "writer.geometry" if shape is not None else "data.frame_shape"
+        print(f"peaknet-pipeline crystfel geom: frames {shape} are not single-panel; use {where}'s .geom, with "
+              "the keys `crystfel geom` prints for one panel (examples/geometry/)", file=sys.stderr)  # fmt: skip
+        return 2
+    sys.stdout.write(single_panel_geometry(shape[1], shape[2]))
+    return 0
 
 
 def print_json(obj: object) -> None:

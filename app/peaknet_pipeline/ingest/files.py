@@ -15,9 +15,8 @@ import numpy as np
 
 from ..config import PipelineConfig
 from ..config_sources import ConfigError
+from ..output.cxi import DATA, PHOTON_ENERGY, TIMESTAMP
 from ..output.geometry import SlabLayout, layout_for
-
-LCLS_ENERGY, LCLS_TIME = "/LCLS/photon_energy_eV", "/LCLS/timestamp"
 
 
 def resolve_paths(patterns: list[str]) -> list[str]:
@@ -58,7 +57,7 @@ class FrameFile:
         fc = cfg.producer.file
         data = self._file.get(fc.dataset)
         if not isinstance(data, h5py.Dataset):
-            usual = ("/entry_1/data_1/data", "/data/data", "/data")
+            usual = (DATA, "/data/data", "/data")
             found = [k for k in usual if isinstance(self._file.get(k), h5py.Dataset)]
             hint = f"; it has {found[0]}" if found else ""
             raise ValueError(f"producer.file.dataset {fc.dataset!r} is not a dataset in {self.path}{hint}")
@@ -78,8 +77,8 @@ class FrameFile:
             )
         self._dtype = np.dtype(cfg.data.dtype)
         self._ids = self._event_ids(fc.event_ids)
-        self._energy = self._per_event(LCLS_ENERGY, cfg.producer.photon_energy_eV)
-        self._time = self._per_event(LCLS_TIME, np.nan)
+        self._energy = self._per_event(PHOTON_ENERGY, cfg.producer.photon_energy_eV)
+        self._time = self._per_event(TIMESTAMP, np.nan)
 
     def _slab_layout(self, cfg: PipelineConfig, shape: tuple[int, ...]) -> SlabLayout | None:
         """Multi-panel frames stored as 2-D slabs need the geometry to be taken apart."""

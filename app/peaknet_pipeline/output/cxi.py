@@ -20,6 +20,9 @@ from .geometry import SlabLayout
 from .peaks import PeakList
 
 FILL = -1.0
+# Dataset paths: the CrystFEL geometry (crystfel.py) and the file producer (ingest/files.py) name the same ones.
+DATA, PEAKS, EVENT_ID = "/entry_1/data_1/data", "/entry_1/result_1", "/entry_1/event_id"
+PHOTON_ENERGY, TIMESTAMP = "/LCLS/photon_energy_eV", "/LCLS/timestamp"
 
 
 @dataclass(slots=True)
@@ -118,10 +121,10 @@ class CxiChunkWriter:
             with h5py.File(tmp, "w") as f:
                 self._write_peaks(f, events)
                 if slabs is not None:
-                    f.create_dataset("/entry_1/data_1/data", data=slabs, chunks=(1, *slabs.shape[1:]))
-                f["/LCLS/photon_energy_eV"] = np.array([e.photon_energy_eV for e in events], np.float32)
-                f["/LCLS/timestamp"] = np.array([e.timestamp for e in events], np.float64)
-                f["/entry_1/event_id"] = np.array([e.event_id for e in events], dtype=h5py.string_dtype())
+                    f.create_dataset(DATA, data=slabs, chunks=(1, *slabs.shape[1:]))
+                f[PHOTON_ENERGY] = np.array([e.photon_energy_eV for e in events], np.float32)
+                f[TIMESTAMP] = np.array([e.timestamp for e in events], np.float64)
+                f[EVENT_ID] = np.array([e.event_id for e in events], dtype=h5py.string_dtype())
             os.replace(tmp, path)  # atomic on one filesystem
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -144,7 +147,7 @@ class CxiChunkWriter:
             x[i, :k], y[i, :k], seg[i, :k] = sx, sy, panel
             intensity[i, :k] = event.peaks.intensity[:k]
             counts[i] = k
-        group = f.create_group("/entry_1/result_1")
+        group = f.create_group(PEAKS)
         group["nPeaks"] = counts
         group["peakXPosRaw"] = x
         group["peakYPosRaw"] = y

@@ -1,14 +1,15 @@
-; Test geometry: 16 panels of 352 (ss) x 384 (fs), tiled 8 rows x 2 columns in the slab,
-; like an ePix10k2M stacked as (16, 352, 384). Written for peaknet's tests.
-clen = 0.1
-photon_energy = 9500
-adu_per_photon = 1
-res = 10000
-
+; 16 panels of 352 (ss) x 384 (fs), tiled 8 rows x 2 columns in the slab, like an ePix10k2M whose frames
+; arrive as (16, 352, 384): writer.geometry for such frames, and the geometry indexamajig reads the CXI
+; files with. Panel i is frame channel i. Set clen, res and the corners for your detector.
+photon_energy = /LCLS/photon_energy_eV
 data = /entry_1/data_1/data
 dim0 = %
 dim1 = ss
 dim2 = fs
+peak_list = /entry_1/result_1
+clen = 0.1
+adu_per_photon = 1
+res = 10000
 
 p0/min_fs = 0
 p0/max_fs = 383
