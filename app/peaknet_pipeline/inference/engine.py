@@ -79,7 +79,7 @@ class ModelRunner:
         self._autocast = reduced if not spec.cast_weights else None
         if device.type == "cuda":
             # Shapes are static, so cuDNN's autotuning pays off; set here so that the model-only benchmark
-            # and the pipeline run the same kernels (it was only set by the pipeline's engine before).
+            # and the pipeline run the same kernels.
             torch.backends.cudnn.benchmark = True
         model = model.to(device).eval()
         if self._cast is not None:

@@ -45,9 +45,8 @@ def fusable(x: torch.Tensor) -> bool:
 
 
 MODES = ("none", "gemm")
-# Measured on the H100 (benchmarks/results/h100-model-fused*.jsonl): base 1,557 -> 1,669 frames/s with gemm;
-# 673m 228 -> 205, as Triton's GEMMs trail cuBLAS once the layers are wide and the work is compute-bound, so
-# 673m stays on PyTorch ops. Depthwise convs of our own lost to cuDNN's in the model (docs/performance.md).
+# The faster mode per preset, as measured (docs/performance.md): Triton's GEMMs trail cuBLAS once the layers
+# are wide and the work is compute-bound, so 673m stays on PyTorch ops.
 PRESET_MODES = {"base": "gemm", "673m": "none"}
 
 

@@ -25,8 +25,8 @@ class ChannelsFirstLayerNorm(nn.Module):
 
 class GroupNorm(nn.GroupNorm):
     """nn.GroupNorm (same parameters), with statistics taken over the NHWC view in fp32. The library op groups
-    channels as (N, G, C/G * H * W), which on a channels_last tensor costs inductor a layout copy (the `clone`
-    in the head's fused kernels of h100-profile-base-512-before.json); the NHWC view needs none."""
+    channels as (N, G, C/G * H * W), which on a channels_last tensor costs inductor a layout copy; the NHWC
+    view needs none."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -75,8 +75,8 @@ def resize_bilinear(x: torch.Tensor, scale: float) -> torch.Tensor:
     """F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False).
 
     Compiled, interpolation reads four source pixels per output and inductor would recompute the elementwise
-    chain that produced the source (LayerNorm or GroupNorm, GELU, residual) at each of them: materialising
-    the source first made the base model 1.24x faster at 1x512x512 on the H100 (1,235 -> 1,532 frames/s).
+    chain that produced the source (LayerNorm or GroupNorm, GELU, residual) at each of them, so the source is
+    materialised first (docs/performance.md, "The model's own kernels").
     """
     if scale == 0.5:
         return F.avg_pool2d(x, 2)  # sources at 2i + 0.5: exactly the mean of each 2x2 block

@@ -30,8 +30,8 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 @triton.jit
 def _gelu(x):
     """Exact GELU, x * Phi(x), with erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7, far below bf16's
-    rounding) on the fast exp2 and division: libdevice's erf cost the base model's stage-0 GEMM 85 us of its
-    410 per batch on the H100 (h100-exp-gemm-epilogue-erf.json), for outputs identical after rounding."""
+    rounding) on the fast exp2 and division: libdevice's erf is a large share of the GELU GEMM's time, for
+    outputs identical after rounding (docs/performance.md)."""
     z = tl.abs(x) * 0.7071067811865476
     t = tl.fdiv(tl.full(z.shape, 1.0, tl.float32), 1.0 + 0.3275911 * z, ieee_rounding=False)
     poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
@@ -123,7 +123,7 @@ def linear(
     block_m = row_block(hw)
     if block_m is None or m % hw:
         raise ValueError(f"linear: a frame of {hw} rows is not a whole number of {ROW_BLOCKS[-1]}-row tiles")
-    # From the sweep in h100-kernels-base-512.json: narrow column tiles for the GELU GEMM and the narrow
+    # From the kernel sweep (docs/performance.md): narrow column tiles for the GELU GEMM and the narrow
     # outputs, wide ones for the residual GEMM once its output has 384 columns or more.
     wide = residual is not None and n >= 384
     params = {"BLOCK_M": block_m, "BLOCK_N": 256 if wide else 64, "BLOCK_K": 64 if k >= 384 else 32}

@@ -35,7 +35,7 @@ class KeptEvent:
 
 class SlabBuffer:
     """Kept images go straight into slab layout in one buffer reused for every file: one copy per image
-    instead of copy, stack and re-layout into fresh memory (5-10x less time per image before HDF5)."""
+    instead of copy, stack and re-layout into fresh memory."""
 
     def __init__(self, layout: SlabLayout, capacity: int):
         self._layout = layout

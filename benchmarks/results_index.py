@@ -1,0 +1,231 @@
+"""Write benchmarks/results/README.md (an index of every result file) and the README's "Current numbers"
+table, both from the result files themselves.
+
+    python3 benchmarks/results_index.py           # after adding or replacing a result
+    python3 benchmarks/results_index.py --check   # exit 1 when either is stale (the tests do this)
+
+benchmarks/results/ holds the latest result of each measurement; older runs live in git history. A file
+says what it measured: its shape (which benchmark wrote it) is recognised below, and its card comes from
+its own machine/gpu/device field or, failing that, its name prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+INDEX = RESULTS / "README.md"
+README = ROOT / "README.md"
+TABLE_START = "<!-- current numbers: benchmarks/results_index.py -->"
+TABLE_END = "<!-- end of current numbers -->"
+CARDS = {"h100": "H100", "h200": "H200", "local": "CPU (2 cores)"}
+
+
+def load(path: Path) -> dict | list:
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(path.read_text())
+
+
+def card(path: Path, data: object) -> str:
+    if isinstance(data, dict):
+        for where in (data.get("machine", {}).get("gpu") if isinstance(data.get("machine"), dict) else None,
+                      data.get("gpu"), data.get("device")):  # fmt: skip
+            if isinstance(where, str) and where.startswith("NVIDIA"):
+                return where.removeprefix("NVIDIA ").split(" 80GB")[0]
+    return CARDS.get(path.name.split("-", 1)[0], "?")
+
+
+def ratio(run: dict | None) -> str:
+    if not run or run.get("end_to_end_frames_per_s") is None:
+        return ""
+    return f"{run['end_to_end_frames_per_s']:,.0f} ({run['ratio_to_model_only']:.2f})"
+
+
+def shape_text(data: dict) -> str:
+    return "x".join(map(str, data["frame_shape"])) + f" b{data['batch_size']}"
+
+
+def preset(data: dict) -> str:
+    for item in data.get("overrides", []):
+        if item.startswith("model.peaknet.preset="):
+            return item.split("=", 1)[1]
+    return "threshold" if "threshold" in json.dumps(data.get("model", "")) else "base"
+
+
+def weights(data: dict) -> str:
+    trained = any(o.startswith("model.peaknet.weights=") and not o.endswith("=null") for o in data.get("overrides", []))
+    return "trained" if trained else "random"
+
+
+def describe_pipeline(data: dict) -> str:
+    runs = data["runs"]
+    parts = [f"model only {data['model_only']['frames_per_s']:,.0f} frames/s"]
+    parts += [f"{name} {ratio(run)}" for name, run in runs.items() if isinstance(run, dict)]
+    return f"{preset(data)} {shape_text(data)}, {weights(data)} weights: " + ", ".join(parts)
+
+
+def describe_model_sweep(rows: list[dict]) -> str:
+    best = max(rows, key=lambda r: r.get("frames_per_s") or 0)
+    return f"{len(rows)} variants; best {best['variant']} {best['frames_per_s']:,.1f} frames/s"
+
+
+# (recognises a result, describes it in one line): the first that matches wins.
+KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
+    (
+        "pipeline (bench_pipeline.py)",
+        lambda d: isinstance(d, dict) and "runs" in d and "model_only" in d and isinstance(d["runs"], dict),
+        describe_pipeline,
+    ),  # fmt: skip
+    ("model only (bench_model.py)", lambda d: isinstance(d, list) and d and "variant" in d[0], describe_model_sweep),
+    (
+        "model only (bench_pipeline.py --runs)",
+        lambda d: isinstance(d, dict) and set(d) == {"config", "model_only"},
+        lambda d: f"{d['config']}: {d['model_only']['frames_per_s']} frames/s",
+    ),  # fmt: skip
+    (
+        "samples over a run (output.samples)",
+        lambda d: isinstance(d, list) and d and "t_s" in d[0],
+        lambda d: f"{len(d)} samples over {d[-1]['t_s']:.0f} s: RSS per actor, object store",
+    ),  # fmt: skip
+    (
+        "profile (profile_model.py)",
+        lambda d: isinstance(d, dict) and "by_kind" in d,
+        lambda d: f"{d['ms_per_iter']} ms per batch of {d['batch_size']}, by kernel kind",
+    ),  # fmt: skip
+    (
+        "kernels (bench_kernels.py, bench_gemm_epilogue.py)",
+        lambda d: isinstance(d, dict) and "stages" in d and "gpu" in d,
+        lambda d: f"per ConvNeXt stage at {d['size']}, microseconds per kernel",
+    ),  # fmt: skip
+    (
+        "peak finding and writing (bench_peaks.py)",
+        lambda d: isinstance(d, dict) and "cases" in d,
+        lambda d: f"{len(d['cases'])} cases, frames/s per core and writer MB/s",
+    ),  # fmt: skip
+    (
+        "socket ingest (bench_ingest.py)",
+        lambda d: isinstance(d, dict) and "rows" in d,
+        lambda d: f"{len(d['rows'])} rows, receive + decode frames/s",
+    ),  # fmt: skip
+    (
+        "queue (bench_queue.py)",
+        lambda d: isinstance(d, dict) and "batch_shape" in d,
+        lambda d: ", ".join(f"by_ref={r['by_ref']} {r['frames_per_s']:,.0f} frames/s" for r in d["runs"]),
+    ),  # fmt: skip
+    (
+        "memory over a run (analyze_samples.py)",
+        lambda d: isinstance(d, dict) and "worst_rss_slope_mib_per_min" in d,
+        lambda d: f"{d['duration_s']:.0f} s, worst RSS slope {d['worst_rss_slope_mib_per_min']} MiB/min",
+    ),  # fmt: skip
+    (
+        "GPU timeline (analyze_trace.py)",
+        lambda d: isinstance(d, dict) and "busy_fraction" in d,
+        lambda d: f"GPU busy {d['busy_fraction']}, H2D overlapped {d['h2d_overlapped']}",
+    ),  # fmt: skip
+    (
+        "py-spy (analyze_pyspy.py)",
+        lambda d: isinstance(d, dict) and "threads" in d,
+        lambda d: f"{len(d['threads'])} threads sampled",
+    ),  # fmt: skip
+    (
+        "training (train_synthetic.py)",
+        lambda d: isinstance(d, dict) and "loss_every" in d,
+        lambda d: f"{d['steps']} steps, pixel precision {d['pixel_precision']}, recall {d['pixel_recall']}",
+    ),  # fmt: skip
+    (
+        "run report (--report)",
+        lambda d: isinstance(d, dict) and "stages" in d and "command" in d,
+        lambda d: f"{d['command']} in {d['wall_s']} s, accounted {d.get('accounted')}",
+    ),  # fmt: skip
+]
+
+
+def classify(path: Path) -> tuple[str, str]:
+    if path.suffix not in (".json", ".jsonl"):
+        return "raw output", path.suffix
+    data = load(path)
+    for kind, matches, describe in KINDS:
+        if matches(data):
+            return kind, describe(data)
+    return "other", ", ".join(list(data)[:6]) if isinstance(data, dict) else ""
+
+
+def result_files() -> list[Path]:
+    return sorted(p for p in RESULTS.iterdir() if p.is_file() and p.name != "README.md")
+
+
+def index() -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `python3 benchmarks/results_index.py` from the files here: the latest result of each",
+        "measurement (older runs are in git history). How each was run and what it shows: docs/performance.md.",
+        "",
+        "| file | card | kind | what it holds |",
+        "|---|---|---|---|",
+    ]
+    for path in result_files():
+        kind, what = classify(path)
+        data = load(path) if path.suffix in (".json", ".jsonl") else None
+        lines.append(f"| `{path.name}` | {card(path, data)} | {kind} | {what} |")
+    return "\n".join(lines) + "\n"
+
+
+def current_table() -> str:
+    """One row per pipeline result: the model alone and each pipeline mode, on the card it ran on."""
+    lines = [
+        "| card | model, frames, batch | weights | model alone | inference stage | + peaks-only CXI | + images CXI "
+        "| file |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for path in result_files():
+        data = load(path) if path.suffix == ".json" else None
+        if not (isinstance(data, dict) and isinstance(data.get("runs"), dict) and "model_only" in data):
+            continue
+        runs = data["runs"]
+        cells = [ratio(runs.get(name)) for name in ("infer", "peaks", "images")]
+        model = f"{data['model_only']['frames_per_s']:,.0f}"
+        lines.append(f"| {card(path, data)} | {preset(data)} {shape_text(data)} | {weights(data)} | {model} | "
+                     f"{' | '.join(cells)} | "
+                     f"`{path.name}` |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def readme() -> str:
+    text = README.read_text()
+    head, rest = text.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    return f"{head}{TABLE_START}\n{current_table()}\n{TABLE_END}{tail}"
+
+
+def wanted() -> dict[Path, str]:
+    return {INDEX: index(), README: readme()}
+
+
+def stale(files: dict[Path, str]) -> list[Path]:
+    return [p for p, text in files.items() if not p.exists() or p.read_text() != text]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    files = wanted()
+    if args.check:
+        for path in stale(files):
+            print(f"{path} is stale: run python3 benchmarks/results_index.py")
+        return 1 if stale(files) else 0
+    for path, text in files.items():
+        path.write_text(text)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
