@@ -241,3 +241,23 @@ def test_metrics_port_on_every_pod_and_a_pod_monitor_that_selects_them(helm, tmp
     assert "podMetricsEndpoints[0].port" in validate.check_pod_monitor(wrong_port, docs, "x")[0].field
     wrong_labels = {**monitor, "spec": {**monitor["spec"], "selector": {"matchLabels": {"app": "other"}}}}
     assert validate.check_pod_monitor(wrong_labels, docs, "x")[0].field == "spec.selector.matchLabels"
+
+
+VARIANTS = {
+    "stages": ["rayJob.stages={write,infer,produce}"],
+    "autoscaling+metrics": ["autoscaling.enabled=true", "metrics.podMonitor.enabled=true"],
+    "mode=job+autoscaling": ["mode=job", "autoscaling.enabled=true"],
+    "extras": ["env[0].name=A", "env[0].value=one", "serviceAccountName=sa", "priorityClassName=high",
+               "podLabels.team=sfx", "workerGroups.gpu.extraVolumes[0].name=s",
+               "workerGroups.gpu.extraVolumes[0].emptyDir.medium=Memory"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_variant_lints_and_validates_against_the_pinned_crds(helm, name):
+    sets = VARIANTS[name]
+    done = subprocess.run([helm, "lint", "--strict", str(CHART), *[a for s in sets for a in ("--set", s)]],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    docs = render(helm, *sets)
+    assert validate.check_docs(docs, name, validate.crd_validators()) == []
