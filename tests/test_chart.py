@@ -253,11 +253,16 @@ VARIANTS = {
 }  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def validators() -> dict:
+    return validate.crd_validators()
+
+
 @pytest.mark.parametrize("name", VARIANTS)
-def test_every_variant_lints_and_validates_against_the_pinned_crds(helm, name):
+def test_every_variant_lints_and_validates_against_the_pinned_crds(helm, validators, name):
     sets = VARIANTS[name]
     done = subprocess.run([helm, "lint", "--strict", str(CHART), *[a for s in sets for a in ("--set", s)]],
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stdout
     docs = render(helm, *sets)
-    assert validate.check_docs(docs, name, validate.crd_validators()) == []
+    assert validate.check_docs(docs, name, validators) == []
