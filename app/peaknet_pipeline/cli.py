@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("cleanup", "remove the detached actors (queues, coordinator) of a namespace"),
     ]:
         add_config_args(sub.add_parser(name, help=help_text))
+    add_config_args(sub.add_parser("plan", help="actors, CPUs and GPUs the config asks for, against the cluster"))
     push_p = sub.add_parser("push", help="send lclstreamer-format messages with planted peaks (tests, demos, load)")
     add_config_args(push_p)
     push_p.add_argument("--url", required=True, help="e.g. tcp://127.0.0.1:5555")
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "crystfel":
         return print_geometry(cfg)
+    if args.command == "plan":
+        return print_plan(cfg)
     if args.command == "push":
         from .ingest.push import PushPlan, push
 
@@ -128,6 +131,25 @@ def main(argv: list[str] | None = None) -> int:
     except (LookupError, RuntimeError, ValueError) as exc:
         print(f"peaknet-pipeline {args.command}: {exc}", file=sys.stderr)
         return 1
+
+
+def print_plan(cfg: PipelineConfig) -> int:
+    """0 when the config's actors fit the cluster (or there is none to ask), 1 when some fit on no node."""
+    import os
+
+    from .plan import asks, render, unplaceable
+
+    nodes = None
+    if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
+        from .ray_session import connect
+        from .scheduling import node_resources
+
+        connect(cfg, embedded=False)
+        nodes = node_resources()
+    gpus = nodes is None or any(n.get("GPU", 0) >= 1 for n in nodes)
+    plan = asks(cfg, STAGE_COMMANDS["run"], gpus_available=gpus)
+    print(render(plan, nodes))
+    return 1 if nodes is not None and unplaceable(plan, nodes) else 0
 
 
 def print_geometry(cfg: PipelineConfig) -> int:

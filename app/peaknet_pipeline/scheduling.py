@@ -9,20 +9,27 @@ import time
 import ray
 
 from .config import PipelineConfig
-from .stages.launch import Member, cpus_needed
+from .plan import asks, unplaceable
+from .stages.launch import Member
 
 log = logging.getLogger(__name__)
 CPU_KNOBS = "producer.num_cpus, inference.num_cpus, writer.num_cpus, peaks.task_cpus"
 
 
+def node_resources() -> list[dict[str, float]]:
+    """Each alive node's resources (its totals: what the stages' own actors may use)."""
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
 def check_cpus(cfg: PipelineConfig, stages: tuple[str, ...]) -> str | None:
-    """A warning when the stages ask for more CPUs than the cluster has now (it may still autoscale)."""
-    need, have = cpus_needed(cfg, stages), ray.cluster_resources().get("CPU", 0.0)
-    if need <= have:
+    """A warning when the stages' actors do not fit the cluster's nodes now (it may still autoscale)."""
+    nodes = node_resources()
+    gpus = any(n.get("GPU", 0) >= 1 for n in nodes)
+    if not (problems := unplaceable(asks(cfg, stages, gpus_available=gpus), nodes)):
         return None
     return (
-        f"the stages ask for {need:g} CPUs and the Ray cluster has {have:g}: actors wait until the cluster "
-        f"grows; lower {CPU_KNOBS} or add workers"
+        "; ".join(problems) + f": those actors wait until the cluster grows; lower {CPU_KNOBS}, producer.resources "
+        "or the actor counts, or add workers (`peaknet-pipeline plan` shows what the config asks for)"
     )
 
 

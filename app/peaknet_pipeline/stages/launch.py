@@ -9,6 +9,7 @@ import ray
 
 from ..config import PipelineConfig
 from ..kinds import PRODUCERS, WRITERS, kind_of
+from ..plan import asks, total
 from ..profiling import nsight_runtime_env
 from .infer import InferenceActor
 
@@ -75,11 +76,4 @@ STARTERS = {"produce": start_producers, "infer": start_inference, "write": start
 
 
 def cpus_needed(cfg: PipelineConfig, stages: tuple[str, ...]) -> float:
-    peak_tasks = cfg.peaks.task_cpus if kind_of(WRITERS, cfg.writer.kind).peak_tasks else 0
-    need = {
-        "produce": lambda: cfg.producer.num_cpus * len(kind_of(PRODUCERS, cfg.producer.kind).plan(cfg)),
-        "infer": lambda: cfg.inference.num_cpus * cfg.inference.num_actors,
-        # Peak-finding tasks must find a CPU free, or the write stage waits for ever.
-        "write": lambda: cfg.writer.num_cpus * cfg.writer.num_actors + peak_tasks,
-    }
-    return sum(need[s]() for s in stages)
+    return total(asks(cfg, stages), "CPU")

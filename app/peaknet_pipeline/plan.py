@@ -1,0 +1,86 @@
+"""What a config asks the Ray cluster for: actors per stage with their CPUs, GPUs and custom resources, and
+whether they fit the cluster's nodes. `peaknet-pipeline plan` prints it; the stages check it at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .config import PipelineConfig
+from .kinds import PRODUCERS, WRITERS, kind_of
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """`count` actors (or concurrent tasks) of one stage, each needing the same resources."""
+
+    stage: str
+    what: str
+    count: int
+    cpus: float
+    gpus: float = 0.0
+    resources: dict[str, float] = field(default_factory=dict)
+
+
+def asks(cfg: PipelineConfig, stages: tuple[str, ...], gpus_available: bool = True) -> list[Ask]:
+    """gpus_available: whether `inference.device: auto` will find a GPU (it does where the cluster has one)."""
+    out = []
+    if "produce" in stages:
+        n = len(kind_of(PRODUCERS, cfg.producer.kind).plan(cfg))
+        out.append(Ask("produce", f"{cfg.producer.kind} producer", n, cfg.producer.num_cpus, 0.0,
+                       dict(cfg.producer.resources)))  # fmt: skip
+    if "infer" in stages:
+        inf = cfg.inference
+        gpu = 1.0 if inf.device == "cuda" or (inf.device == "auto" and gpus_available) else 0.0
+        out.append(Ask("infer", "inference actor", inf.num_actors, inf.num_cpus, gpu))
+    if "write" in stages:
+        writer = kind_of(WRITERS, cfg.writer.kind)
+        out.append(Ask("write", f"{cfg.writer.kind} writer", cfg.writer.num_actors, cfg.writer.num_cpus))
+        if writer.peak_tasks:
+            # At least one peak-finding task must find a CPU free, or the writers wait for ever.
+            out.append(Ask("write", "peak-finding task (at least)", 1, cfg.peaks.task_cpus))
+    return out
+
+
+def total(plan: list[Ask], key: str) -> float:
+    if key in ("CPU", "GPU"):
+        return sum(a.count * (a.cpus if key == "CPU" else a.gpus) for a in plan)
+    return sum(a.count * a.resources.get(key, 0.0) for a in plan)
+
+
+def unplaceable(plan: list[Ask], nodes: list[dict[str, float]]) -> list[str]:
+    """What cannot be placed on these nodes (their free resources), first-fit, largest asks first."""
+    free = [dict(n) for n in nodes]
+    problems = []
+    for ask in sorted(plan, key=lambda a: (a.gpus, a.cpus), reverse=True):
+        need = {"CPU": ask.cpus, "GPU": ask.gpus, **ask.resources}
+        need = {k: v for k, v in need.items() if v}
+        for i in range(ask.count):
+            node = next((n for n in free if all(n.get(k, 0.0) + 1e-9 >= v for k, v in need.items())), None)
+            if node is None:
+                problems.append(f"{ask.count - i} of {ask.count} {ask.what}s ({ask.stage}; each {describe(need)}) "
+                                "fit on no node")  # fmt: skip
+                break
+            for k, v in need.items():
+                node[k] -= v
+    return problems
+
+
+def describe(need: dict[str, float]) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in need.items()) or "nothing"
+
+
+def render(plan: list[Ask], nodes: list[dict[str, float]] | None) -> str:
+    lines = [f"{'stage':<8} {'what':<30} {'count':>5} {'CPU each':>8} {'GPU each':>8}  other"]
+    for a in plan:
+        other = describe(a.resources) if a.resources else "-"
+        lines.append(f"{a.stage:<8} {a.what:<30} {a.count:>5} {a.cpus:>8g} {a.gpus:>8g}  {other}")
+    keys = ["CPU", "GPU", *sorted({k for a in plan for k in a.resources})]
+    lines.append("total: " + ", ".join(f"{total(plan, k):g} {k}" for k in keys))
+    if nodes is None:
+        lines.append("no Ray cluster to compare with (set ray.address or RAY_ADDRESS); `run` starts a local one")
+        return "\n".join(lines)
+    have = {k: sum(n.get(k, 0.0) for n in nodes) for k in keys}
+    lines.append(f"cluster: {len(nodes)} nodes, free " + ", ".join(f"{have[k]:g} {k}" for k in keys))
+    problems = unplaceable(plan, nodes)
+    lines += [f"does not fit: {p}" for p in problems] or ["fits"]
+    return "\n".join(lines)

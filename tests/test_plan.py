@@ -1,0 +1,55 @@
+"""What a config asks the cluster for (plan.py, `peaknet-pipeline plan`), against real nodes' resources."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from peaknet_pipeline.config_sources import validate_config
+from peaknet_pipeline.plan import asks, total, unplaceable
+
+from .conftest import cli
+
+ALL = ("produce", "infer", "write")
+
+
+def config(**sections):
+    return validate_config({"data": {"frame_shape": [1, 64, 64]}, **sections})
+
+
+def test_socket_producers_count_once_per_address_not_per_num_producers():
+    addresses = [{"url": "tcp://127.0.0.1:5555"}, {"url": "tcp://127.0.0.1:5556"}]
+    cfg = config(producer={"kind": "socket", "num_producers": 8, "num_cpus": 1, "socket": {"addresses": addresses},
+                           "resources": {"ingest": 1}})  # fmt: skip
+    (produce,) = asks(cfg, ("produce",))
+    assert (produce.count, total([produce], "CPU"), total([produce], "ingest")) == (2, 2.0, 2.0)
+
+
+def test_peak_tasks_only_for_writers_that_find_peaks():
+    with_peaks = asks(config(writer={"kind": "cxi", "num_actors": 2, "num_cpus": 0.5}), ("write",))
+    assert total(with_peaks, "CPU") == 2 * 0.5 + 1.0  # peaks.task_cpus defaults to 1
+    assert total(asks(config(writer={"kind": "none", "num_actors": 2, "num_cpus": 0.5}), ("write",)), "CPU") == 1.0
+
+
+def test_unplaceable_names_what_fits_on_no_node():
+    cfg = config(inference={"device": "cuda", "num_actors": 2, "num_cpus": 2},
+                 producer={"resources": {"ingest": 1}})  # fmt: skip
+    nodes = [{"CPU": 8.0, "GPU": 1.0}, {"CPU": 16.0}]
+    problems = unplaceable(asks(cfg, ALL), nodes)
+    assert any(p.startswith("1 of 2 inference actors (infer; each 2 CPU, 1 GPU)") for p in problems)
+    assert any("synthetic producers" in p and "1 ingest" in p for p in problems)
+    nodes.append({"CPU": 4.0, "GPU": 1.0, "ingest": 4.0})
+    assert unplaceable(asks(cfg, ALL), nodes) == []
+
+
+def test_plan_command_against_a_running_cluster(ray_session):
+    """The test Ray: 4 CPUs, no GPU, 2 `ingest_test`. Exit 0 when the config fits, 1 naming what does not."""
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    small = ["--set", "data.frame_shape=[1,64,64]", "--set", "inference.device=auto", "--set", "producer.num_cpus=0.5"]
+    done = subprocess.run(cli("plan", *small), capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "cluster: 1 nodes" in done.stdout and done.stdout.strip().endswith("fits")
+    big = [*small, "--set", "writer.num_actors=6", "--set", "writer.num_cpus=1"]
+    done = subprocess.run(cli("plan", *big), capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    assert "does not fit:" in done.stdout and "cxi writers (write; each 1 CPU) fit on no node" in done.stdout
