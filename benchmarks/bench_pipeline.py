@@ -45,6 +45,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="pipeline run length at the model-only rate")
     ap.add_argument("--iters", type=int, default=50, help="timed model-only batches")
     ap.add_argument("--output", help="also write the JSON here")
+    ap.add_argument("--output-dir", help="where the CXI runs write (default: a new temporary directory)")
     args = ap.parse_args()
     base = load_config(args.config, args.overrides)
     base.output.progress = "off"
@@ -52,7 +53,7 @@ def main() -> int:
     frames = frames_for(base, alone["frames_per_s"], args.seconds)
     configs = {name: run_config(args, extra, frames) for name, extra in RUNS.items() if name in args.runs}
     connect(base, embedded=True, cpus_needed=max(cpus_needed(c, STAGES) for c in configs.values()))
-    runs = {name: pipeline_run(cfg, alone["frames_per_s"]) for name, cfg in configs.items()}
+    runs = {name: pipeline_run(cfg, alone["frames_per_s"], args.output_dir) for name, cfg in configs.items()}
     result = {
         "config": args.config,
         "overrides": args.overrides,
@@ -79,8 +80,8 @@ def run_config(args: argparse.Namespace, extra: list[str], frames: int) -> Pipel
     return cfg
 
 
-def pipeline_run(cfg: PipelineConfig, model_fps: float) -> dict:
-    out_dir = tempfile.mkdtemp(prefix="peaknet-bench-")
+def pipeline_run(cfg: PipelineConfig, model_fps: float, parent: str | None = None) -> dict:
+    out_dir = tempfile.mkdtemp(prefix="peaknet-bench-", dir=parent)
     cfg.writer.output_dir = out_dir
     try:
         report = StageDriver(cfg, STAGES, "bench", whole_pipeline=True).execute()

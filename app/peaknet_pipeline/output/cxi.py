@@ -52,6 +52,14 @@ class SlabBuffer:
         return out
 
 
+def write_images(f: h5py.File, slabs: np.ndarray) -> None:
+    """One uncompressed chunk per image, each written as it lies in memory: HDF5's chunking and type
+    conversion are skipped, the bytes on disk are the same as through create_dataset(data=...)."""
+    data = f.create_dataset(DATA, shape=slabs.shape, dtype=slabs.dtype, chunks=(1, *slabs.shape[1:]))
+    for i, image in enumerate(np.ascontiguousarray(slabs)):
+        data.id.write_direct_chunk((i, 0, 0), image)
+
+
 def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
@@ -121,7 +129,7 @@ class CxiChunkWriter:
             with h5py.File(tmp, "w") as f:
                 self._write_peaks(f, events)
                 if slabs is not None:
-                    f.create_dataset(DATA, data=slabs, chunks=(1, *slabs.shape[1:]))
+                    write_images(f, slabs)
                 f[PHOTON_ENERGY] = np.array([e.photon_energy_eV for e in events], np.float32)
                 f[TIMESTAMP] = np.array([e.timestamp for e in events], np.float64)
                 f[EVENT_ID] = np.array([e.event_id for e in events], dtype=h5py.string_dtype())
