@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Where an images-CXI run's time goes on one GPU host (issue 20): trained base weights, the images run written
+# once to the host's disk and once to /dev/shm (is it the disk or the writers?), with py-spy on every writer
+# actor and peak-finding worker and `top` every 5 s beside each run.
+#   OUT=/tmp/prof bash benchmarks/run_writer_profile.sh [extra bench_pipeline --set args...]
+# Needs py-spy on PATH; summarise with benchmarks/analyze_pyspy.py.
+set -uo pipefail
+OUT=${OUT:-benchmarks/results/raw}
+WEIGHTS=${WEIGHTS:-/tmp/peaknet-weights/base.pt}
+CONFIG=${CONFIG:-examples/configs/gpu-512.yaml}
+mkdir -p "$OUT" "$(dirname "$WEIGHTS")"
+[ -f "$WEIGHTS" ] || python3 benchmarks/train_synthetic.py --config "$CONFIG" --seconds "${TRAIN_S:-60}" \
+  --output "$WEIGHTS" > "$OUT/train-base.json" 2> "$OUT/train-base.log"
+
+watch() {  # prefix: top every 5 s; py-spy on each new writer and peak-finding worker
+  local prefix=$1 seen=""
+  while sleep 5; do
+    top -b -c -n1 -w 250 | head -30 >> "$prefix-top.txt"
+    for pid in $(pgrep -f "ray::CxiWriterActor|ray::find_batch_peaks"); do
+      case " $seen " in *" $pid "*) continue ;; esac
+      seen="$seen $pid"
+      py-spy record --pid "$pid" --rate 100 --nonblocking --threads --format speedscope --duration 25 \
+        --output "$prefix-pyspy-$pid.json" > "$prefix-pyspy-$pid.log" 2>&1 &
+    done
+  done
+}
+
+for target in /tmp /dev/shm; do
+  name=images-$(basename "$target")
+  watch "$OUT/$name" &
+  watcher=$!
+  python3 benchmarks/bench_pipeline.py --config "$CONFIG" --runs images --seconds "${SECONDS_RUN:-25}" --iters 30 \
+    --set model.peaknet.weights="$WEIGHTS" --output-dir "$target" --output "$OUT/$name.json" "$@" \
+    > "$OUT/$name.log" 2>&1 || tail -20 "$OUT/$name.log"
+  kill $watcher 2>/dev/null
+  sleep 2
+done
