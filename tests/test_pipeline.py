@@ -20,6 +20,7 @@ def test_cpu_pipeline_accounts_for_every_frame(ray_session, cpu_config):
     sink_info = next(iter(stages["write"].info.values()))
     assert sink_info["unique_frames"] == 64 and sink_info["duplicate_frames"] == 0
     assert report.accounted is True and report.stopped_by is None
+    assert report.peak_quality["frames"] == 8  # writer.kind none samples: batches 0 and 8 of 16
     infer_info = next(iter(stages["infer"].info.values()))
     assert infer_info["warmup_shape"] == [1, 64, 64]  # pre-warm-up on the configured shape
     assert infer_info["fused_blocks"] == 0  # the report says which kernels ran: on CPU, PyTorch ops only

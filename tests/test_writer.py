@@ -134,6 +134,8 @@ def test_pipeline_writes_cxi_with_true_peaks_and_accounts_by_frame_id(ray_sessio
         ys, xs = np.round(truth[fid][:, 1]).astype(int), np.round(truth[fid][:, 2]).astype(int)
         assert (image[ys, xs] > cfg.producer.background + cfg.producer.peaks.amplitude / 3).all()
     assert report.accounted is True
+    # Every frame's peaks were matched against its planted ones, filtered frames too.
+    assert report.peak_quality["frames"] == 64 and report.peak_quality["recall"] == 1.0
 
 
 def test_killed_writer_leaves_only_complete_files(ray_session, cpu_config, tmp_path):

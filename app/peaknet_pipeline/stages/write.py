@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +46,21 @@ class WriteFailed(RuntimeError):
 
 
 @ray.remote
-def find_batch_peaks(mask: np.ndarray, frames: np.ndarray | None) -> list[PeakList]:
-    """One task per batch: a task per frame would cost more in scheduling than in labelling."""
-    return [find_peaks(mask[i], None if frames is None else frames[i]) for i in range(mask.shape[0])]
+def find_batch_peaks(mask: np.ndarray, frames: np.ndarray | None, truths: list | None) -> BatchPeaks:
+    """One task per batch: a task per frame would cost more in scheduling than in labelling. Matching against
+    planted peaks (synthetic frames) happens here too, off the writer's thread."""
+    peaks = [find_peaks(mask[i], None if frames is None else frames[i]) for i in range(mask.shape[0])]
+    tally = PeakTally()
+    for found, truth in zip(peaks, truths or []):
+        if truth is not None:
+            tally.add_frame(found.positions, truth)
+    return BatchPeaks(peaks, tally.counts() if tally.frames else None)
+
+
+@dataclass(slots=True)
+class BatchPeaks:
+    peaks: list[PeakList]
+    quality: dict[str, int] | None  # PeakTally counts, when the frames carried their planted peaks
 
 
 @ray.remote(max_concurrency=2)
@@ -107,7 +120,8 @@ class CxiWriterActor(Q2Consumer):
     def _dispatch(self, record: SegmentedBatch) -> None:
         self._member.status.frames_in += record.size
         weighted = self._cfg.peaks.weighting == "intensity"
-        task = self._find_peaks.remote(record.mask_ref, record.frames_ref if weighted else None)
+        truths = [m.extra.get("true_peaks") for m in record.meta] if "true_peaks" in record.meta[0].extra else None
+        task = self._find_peaks.remote(record.mask_ref, record.frames_ref if weighted else None, truths)
         self._pending.append((record, task))
 
     def _collect(self, block: bool) -> None:
@@ -130,14 +144,15 @@ class CxiWriterActor(Q2Consumer):
             if isinstance(got, Exception):
                 self._settle_failed(record, got)
             else:
-                self._keep(record, got[0], got[1] if images else None)
+                self._keep(record, got[0].peaks, got[1] if images else None)
+                if got[0].quality:
+                    self._quality.merge(got[0].quality)
+                    self._member.status.info["peak_quality"] = self._quality.counts()
 
     def _keep(self, record: SegmentedBatch, peaks: list[PeakList], frames: np.ndarray | None) -> None:
         w, status = self._cfg.writer, self._member.status
         filtered = 0
         for i, (meta, peak_list) in enumerate(zip(record.meta, peaks)):
-            if "true_peaks" in meta.extra:
-                self._quality.add_frame(peak_list.positions, meta.extra["true_peaks"])
             if len(peak_list) < w.min_num_peak:
                 filtered += 1
                 continue
@@ -156,8 +171,6 @@ class CxiWriterActor(Q2Consumer):
         # Images and peaks are copied: the owners may let the objects go. Kept events count on commit.
         self._member.settle(record.owners, record.size, None)
         status.batches += 1
-        if self._quality.frames:
-            status.info["peak_quality"] = self._quality.counts()
         self._steady.record(record.size)
 
     def _open(self, frame_shape: tuple[int, ...]) -> SlabBuffer | None:
