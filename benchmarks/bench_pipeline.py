@@ -63,6 +63,7 @@ def main() -> int:
         "precision": base.inference.precision,
         "compile_mode": base.inference.compile_mode,
         "model_only": alone,
+        "cxi_output": args.output_dir or "a temporary directory on the host's disk",
         "runs": runs,
     }
     emit_json(result, args.output)

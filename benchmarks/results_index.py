@@ -48,7 +48,8 @@ def ratio(run: dict | None) -> str:
 
 
 def shape_text(data: dict) -> str:
-    return "x".join(map(str, data["frame_shape"])) + f" b{data['batch_size']}"
+    where = f", CXI on {data['cxi_output']}" if str(data.get("cxi_output", "")).startswith("/") else ""
+    return "x".join(map(str, data["frame_shape"])) + f" b{data['batch_size']}{where}"
 
 
 def preset(data: dict) -> str:
