@@ -11,11 +11,12 @@ its own machine/gpu/device field or, failing that, its name prefix.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from peaknet_pipeline.generated import between_markers, stale, write_or_check  # noqa: F401 (stale: tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -199,33 +200,15 @@ def current_table() -> str:
 
 
 def readme() -> str:
-    text = README.read_text()
-    head, rest = text.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    return f"{head}{TABLE_START}\n{current_table()}\n{TABLE_END}{tail}"
+    return between_markers(README.read_text(), TABLE_START, TABLE_END, current_table())
 
 
 def wanted() -> dict[Path, str]:
     return {INDEX: index(), README: readme()}
 
 
-def stale(files: dict[Path, str]) -> list[Path]:
-    return [p for p, text in files.items() if not p.exists() or p.read_text() != text]
-
-
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--check", action="store_true")
-    args = ap.parse_args()
-    files = wanted()
-    if args.check:
-        for path in stale(files):
-            print(f"{path} is stale: run python3 benchmarks/results_index.py")
-        return 1 if stale(files) else 0
-    for path, text in files.items():
-        path.write_text(text)
-        print(f"wrote {path}")
-    return 0
+    return write_or_check(__doc__, wanted, "python3 benchmarks/results_index.py")
 
 
 if __name__ == "__main__":

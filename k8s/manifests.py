@@ -10,15 +10,17 @@ RayCluster). Every setting comes from the chart's values.yaml and configs/; noth
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "app"))
 from helm import find_helm  # noqa: E402
-from validate import CHART, helm_template  # noqa: E402
+from validate import helm_template  # noqa: E402
+
+from peaknet_pipeline.generated import stale, write_or_check  # noqa: E402, F401 (stale: tests)
 
 OUT = Path(__file__).resolve().parent / "rayjobs"
 STAGES = ("produce", "infer", "write")
@@ -41,24 +43,8 @@ def manifests(helm: str) -> dict[Path, str]:
     return out
 
 
-def stale(files: dict[Path, str]) -> list[Path]:
-    """The committed files that differ from what the chart renders."""
-    return [p for p, text in files.items() if not p.exists() or p.read_text() != text]
-
-
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--check", action="store_true")
-    args = ap.parse_args()
-    wanted = manifests(find_helm())
-    if args.check:
-        for path in stale(wanted):
-            print(f"{path} differs from the chart: run python3 k8s/manifests.py")
-        return 1 if stale(wanted) else 0
-    for path, text in wanted.items():
-        path.write_text(text)
-        print(f"wrote {path} ({CHART.name} chart)")
-    return 0
+    return write_or_check(__doc__, lambda: manifests(find_helm()), "python3 k8s/manifests.py")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ reject a mistyped pipeline key with its path.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "app"))
+from peaknet_pipeline.generated import between_markers, stale, write_or_check  # noqa: E402, F401 (stale: tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "peaknet"
@@ -84,7 +86,6 @@ def group_schema(worker: bool) -> dict:
 
 
 def pipeline_schema() -> tuple[dict, dict]:
-    sys.path.insert(0, str(ROOT / "app"))
     from peaknet_pipeline.config import PipelineConfig
 
     pipeline = PipelineConfig.model_json_schema()
@@ -230,10 +231,7 @@ def table() -> str:
 
 
 def readme() -> str:
-    text = README.read_text()
-    head, rest = text.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    return f"{head}{TABLE_START}\n{table()}\n{TABLE_END}{tail}"
+    return between_markers(README.read_text(), TABLE_START, TABLE_END, table())
 
 
 def render() -> str:
@@ -244,24 +242,8 @@ def wanted() -> dict[Path, str]:
     return {TARGET: render(), README: readme()}
 
 
-def stale(files: dict[Path, str]) -> list[Path]:
-    """The committed files that differ from what is wanted."""
-    return [p for p, text in files.items() if not p.exists() or p.read_text() != text]
-
-
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--check", action="store_true")
-    args = ap.parse_args()
-    files = wanted()
-    if args.check:
-        for path in stale(files):
-            print(f"{path} is stale: run python3 k8s/values_schema.py")
-        return 1 if stale(files) else 0
-    for path, text in files.items():
-        path.write_text(text)
-        print(f"wrote {path}")
-    return 0
+    return write_or_check(__doc__, wanted, "python3 k8s/values_schema.py")
 
 
 if __name__ == "__main__":
