@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import ProducerSection
+from .config import PipelineConfig, ProducerSection
 
 
 @dataclass(slots=True)
@@ -65,3 +65,12 @@ class FrameSynthesizer:
         gy = np.exp(-((ys - y) ** 2) / (2 * sigma**2))
         gx = np.exp(-((xs - x) ** 2) / (2 * sigma**2))
         panel[ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1] += self._cfg.peaks.amplitude * np.outer(gy, gx)
+
+
+def require_frame_shape(cfg: PipelineConfig) -> tuple[int, int, int]:
+    if cfg.data.frame_shape is None:
+        raise ValueError(
+            "producer.kind=synthetic needs data.frame_shape, the (C, H, W) of the frames to make; "
+            "set it in the config, e.g. --set 'data.frame_shape=[1,512,512]'"
+        )
+    return cfg.data.frame_shape

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import PipelineConfig
-from ..stages.produce import require_frame_shape
-from ..synthetic import FrameSynthesizer
+from ..synthetic import FrameSynthesizer, require_frame_shape
 from .decode import HC_EV_ANGSTROM, encode_message
 from .sockets import PushSocket
 

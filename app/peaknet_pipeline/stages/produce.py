@@ -12,7 +12,7 @@ from ..coordinator import MemberStatus
 from ..kinds import ProducerKind
 from ..profiling import Nvtx
 from ..records import FrameBatch, FrameMeta
-from ..synthetic import FrameSynthesizer, SyntheticBatch
+from ..synthetic import FrameSynthesizer, SyntheticBatch, require_frame_shape
 from .member import StageMember
 from .wiring import q1_client
 
@@ -23,15 +23,6 @@ def split_frames(total: int | None, parts: int) -> list[int | None]:
     if total is None:
         return [None] * parts
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
-
-
-def require_frame_shape(cfg: PipelineConfig) -> tuple[int, int, int]:
-    if cfg.data.frame_shape is None:
-        raise ValueError(
-            "producer.kind=synthetic needs data.frame_shape, the (C, H, W) of the frames to make; "
-            "set it in the config, e.g. --set 'data.frame_shape=[1,512,512]'"
-        )
-    return cfg.data.frame_shape
 
 
 @ray.remote(max_concurrency=2)  # a second thread serves stop() while run() works
