@@ -1,12 +1,14 @@
 """Model-only against the pipeline, side by side: same model, batch, precision and compile mode.
 
     python3 benchmarks/bench_pipeline.py --config examples/configs/gpu-512.yaml --seconds 30 \
-        [--runs infer images peaks] [--set k=v ...] [--output result.json]
+        [--runs infer images peaks] [--gpus N] [--set k=v ...] [--output result.json]
 
 (a) model_only: batches resident on the device.
 (b) infer: synthetic producers -> Q1 -> inference -> Q2 -> a counting sink (writer.kind=none).
 (c) images / peaks: the full pipeline with peak finding and CXI files, with and without images.
-Each pipeline run moves about `--seconds` worth of frames at the model-only rate. Rates are steady state
+With --gpus N the pipeline gets N inference actors and N times the producers, writers and queue shards, and
+its rates are compared with N times one GPU's model-only rate. Each pipeline run moves about `--seconds` worth
+of frames at that rate. Rates are steady state
 (first to last output batch); the limiting stage is named from the stage rates and queue high-water marks.
 """
 
@@ -46,14 +48,17 @@ def main() -> int:
     ap.add_argument("--iters", type=int, default=50, help="timed model-only batches")
     ap.add_argument("--output", help="also write the JSON here")
     ap.add_argument("--output-dir", help="where the CXI runs write (default: a new temporary directory)")
+    ap.add_argument("--gpus", type=int, default=1, help="inference actors, one GPU each; the rest scales with them")
     args = ap.parse_args()
     base = load_config(args.config, args.overrides)
     base.output.progress = "off"
     alone = model_only(base, args.iters)
-    frames = frames_for(base, alone["frames_per_s"], args.seconds)
-    configs = {name: run_config(args, extra, frames) for name, extra in RUNS.items() if name in args.runs}
+    target = alone["frames_per_s"] * args.gpus
+    frames = frames_for(scaled(base, args.gpus), target, args.seconds)
+    configs = {name: scaled(run_config(args, extra, frames), args.gpus) for name, extra in RUNS.items()
+               if name in args.runs}  # fmt: skip
     connect(base, embedded=True, cpus_needed=max(cpus_needed(c, STAGES) for c in configs.values()))
-    runs = {name: pipeline_run(cfg, alone["frames_per_s"], args.output_dir) for name, cfg in configs.items()}
+    runs = {name: pipeline_run(cfg, target, args.output_dir) for name, cfg in configs.items()}
     result = {
         "config": args.config,
         "overrides": args.overrides,
@@ -63,6 +68,7 @@ def main() -> int:
         "precision": base.inference.precision,
         "compile_mode": base.inference.compile_mode,
         "model_only": alone,
+        "gpus": args.gpus,
         "cxi_output": args.output_dir or "a temporary directory on the host's disk",
         "runs": runs,
     }
@@ -75,6 +81,17 @@ def frames_for(cfg: PipelineConfig, fps: float, seconds: float) -> int:
     return max(per_batch, math.ceil(fps * seconds / per_batch) * per_batch)
 
 
+def scaled(cfg: PipelineConfig, gpus: int) -> PipelineConfig:
+    """N inference actors, and N times what feeds and drains one."""
+    if gpus > 1:
+        cfg = cfg.model_copy(deep=True)
+        cfg.inference.num_actors *= gpus
+        cfg.producer.num_producers *= gpus
+        cfg.writer.num_actors *= gpus
+        cfg.queues.num_shards *= gpus
+    return cfg
+
+
 def run_config(args: argparse.Namespace, extra: list[str], frames: int) -> PipelineConfig:
     cfg = load_config(args.config, [*args.overrides, *extra, f"producer.total_frames={frames}"])
     cfg.output.progress = "off"
@@ -82,6 +99,7 @@ def run_config(args: argparse.Namespace, extra: list[str], frames: int) -> Pipel
 
 
 def pipeline_run(cfg: PipelineConfig, model_fps: float, parent: str | None = None) -> dict:
+    """model_fps: what the run is compared with (N GPUs x one GPU's model-only rate)."""
     out_dir = tempfile.mkdtemp(prefix="peaknet-bench-", dir=parent)
     cfg.writer.output_dir = out_dir
     try:

@@ -50,7 +50,8 @@ def ratio(run: dict | None) -> str:
 
 def shape_text(data: dict) -> str:
     where = f", CXI on {data['cxi_output']}" if str(data.get("cxi_output", "")).startswith("/") else ""
-    return "x".join(map(str, data["frame_shape"])) + f" b{data['batch_size']}{where}"
+    gpus = f" on {data['gpus']} GPUs (ratios to {data['gpus']}x model alone)" if data.get("gpus", 1) > 1 else ""
+    return "x".join(map(str, data["frame_shape"])) + f" b{data['batch_size']}{gpus}{where}"
 
 
 def preset(data: dict) -> str:
