@@ -24,7 +24,7 @@ INDEX = RESULTS / "README.md"
 README = ROOT / "README.md"
 TABLE_START = "<!-- current numbers: benchmarks/results_index.py -->"
 TABLE_END = "<!-- end of current numbers -->"
-CARDS = {"h100": "H100", "h200": "H200", "local": "CPU (2 cores)"}
+CARDS = {"h100": "H100", "h200": "H200", "h200x2": "2 x H200", "local": "CPU (2 cores)"}
 
 
 def load(path: Path) -> dict | list:
