@@ -57,42 +57,45 @@ def test_the_pipelines_own_cxi_replays_to_the_same_pixels_event_ids_and_peaks(ra
     assert len(original) == 64 and len(list((tmp_path / "a").glob("*.cxi"))) >= 3
 
     replay = file_config(cpu_config, [str(tmp_path / "a" / "*.cxi")], tmp_path / "b")
-    replay.producer.num_producers = 2
+    replay.producer.num_producers, replay.producer.file.loops = 2, 2
     report = StageDriver(replay, ALL, "run", whole_pipeline=True).execute()
     assert report.exit_code == EXIT_OK and report.accounted
-    assert report.stages["produce"].frames_out == 64
+    assert report.stages["produce"].frames_out == 128
     again = cxi_events(tmp_path / "b")
-    assert set(again) == set(original)
+    assert set(again) == set(original) | {f"{event_id}#1" for event_id in original}  # a second pass, ids apart
     for event_id, (image, peaks) in original.items():
-        np.testing.assert_array_equal(again[event_id][0], image)
-        np.testing.assert_array_equal(again[event_id][1], peaks)
+        for replayed in (event_id, f"{event_id}#1"):
+            np.testing.assert_array_equal(again[replayed][0], image)
+            np.testing.assert_array_equal(again[replayed][1], peaks)
 
 
-def test_loops_replay_every_file_again_with_distinct_ids(ray_session, cpu_config, tmp_path):
-    frames = FrameSynthesizer(cpu_config.producer, (1, 64, 64), "float32", 7).batch(10).frames
-    path = tmp_path / "plain.h5"
-    with h5py.File(path, "w") as f:
-        f["/data/data"] = frames[:, 0]  # (B, H, W), no event ids: <file>:<index>
-    cfg = file_config(cpu_config, [str(path)], None)
-    cfg.producer.file.dataset, cfg.producer.file.loops = "/data/data", 3
-    report = StageDriver(cfg, ALL, "run", whole_pipeline=True).execute()
-    assert report.exit_code == EXIT_OK and report.accounted
-    sink = next(iter(report.stages["write"].info.values()))
-    assert sink["unique_frames"] == 30 and sink["duplicate_frames"] == 0
-
-
-def test_a_wrong_dataset_or_shape_ends_the_run_naming_the_setting(ray_session, cpu_config, tmp_path):
+def test_a_wrong_dataset_ends_the_run_at_start_naming_the_setting(ray_session, cpu_config, tmp_path):
     path = tmp_path / "frames.h5"
     with h5py.File(path, "w") as f:
-        f["/entry_1/data_1/data"] = np.zeros((4, 32, 32), np.float32)
+        f["/entry_1/data_1/data"] = np.zeros((4, 64, 64), np.float32)
     cfg = file_config(cpu_config, [str(path)], None)
-    report = StageDriver(cfg, ALL, "run", whole_pipeline=True).execute()
-    assert report.exit_code == EXIT_STAGE_FAILED
-    assert "data.frame_shape is (1, 64, 64)" in report.error and "(1, 32, 32)" in report.error
     cfg.producer.file.dataset = "/entry_1/data_1/dta"
     report = StageDriver(cfg, ALL, "run", whole_pipeline=True).execute()
     assert report.exit_code == EXIT_STAGE_FAILED
     assert "producer.file.dataset '/entry_1/data_1/dta'" in report.error and "/entry_1/data_1/data" in report.error
+
+
+def test_plain_frames_without_ids_and_a_shape_the_config_does_not_name(cpu_config, tmp_path):
+    frames = FrameSynthesizer(cpu_config.producer, (1, 64, 64), "float32", 7).batch(3).frames
+    path = tmp_path / "plain.h5"
+    with h5py.File(path, "w") as f:
+        f["/data/data"] = frames[:, 0]  # (B, H, W), no event ids, no /LCLS
+    cfg = file_config(cpu_config, [str(path)], None)
+    cfg.producer.file.dataset = "/data/data"
+    source = FrameFile(str(path), cfg)
+    batch = source.read(1, 3)
+    source.close()
+    np.testing.assert_array_equal(batch.frames, frames[1:3])
+    assert batch.event_ids == ["plain.h5:1", "plain.h5:2"]
+    assert (batch.photon_energy_eV == cfg.producer.photon_energy_eV).all()
+    cfg.data.frame_shape = (1, 32, 32)
+    with pytest.raises(ValueError, match=r"data.frame_shape is \(1, 32, 32\) but .* frames of \(1, 64, 64\)"):
+        FrameFile(str(path), cfg)
 
 
 def test_missing_files_are_a_config_error_before_anything_starts(cpu_config, tmp_path):
