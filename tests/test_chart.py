@@ -266,3 +266,26 @@ def test_every_variant_lints_and_validates_against_the_pinned_crds(helm, validat
     assert done.returncode == 0, done.stdout
     docs = render(helm, *sets)
     assert validate.check_docs(docs, name, validators) == []
+
+
+def notes(helm: str, tmp_path, *sets: str) -> str:
+    """What `helm install` would print: NOTES.txt rendered through a throwaway template (helm template skips it)."""
+    chart = tmp_path / "peaknet"
+    if not chart.exists():
+        shutil.copytree(CHART, chart)
+        probe = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        probe += 'data:\n  notes: {{ include "peaknet.notes" . | quote }}\n'
+        (chart / "templates" / "zz-notes.yaml").write_text(probe)
+    args = [helm, "template", "bl7", str(chart), "--show-only", "templates/zz-notes.yaml"]
+    done = subprocess.run(args + [a for s in sets for a in ("--set", s)], capture_output=True, text=True, check=True)
+    return yaml.safe_load(done.stdout)["data"]["notes"]
+
+
+def test_install_notes_say_what_to_do_next_in_each_mode(helm, tmp_path):
+    plain = notes(helm, tmp_path)
+    assert "kubectl get raycluster bl7" in plain and "--show-only templates/rayjob-stages.yaml" in plain
+    assert 'Ray namespace "peaknet"' in plain and "/data/peaknet/cxi on claim bl7-output" in plain
+    staged = notes(helm, tmp_path, "rayJob.stages={write,infer,produce}", "pipeline.ray.namespace=bl7ns")
+    assert "The stages start as RayJobs (write, infer, produce)" in staged and 'Ray namespace "bl7ns"' in staged
+    job = notes(helm, tmp_path, "mode=job")
+    assert "RayJob bl7 starts its own RayCluster" in job and "raycluster" not in job
