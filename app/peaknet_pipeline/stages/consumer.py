@@ -26,10 +26,7 @@ class Q2Consumer:
 
     def _guard(self, setup: Callable[[], None]) -> None:
         """Run the setup that depends on settings and the disk; a failure is kept for run() to report."""
-        try:
-            setup()
-        except Exception as exc:
-            self._start_error = self._member.start_failed(exc)
+        self._start_error = self._start_error or self._member.guard(setup)
 
     def _ready(self) -> None:
         if self._start_error is None:

@@ -186,11 +186,11 @@ class InferenceActor:
     def __init__(self, cfg: PipelineConfig, coordinator, name: str):
         logging.basicConfig(level=cfg.output.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._member = StageMember(coordinator, "infer", name)
-        self._failed: MemberStatus | None = None
-        try:
+
+        def start() -> None:  # a missing weights file, a bad model setting: said once, by the driver
             self._worker = InferenceWorker(cfg, self._member)
-        except Exception as exc:  # a missing weights file, a bad model setting: said once, by the driver
-            self._failed = self._member.start_failed(exc)
+
+        self._failed = self._member.guard(start)
 
     def stop(self) -> None:
         self._member.local_stop.set()

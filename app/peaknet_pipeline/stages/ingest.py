@@ -34,14 +34,18 @@ class SocketProducer:
     def __init__(self, cfg: PipelineConfig, coordinator, name: str, address: SocketAddress):
         self._cfg = cfg
         self._member = StageMember(coordinator, "produce", name)
-        self._failed: MemberStatus | None = None
         sock_cfg = cfg.producer.socket
-        try:
+
+        def bind() -> None:  # address in use, a malformed URL
             self._sock = PullSocket(sock_cfg.transport, address.url, address.role, queued=sock_cfg.buffer_batches)
-        except Exception as exc:  # address in use, a malformed URL: said once, naming the setting
-            message = f"producer.socket.addresses url {address.url!r} ({address.role}): {exc}"
-            self._failed = self._member.start_failed(OSError(message))
+
+        def named(exc: Exception) -> Exception:
+            return OSError(f"producer.socket.addresses url {address.url!r} ({address.role}): {exc}")
+
+        if (failed := self._member.guard(bind, named)) is not None:
+            self._failed = failed
             return
+        self._failed: MemberStatus | None = None
         self._leftover: list[bytes] = []  # received while stopping, with the buffer full: forwarded at the end
         self._buffer: queue.Queue = queue.Queue(maxsize=cfg.producer.socket.buffer_batches)
         self._names = cfg.producer.socket.names

@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import ray
@@ -49,6 +50,18 @@ class StageMember:
         self.status.state, self.status.error = "failed", f"{type(exc).__name__}: {exc}"
         self.publish(force=True)
         return self.status
+
+    def guard(
+        self, setup: Callable[[], None], reword: Callable[[Exception], Exception] | None = None
+    ) -> MemberStatus | None:
+        """Run what a start depends on (settings, files, sockets, the model); a failure is said once, for the
+        driver, and returned for run() to end with. reword: the message naming the setting, where the
+        exception's own does not."""
+        try:
+            setup()
+        except Exception as exc:
+            return self.start_failed(reword(exc) if reword else exc)
+        return None
 
     @property
     def name(self) -> str:

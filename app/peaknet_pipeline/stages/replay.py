@@ -23,15 +23,16 @@ class FileProducer:
     def __init__(self, cfg: PipelineConfig, coordinator, name: str, paths: list[str]):
         self._cfg = cfg
         self._member = StageMember(coordinator, "produce", name)
-        self._failed: MemberStatus | None = None
         self._files: list[FrameFile] = []
-        try:  # every file checked before the first frame moves: a bad one ends the run at once
-            for path in paths:
-                self._files.append(FrameFile(path, cfg))
-        except (OSError, ValueError) as exc:
+
+        def open_all() -> None:  # every file checked before the first frame moves: a bad one ends the run
+            self._files.extend(FrameFile(path, cfg) for path in paths)
+
+        if (failed := self._member.guard(open_all)) is not None:
             self._close()
-            self._failed = self._member.start_failed(exc)
+            self._failed = failed
             return
+        self._failed: MemberStatus | None = None
         self._q1 = q1_client(cfg)
         self._member.status.info.update(files=len(paths), events_per_loop=sum(f.count for f in self._files))
         self._member.publish(force=True)
