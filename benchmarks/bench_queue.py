@@ -1,6 +1,10 @@
 """Queue records holding an ObjectRef to the frames (what peaknet does) against records holding the frames.
 
     python3 benchmarks/bench_queue.py --frame 1 512 512 --batch 32 --batches 200 --output queue.json
+    python3 benchmarks/bench_queue.py --scaling 1 2 4 8 --output queue-scaling.json
+
+--scaling: records per second through S shards with S producers and S consumers (records as small as
+peaknet's: an id and a ref), for each S: how far the queue actors carry before they need a node of their own.
 
 One producer process puts, one consumer process gets and reads the frames; both through a sharded queue of
 Ray actors. With values, every batch is serialised into the shard actor and out again (two extra copies
@@ -11,6 +15,7 @@ the frames from the shared-memory object store.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -41,6 +46,37 @@ def consume(queue: ShardedQueue, batches: int, by_ref: bool) -> float:
     return time.perf_counter() - t0
 
 
+@ray.remote(num_cpus=1)
+def put_records(queue: ShardedQueue, ref_box: list, records: int) -> None:
+    for i in range(records):
+        queue.put({"id": i, "frames": ref_box[0]})
+
+
+@ray.remote(num_cpus=1)
+def get_records(queue: ShardedQueue, records: int) -> tuple[int, float, float]:
+    seen, first, last = 0, None, 0.0
+    while seen < records:
+        got = queue.get_batch(4, timeout=5)
+        now = time.perf_counter()
+        first = first or now
+        seen, last = seen + len(got), now
+    return seen, first, last
+
+
+def scaling(shards: int, records: int) -> dict:
+    """S producers put `records` each; S consumers take them; records/s from the first get to the last."""
+    queue = ShardedQueue.create(f"bench-scale-{shards}", shards, 16, "peaknet-bench")
+    box = [ray.put(np.zeros(8, np.float32))]  # one ref in every record: the queue's cost, not the store's
+    consumers = [get_records.remote(queue, records) for _ in range(shards)]
+    producers = [put_records.remote(queue, box, records) for _ in range(shards)]
+    ray.get(producers)
+    done = ray.get(consumers)
+    queue.destroy()
+    seconds = max(d[2] for d in done) - min(d[1] for d in done)
+    return {"shards": shards, "producers": shards, "consumers": shards, "records": shards * records,
+            "records_per_s": round(shards * records / seconds, 1)}  # fmt: skip
+
+
 def measure(shape: tuple, batches: int, shards: int, by_ref: bool) -> dict:
     queue = ShardedQueue.create(f"bench-{'ref' if by_ref else 'value'}", shards, 8, "peaknet-bench")
     consumer = consume.remote(queue, batches, by_ref)
@@ -58,8 +94,16 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--batches", type=int, default=200)
     ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--scaling", type=int, nargs="*", help="shard counts to sweep (records/s)")
+    ap.add_argument("--records", type=int, default=2000, help="records per producer in --scaling")
     ap.add_argument("--output")
     args = ap.parse_args()
+    if args.scaling:
+        cpus = max(4, 2 * max(args.scaling))
+        ray.init(num_cpus=cpus, include_dashboard=False, namespace="peaknet-bench")
+        rows = [scaling(s, args.records) for s in args.scaling]
+        emit_json({"cpus": os.cpu_count(), "scaling": rows}, args.output)
+        return 0
     ray.init(num_cpus=4, include_dashboard=False, namespace="peaknet-bench")
     shape = (args.batch, *args.frame)
     result = {
