@@ -29,7 +29,7 @@ def test_the_built_wheel_installs_into_a_fresh_venv_and_runs_the_cpu_demo(tmp_pa
     tool = venv / "bin/peaknet-pipeline"
     assert "config" in sh(tool, "--help").stdout
     shown = sh(tool, "config", "show", "--config", ROOT / "examples/configs/cpu-demo.yaml")
-    assert "frame_shape:" in shown.stdout and "kind: threshold" in shown.stdout
+    assert "frame_shape:" in shown.stdout and "weights: builtin:peaknet-demo-synthetic.pt" in shown.stdout
     demo = [
         tool, "run", "--config", ROOT / "examples/configs/cpu-demo.yaml",
         "--set", "producer.total_frames=64", "--set", "output.samples=samples.jsonl",
@@ -38,6 +38,9 @@ def test_the_built_wheel_installs_into_a_fresh_venv_and_runs_the_cpu_demo(tmp_pa
     sh(*demo, cwd=tmp_path, timeout=300)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["accounted"] is True and report["warnings"] == []
+    # The wheel carries the demo's trained weights: PeakNet finds the planted peaks.
+    assert report["model"]["kind"] == "peaknet" and report["model"]["random_weights"] is False
+    assert report["peak_quality"]["frames"] == 64 and report["peak_quality"]["recall"] > 0.95
     assert list((tmp_path / "cxi").glob("*.cxi"))
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert samples and all(s["object_store_bytes"] is not None for s in samples)
