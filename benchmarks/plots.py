@@ -1,9 +1,12 @@
 """The pictures in docs/performance.md, from the JSON that the benchmarks write.
 
-    python3 benchmarks/plots.py --sweep benchmarks/results/h100-model-sweep.jsonl \
-        --e2e benchmarks/results/h100-e2e-{base-512,base-1920,673m-512}.json \
-        --trace benchmarks/results/h100-trace-summary.json \
-        --samples benchmarks/results/h100-memory-samples.jsonl --out docs/img
+    R=benchmarks/results
+    python3 benchmarks/plots.py --sweep $R/h100-model-erf.jsonl \
+        --e2e $R/h200-e2e-base-512-b64-lifecycle.json $R/h200-e2e-base-512-images-shm.json \
+              $R/h100-e2e-base-1920.json $R/h100-e2e-base-1920-images-writers-6.json $R/h100-e2e-673m-512.json \
+        --scaling $R/h200-e2e-base-512-b64-lifecycle.json $R/h200-e2e-base-512-images-shm.json \
+                  $R/h200x2-e2e-base-512-infer-peaks.json $R/h200x2-e2e-base-512-images-shm.json \
+        --trace $R/h100-trace-summary.json --samples $R/h100-memory-samples.jsonl --out docs/img
 
 Needs matplotlib (pip install matplotlib); nothing else in peaknet does.
 """
@@ -26,14 +29,15 @@ COLOURS = {"compute": "tab:blue", "h2d": "tab:orange", "d2h": "tab:green", "d2d"
 
 
 def throughput_vs_batch(sweep: list[dict], out: Path) -> None:
-    """Model-only frames/s of the compiled default variants against batch size (bench_model.py output)."""
+    """Model-only frames/s of base 1x512x512 against batch size (bench_model.py output), one per batch."""
     points = sorted(
         (int(o.split("=")[1]), r["frames_per_s"])
         for r in sweep
-        if r["variant"].startswith("base-512-") and r["variant"].endswith("-default")
+        if r["variant"].startswith("base-512-b")
         for o in r["overrides"]
         if o.startswith("data.batch_size=")
     )
+    modes = {o.split("=")[1] for r in sweep for o in r["overrides"] if o.startswith("inference.compile_mode=")}
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([b for b, _ in points], [f for _, f in points], "o-")
     for b, f in points:
@@ -44,7 +48,8 @@ def throughput_vs_batch(sweep: list[dict], out: Path) -> None:
     ax.set_ylabel("frames/s (model only, on GPU)")
     ax.set_ylim(0, max(f for _, f in points) * 1.15)
     ax.grid(alpha=0.3)
-    ax.set_title(f"PeakNet base 1x512x512, bf16, compile default ({sweep[0]['gpu']})")
+    card = sweep[0]["gpu"].removeprefix("NVIDIA ").split(" 80GB")[0]
+    ax.set_title(f"base 1x512x512, bf16, compile {'/'.join(sorted(modes))} ({card})", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "throughput-vs-batch.png", dpi=120)
 
@@ -61,7 +66,10 @@ def merge_by_model(results: list[dict]) -> list[dict]:
         first = merged[label]
         first["runs"].update(r["runs"])
         knobs = [o for o in r["overrides"] if o not in first["overrides"] and "weights" not in o]
-        first["label"] += f" | {'/'.join(r['runs'])}: {', '.join(knobs)}"
+        if r.get("cxi_output", "").startswith("/"):
+            knobs.append(f"CXI on {r['cxi_output']}")
+        if knobs:
+            first["label"] += f" | {'/'.join(r['runs'])}: {', '.join(knobs)}"
     return list(merged.values())
 
 
@@ -71,13 +79,14 @@ def pipeline_vs_model(results: list[dict], out: Path) -> None:
     labels = [r["label"] for r in results]
     series = [("model only", [r["model_only"]["frames_per_s"] for r in results])]
     for run in ("infer", "peaks", "images"):
-        series.append((RUN_LABELS[run], [r["runs"].get(run, {}).get("end_to_end_frames_per_s") or 0 for r in results]))
+        series.append((RUN_LABELS[run], [r["runs"].get(run, {}).get("end_to_end_frames_per_s") for r in results]))
     fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 4))
     for i, ax in enumerate(axes if len(results) > 1 else [axes]):
-        values = [vals[i] for _, vals in series]
+        values = [vals[i] or 0 for _, vals in series]
         ax.bar(range(len(series)), values, color=["tab:gray", "tab:blue", "tab:green", "tab:orange"])
         for x, v in enumerate(values):
-            ax.annotate(f"{v:,.0f}", (x, v), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
+            text = f"{v:,.0f}" if v else "not run"
+            ax.annotate(text, (x, v), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
         ax.axhline(0.9 * values[0], color="r", ls=":", lw=1)
         ax.set_xticks(range(len(series)), [name for name, _ in series], rotation=30, ha="right", fontsize=8)
         ax.set_title(labels[i], fontsize=9)
@@ -93,7 +102,37 @@ RUN_LABELS = {"infer": "(b) infer -> Q2", "peaks": "(c) + peaks CXI", "images": 
 def label_of(r: dict) -> str:
     shape = "x".join(str(d) for d in r["frame_shape"])
     preset = next((o.split("=")[1] for o in r["overrides"] if o.startswith("model.peaknet.preset=")), "base")
-    return f"{preset} {shape} b{r['batch_size']}"
+    card = (r["machine"].get("gpu") or "CPU").removeprefix("NVIDIA ").split(" 80GB")[0]
+    return f"{preset} {shape} b{r['batch_size']} ({card})"
+
+
+def scaling(results: list[dict], out: Path) -> None:
+    """Each run's frames/s against the number of GPUs (bench_pipeline.py --gpus), with N x model only."""
+    by_run: dict[str, dict[int, float]] = {}
+    alone = {}
+    for r in results:
+        gpus = r.get("gpus", 1)
+        alone[gpus] = r["model_only"]["frames_per_s"] * gpus
+        for run, v in r["runs"].items():
+            if v.get("end_to_end_frames_per_s"):
+                by_run.setdefault(run, {})[gpus] = v["end_to_end_frames_per_s"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(sorted(alone), [alone[g] for g in sorted(alone)], "k--", label="N x model only")
+    for i, (run, points) in enumerate(by_run.items()):
+        gs = sorted(points)
+        ax.plot(gs, [points[g] for g in gs], "o-", label=RUN_LABELS[run])
+        for g in gs:
+            ax.annotate(f"{points[g]:,.0f}", (g, points[g]), textcoords="offset points", xytext=(8, 6 - 10 * i),
+                        fontsize=8)  # fmt: skip
+    ax.set_xticks(sorted(alone))
+    ax.set_xlabel("GPUs (one inference actor each)")
+    ax.set_ylabel("frames/s")
+    ax.set_ylim(0, max(alone.values()) * 1.1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"base 1x512x512 b64, trained weights, CXI on /dev/shm ({label_of(results[0]).split('(')[1][:-1]})")
+    fig.tight_layout()
+    fig.savefig(out / "scaling-with-gpus.png", dpi=120)
 
 
 def timeline(summary: dict, out: Path, span_ms: float = 60.0) -> None:
@@ -144,6 +183,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sweep", help="bench_model.py JSON lines (model-only variants)")
     ap.add_argument("--e2e", nargs="*", default=[], help="bench_pipeline.py outputs; later ones override runs")
+    ap.add_argument("--scaling", nargs="*", default=[], help="bench_pipeline.py outputs at 1, 2, ... GPUs")
     ap.add_argument("--trace", help="analyze_trace.py output")
     ap.add_argument("--samples", help="output.samples JSON lines of a long run")
     ap.add_argument("--out", default="docs/img")
@@ -154,6 +194,8 @@ def main() -> int:
         throughput_vs_batch(load_samples(args.sweep), out)  # JSON lines, like the samples
     if args.e2e:
         pipeline_vs_model([json.loads(Path(p).read_text()) for p in args.e2e], out)
+    if args.scaling:
+        scaling([json.loads(Path(p).read_text()) for p in args.scaling], out)
     if args.trace:
         timeline(json.loads(Path(args.trace).read_text()), out)
     if args.samples:
