@@ -141,3 +141,11 @@ def test_multi_panel_frames_from_4d_data_and_from_slabs_through_the_writers_geom
     cfg.writer.geometry = None
     with pytest.raises(ValueError, match="set writer.geometry"):
         FrameFile(str(tmp_path / "slabs.cxi"), cfg)
+
+
+def test_pacing_keeps_the_average_rate_and_lets_a_late_producer_catch_up():
+    from peaknet_pipeline.stages.replay import pacing_delay
+
+    assert pacing_delay(None, 0.0, 640, 0.0) == 0.0
+    assert pacing_delay(100.0, 10.0, 64, 10.2) == pytest.approx(0.44)  # 64 frames at 100/s end at 10.64
+    assert pacing_delay(100.0, 10.0, 64, 11.0) == 0.0  # behind: no wait

@@ -90,13 +90,17 @@ class FileProducer:
         return False
 
     def _pace(self, started: float, frames: int) -> None:
-        rate = self._cfg.producer.file.frames_per_s
-        if rate:
-            time.sleep(max(0.0, started + frames / rate - time.monotonic()))
+        time.sleep(pacing_delay(self._cfg.producer.file.frames_per_s, started, frames, time.monotonic()))
 
     def _close(self) -> None:
         for frame_file in self._files:
             frame_file.close()
+
+
+def pacing_delay(rate: float | None, started: float, frames: int, now: float) -> float:
+    """How long to wait so that `frames` sent since `started` keep to `rate` frames/s on average (no rate:
+    none); a producer that fell behind catches up without waiting."""
+    return max(0.0, started + frames / rate - now) if rate else 0.0
 
 
 def plan(cfg: PipelineConfig) -> list[tuple]:
