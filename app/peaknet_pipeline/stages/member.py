@@ -109,11 +109,13 @@ class StageMember:
         """Before frames enter Q1: from here on they are accepted and must end with an outcome."""
         ray.get(self.coordinator.produced.remote(self.name, frames))
 
-    def settle(self, owners: tuple[str, ...], frames: int, outcome: str | None) -> None:
+    def settle(self, owners: tuple[str, ...], frames: int, outcome: str | None, released: int | None = None) -> None:
         """`frames` frames of a record owned by `owners` need nothing more from anyone: `outcome` says what
-        became of them (None: only released, their outcome is counted later, as a writer does on commit)."""
-        if frames:
-            self.coordinator.settle.remote({owner: frames for owner in owners}, frames, outcome)
+        became of them (None: only released, their outcome is counted later, as a writer does on commit).
+        released: how many of the owners' frames to release, when more than those given an outcome."""
+        released = frames if released is None else released
+        if frames or released:
+            self.coordinator.settle.remote({owner: released for owner in owners}, frames, outcome)
 
     def linger(self, produced: int, timeout_s: float) -> bool:
         """Keep this actor (the owner of its objects) alive until downstream no longer needs them: all

@@ -167,9 +167,9 @@ class CxiWriterActor(Q2Consumer):
                     self._flush()
         if filtered:
             status.fail("filtered_min_num_peak", filtered)
-            self._member.settle((), filtered, "filtered_min_num_peak")
-        # Images and peaks are copied: the owners may let the objects go. Kept events count on commit.
-        self._member.settle(record.owners, record.size, None)
+        # Images and peaks are copied: the owners may let the objects go. Filtered frames have their outcome
+        # now, kept events on commit; one call to the coordinator for both.
+        self._member.settle(record.owners, filtered, "filtered_min_num_peak" if filtered else None, record.size)
         status.batches += 1
         self._steady.record(record.size)
 
