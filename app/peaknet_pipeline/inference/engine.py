@@ -59,6 +59,11 @@ def spec_from_config(cfg: PipelineConfig, frame_shape: tuple[int, int, int]) -> 
     )
 
 
+def effective_precision(precision: str, device: str) -> str:
+    """The precision the model runs in: the configured one on a GPU; on a CPU always fp32."""
+    return precision if device == "cuda" else "fp32"
+
+
 def compile_options(spec: EngineSpec) -> dict:
     """torch.compile's inductor options for the spec: its mode's, plus kernel tuning when asked for."""
     from torch._inductor import list_mode_options  # compiling only: a heavy import
@@ -74,7 +79,7 @@ class ModelRunner:
 
     def __init__(self, model: Segmenter, spec: EngineSpec, device: torch.device):
         self.mask_channels = model.mask_channels(spec.frame_shape[0])
-        reduced = AUTOCAST.get(spec.precision) if device.type == "cuda" else None  # CPU: fp32 is faster
+        reduced = AUTOCAST.get(effective_precision(spec.precision, device.type))  # CPU: fp32 is faster
         self._cast = reduced if spec.cast_weights else None
         self._autocast = reduced if not spec.cast_weights else None
         if device.type == "cuda":

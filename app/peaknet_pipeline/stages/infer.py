@@ -13,7 +13,7 @@ import torch
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
 from ..inference.batch_check import BatchRejected, check_batch
-from ..inference.engine import make_engine, resolve_device, spec_from_config, warm_up
+from ..inference.engine import effective_precision, make_engine, resolve_device, spec_from_config, warm_up
 from ..inference.models import build_model
 from ..model.segmenter import InputError
 from ..profiling import Nvtx, TorchTrace
@@ -46,7 +46,8 @@ class InferenceWorker:
         if self._device == "cpu":
             torch.set_num_threads(cfg.inference.cpu_threads or max(1, int(cfg.inference.num_cpus)))
         self._model, model_info = build_model(cfg.model)
-        self._member.status.info.update(model=model_info, device=self._device)
+        precision = effective_precision(cfg.inference.precision, self._device)
+        self._member.status.info.update(model={**model_info, "precision": precision}, device=self._device)
         self._nvtx = Nvtx(cfg.profiling.enabled)
         self._trace = TorchTrace(cfg.profiling, member.name)
         self._q1 = q1_client(cfg)
