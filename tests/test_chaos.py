@@ -128,8 +128,10 @@ def test_a_hung_writer_stalls_the_run_which_ends_naming_the_stage(ray_session, c
     try:
         run.join(RUN_BOUND_S)
     finally:
-        with contextlib.suppress(ProcessLookupError):  # the run ended by killing it
-            os.kill(victim.info["pid"], signal.SIGCONT)
+        # The run killed it; should the stopped process outlive that here, it must not wake up and write a
+        # file after the run resolved its intents (a writer that does is cleaned up by the next one's start).
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim.info["pid"], signal.SIGKILL)
     report = run.report
     assert report.stopped_by == "stalled" and report.exit_code == EXIT_STAGE_FAILED
     assert "stall_timeout_s=4" in report.error and "stalled stage: write" in report.error
