@@ -23,7 +23,6 @@ from peaknet_pipeline.config import PipelineConfig
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.engine import ModelRunner, effective_precision, resolve_device, spec_from_config
 from peaknet_pipeline.inference.models import build_model
-from peaknet_pipeline.output.peaks import find_peaks
 from peaknet_pipeline.quality import PeakTally
 from peaknet_pipeline.synthetic import FrameSynthesizer, require_frame_shape
 
@@ -48,8 +47,7 @@ def masks_of(cfg: PipelineConfig, frames: np.ndarray, device: str, reference: bo
 
 def score(masks: np.ndarray, truths: list[np.ndarray], reference: np.ndarray) -> dict:
     tally = PeakTally()
-    for mask, truth in zip(masks, truths, strict=True):
-        tally.add_frame(find_peaks(mask).positions, truth)
+    tally.add_masks(masks, truths)
     both, either = np.logical_and(masks, reference).sum(), np.logical_or(masks, reference).sum()
     return {
         **tally.summary(),

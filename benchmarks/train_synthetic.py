@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from peaknet_pipeline.cli import add_config_args, config_from_args
 from peaknet_pipeline.config import PipelineConfig
 from peaknet_pipeline.inference.models import build_model
-from peaknet_pipeline.output.peaks import find_peaks
 from peaknet_pipeline.quality import PeakTally
 from peaknet_pipeline.synthetic import FrameSynthesizer
 
@@ -136,8 +135,7 @@ def peak_quality(model: torch.nn.Module, cfg: PipelineConfig, frames: int, devic
     for start in range(0, frames, 32):
         batch = synth.batch(min(32, frames - start))
         masks = model(torch.from_numpy(batch.frames).to(device)).argmax(1).view(batch.frames.shape).cpu().numpy()
-        for mask, truth in zip(masks, batch.true_peaks):
-            tally.add_frame(find_peaks(mask).positions, truth)
+        tally.add_masks(masks, batch.true_peaks)
     return tally.summary()
 
 

@@ -3,10 +3,13 @@ within MATCH_RADIUS_PX; precision and recall over every frame that carried its t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from .output.peaks import find_peaks
 
 MATCH_RADIUS_PX = 1.5
 
@@ -37,6 +40,16 @@ class PeakTally:
         self.false_positives += fp
         self.false_negatives += fn
 
+    def add_batch(self, found: Iterable[np.ndarray], truths: Iterable[np.ndarray | None]) -> None:
+        """Frame by frame; frames without planted peaks (truth None) are not counted."""
+        for positions, truth in zip(found, truths, strict=True):
+            if truth is not None:
+                self.add_frame(positions, truth)
+
+    def add_masks(self, masks: Iterable[np.ndarray], truths: Iterable[np.ndarray | None]) -> None:
+        """As add_batch, the peaks found in each (C, H, W) class mask by the pipeline's peak finder."""
+        self.add_batch((find_peaks(mask).positions for mask in masks), truths)
+
     def merge(self, counts: dict) -> None:
         for key in ("frames", "true_positives", "false_positives", "false_negatives"):
             setattr(self, key, getattr(self, key) + int(counts.get(key, 0)))
@@ -51,3 +64,8 @@ class PeakTally:
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         rounded = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
         return {**self.counts(), **rounded, "match_radius_px": MATCH_RADIUS_PX}
+
+
+def truths_of(record) -> list[np.ndarray | None]:
+    """The planted peaks of each frame of a queue record (FrameBatch or SegmentedBatch), None where unknown."""
+    return [meta.extra.get("true_peaks") for meta in record.meta]

@@ -98,8 +98,7 @@ class FrameFile:
         if self._layout is not None:
             if tuple(shape[1:]) != self._layout.shape:
                 raise ValueError(f"{self.path}: slabs {shape[1:]} differ from writer.geometry's {self._layout.shape}")
-            p = self._layout.panels[0]
-            return (len(self._layout.panels), p.max_ss - p.min_ss + 1, p.max_fs - p.min_fs + 1)
+            return self._layout.frame_shape
         return (1, *shape[1:])
 
     def _event_ids(self, path: str | None) -> list[str] | None:

@@ -40,16 +40,19 @@ class SlabLayout:
     def single_panel(cls, h: int, w: int) -> SlabLayout:
         return cls([PanelRect("p0", 0, h - 1, 0, w - 1)])
 
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the frames this layout places: the first panel's size, one channel per panel."""
+        p = self.panels[0]
+        return (len(self.panels), p.max_ss - p.min_ss + 1, p.max_fs - p.min_fs + 1)
+
     def check_frame(self, frame_shape: tuple[int, ...]) -> None:
         c, h, w = frame_shape
         if c != len(self.panels):
             raise ValueError(f"geometry has {len(self.panels)} panels, frames have {c} (shape {frame_shape})")
-        p = self.panels[0]
-        if (p.max_ss - p.min_ss + 1, p.max_fs - p.min_fs + 1) != (h, w):
-            raise ValueError(
-                f"geometry panel {p.name} is {p.max_ss - p.min_ss + 1}x{p.max_fs - p.min_fs + 1}, "
-                f"frame panels are {h}x{w}"
-            )
+        _, ph, pw = self.frame_shape
+        if (ph, pw) != (h, w):
+            raise ValueError(f"geometry panel {self.panels[0].name} is {ph}x{pw}, frame panels are {h}x{w}")
 
     def place(self, slab: np.ndarray, frames: np.ndarray) -> None:
         """Copy (..., C, H, W) frames into (..., H_slab, W_slab) slabs in place; gaps are left as they are."""

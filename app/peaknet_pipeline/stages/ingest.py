@@ -42,10 +42,9 @@ class SocketProducer:
         def named(exc: Exception) -> Exception:
             return OSError(f"producer.socket.addresses url {address.url!r} ({address.role}): {exc}")
 
-        if (failed := self._member.guard(bind, named)) is not None:
-            self._failed = failed
+        self._failed: MemberStatus | None = self._member.guard(bind, named)
+        if self._failed is not None:
             return
-        self._failed: MemberStatus | None = None
         self._leftover: list[bytes] = []  # received while stopping, with the buffer full: forwarded at the end
         self._buffer: queue.Queue = queue.Queue(maxsize=cfg.producer.socket.buffer_batches)
         self._names = cfg.producer.socket.names
@@ -139,8 +138,7 @@ class SocketProducer:
         ]
         record = FrameBatch(f"{self._member.name}:b{seq}", (self._member.name,), ray.put(batch.frames), meta)
         # Received data was accepted from the sender: never give it up, even past a drain deadline.
-        self._member.produced(b)
-        self._member.put_until_accepted(self._q1, record, self._cfg.queues.poll_timeout_s * 5, None)
+        self._member.enqueue(self._q1, record, self._cfg.queues.poll_timeout_s * 5, None)
         self._member.status.frames_out += b
         self._member.status.batches += 1
         return b

@@ -96,6 +96,17 @@ class StageMember:
                 if drain_timeout_s is not None and self.drain_expired(drain_timeout_s):
                     return False
 
+    def enqueue(self, queue: ShardedQueue, record, retry_s: float, drain_timeout_s: float | None) -> bool:
+        """A producer's put: the record's frames are accepted (the ledger counts them produced), then put,
+        blocking while the queue is full. If a stop's drain deadline passes first (only when drain_timeout_s
+        is given), they are settled as not_enqueued_at_stop and False is returned."""
+        self.produced(record.size)
+        if self.put_until_accepted(queue, record, retry_s, drain_timeout_s):
+            return True
+        self.status.fail("not_enqueued_at_stop", record.size)
+        self.settle(record.owners, record.size, "not_enqueued_at_stop")
+        return False
+
     def upstream_closed(self) -> bool:
         return ray.get(self.coordinator.stage_closed.remote(upstream_of(self.status.stage)))
 

@@ -89,12 +89,7 @@ class SyntheticProducer:
     def _push(self, record: FrameBatch) -> bool:
         """Blocks while Q1 is full. Gives up only when told to stop and the drain deadline passes."""
         retry_s = self._cfg.queues.poll_timeout_s * 5
-        self._member.produced(record.size)
-        if self._member.put_until_accepted(self._q1, record, retry_s, self._cfg.lifecycle.drain_timeout_s):
-            return True
-        self._member.status.fail("not_enqueued_at_stop", record.size)
-        self._member.settle(record.owners, record.size, "not_enqueued_at_stop")
-        return False
+        return self._member.enqueue(self._q1, record, retry_s, self._cfg.lifecycle.drain_timeout_s)
 
 
 def plan(cfg: PipelineConfig) -> list[tuple]:

@@ -28,11 +28,10 @@ class FileProducer:
         def open_all() -> None:  # every file checked before the first frame moves: a bad one ends the run
             self._files.extend(FrameFile(path, cfg) for path in paths)
 
-        if (failed := self._member.guard(open_all)) is not None:
+        self._failed: MemberStatus | None = self._member.guard(open_all)
+        if self._failed is not None:
             self._close()
-            self._failed = failed
             return
-        self._failed: MemberStatus | None = None
         self._q1 = q1_client(cfg)
         self._member.status.info.update(files=len(paths), events_per_loop=sum(f.count for f in self._files))
         self._member.publish(force=True)
@@ -43,29 +42,27 @@ class FileProducer:
     def run(self) -> MemberStatus:
         if self._failed is not None:
             return self._failed
-        member, fc = self._member, self._cfg.producer.file
+        member = self._member
         member.status.state = "running"
         started, seq, finished = time.monotonic(), 0, True
-        for loop in range(fc.loops):
-            for frame_file in self._files:
-                for start in range(0, frame_file.count, self._cfg.data.batch_size):
-                    if member.local_stop.is_set() or member.publish():
-                        finished = False
-                        break
-                    stop = min(start + self._cfg.data.batch_size, frame_file.count)
-                    if not self._push(self._record(frame_file.read(start, stop), seq, loop)):
-                        finished = False
-                        break
-                    seq += stop - start
-                    self._pace(started, seq)
-                if not finished:
-                    break
-            if not finished:
+        for loop, frame_file, start, stop in self._batches():
+            if member.local_stop.is_set() or member.publish() or not self._push(frame_file, start, stop, seq, loop):
+                finished = False
                 break
+            seq += stop - start
+            self._pace(started, seq)
         self._close()
         member.finish(final=finished and not self._cfg.lifecycle.service)
         member.linger(seq, self._cfg.producer.linger_timeout_s)
         return member.status
+
+    def _batches(self):
+        """(loop, file, start, stop) of every batch, in replay order."""
+        size = self._cfg.data.batch_size
+        for loop in range(self._cfg.producer.file.loops):
+            for frame_file in self._files:
+                for start in range(0, frame_file.count, size):
+                    yield loop, frame_file, start, min(start + size, frame_file.count)
 
     def _record(self, batch: FileBatch, seq: int, loop: int) -> FrameBatch:
         suffix = f"#{loop}" if loop else ""  # ids stay unique over loops; the first pass keeps the file's
@@ -76,18 +73,15 @@ class FileProducer:
         ]
         return FrameBatch(f"{self._member.name}:b{seq}", (self._member.name,), ray.put(batch.frames), meta)
 
-    def _push(self, record: FrameBatch) -> bool:
-        """Blocks while Q1 is full. Gives up only when told to stop and the drain deadline passes."""
-        member = self._member
-        member.produced(record.size)
+    def _push(self, frame_file: FrameFile, start: int, stop: int, seq: int, loop: int) -> bool:
+        """Read one batch and put it into Q1; False when a stop's drain deadline passed first."""
+        record = self._record(frame_file.read(start, stop), seq, loop)
         retry_s = self._cfg.queues.poll_timeout_s * 5
-        if member.put_until_accepted(self._q1, record, retry_s, self._cfg.lifecycle.drain_timeout_s):
-            member.status.frames_out += record.size
-            member.status.batches += 1
-            return True
-        member.status.fail("not_enqueued_at_stop", record.size)
-        member.settle(record.owners, record.size, "not_enqueued_at_stop")
-        return False
+        if not self._member.enqueue(self._q1, record, retry_s, self._cfg.lifecycle.drain_timeout_s):
+            return False
+        self._member.status.frames_out += record.size
+        self._member.status.batches += 1
+        return True
 
     def _pace(self, started: float, frames: int) -> None:
         time.sleep(pacing_delay(self._cfg.producer.file.frames_per_s, started, frames, time.monotonic()))

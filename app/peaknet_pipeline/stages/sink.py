@@ -11,8 +11,7 @@ import ray
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
 from ..kinds import WriterKind
-from ..output.peaks import find_peaks
-from ..quality import PeakTally
+from ..quality import PeakTally, truths_of
 from ..records import SegmentedBatch
 from .consumer import Q2Consumer
 from .steady import SteadyRate
@@ -67,9 +66,7 @@ class SinkActor(Q2Consumer):
 
     def _tally(self, record: SegmentedBatch, mask: np.ndarray) -> None:
         """Peak-level quality of synthetic frames, on a sample of batches: this stage measures speed."""
-        for meta, frame_mask in zip(record.meta, mask):
-            if "true_peaks" in meta.extra:
-                self._quality.add_frame(find_peaks(frame_mask).positions, meta.extra["true_peaks"])
+        self._quality.add_masks(mask, truths_of(record))
         if self._quality.frames:
             self._member.status.info["peak_quality"] = self._quality.counts()
 

@@ -32,7 +32,7 @@ from ..output.cxi import (
 from ..output.geometry import layout_for
 from ..output.peaks import PeakList, find_peaks
 from ..profiling import Nvtx
-from ..quality import PeakTally
+from ..quality import PeakTally, truths_of
 from ..records import SegmentedBatch
 from .consumer import Q2Consumer
 from .prefetch import Prefetcher
@@ -46,14 +46,12 @@ class WriteFailed(RuntimeError):
 
 
 @ray.remote
-def find_batch_peaks(mask: np.ndarray, frames: np.ndarray | None, truths: list | None) -> BatchPeaks:
+def find_batch_peaks(mask: np.ndarray, frames: np.ndarray | None, truths: list) -> BatchPeaks:
     """One task per batch: a task per frame would cost more in scheduling than in labelling. Matching against
     planted peaks (synthetic frames) happens here too, off the writer's thread."""
     peaks = [find_peaks(mask[i], None if frames is None else frames[i]) for i in range(mask.shape[0])]
     tally = PeakTally()
-    for found, truth in zip(peaks, truths or []):
-        if truth is not None:
-            tally.add_frame(found.positions, truth)
+    tally.add_batch((p.positions for p in peaks), truths)
     return BatchPeaks(peaks, tally.counts() if tally.frames else None)
 
 
@@ -120,8 +118,7 @@ class CxiWriterActor(Q2Consumer):
     def _dispatch(self, record: SegmentedBatch) -> None:
         self._member.status.frames_in += record.size
         weighted = self._cfg.peaks.weighting == "intensity"
-        truths = [m.extra.get("true_peaks") for m in record.meta] if "true_peaks" in record.meta[0].extra else None
-        task = self._find_peaks.remote(record.mask_ref, record.frames_ref if weighted else None, truths)
+        task = self._find_peaks.remote(record.mask_ref, record.frames_ref if weighted else None, truths_of(record))
         self._pending.append((record, task))
 
     def _collect(self, block: bool) -> None:
