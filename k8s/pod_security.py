@@ -39,23 +39,29 @@ def pod_specs(doc: dict) -> Iterator[tuple[str, dict]]:
     """(path, pod spec) for every pod template in a manifest."""
     spec = doc.get("spec", {})
     kind = doc.get("kind")
-    if kind == "RayCluster":
-        yield from cluster_pods(spec, "spec")
-    elif kind == "RayJob":
-        if "submitterPodTemplate" in spec:
-            yield "spec.submitterPodTemplate.spec", spec["submitterPodTemplate"].get("spec", {})
-        if "rayClusterSpec" in spec:
-            yield from cluster_pods(spec["rayClusterSpec"], "spec.rayClusterSpec")
+    if kind == "RayJob" and "submitterPodTemplate" in spec:
+        yield "spec.submitterPodTemplate.spec", spec["submitterPodTemplate"].get("spec", {})
+    if kind in ("RayCluster", "RayJob"):
+        yield from ((f"{at}.spec", template.get("spec", {})) for at, template in ray_pod_templates(doc))
     elif kind == "Pod":
         yield "spec", spec
     elif "template" in spec:
         yield "spec.template.spec", spec["template"].get("spec", {})
 
 
-def cluster_pods(spec: dict, at: str) -> Iterator[tuple[str, dict]]:
-    yield f"{at}.headGroupSpec.template.spec", spec.get("headGroupSpec", {}).get("template", {}).get("spec", {})
-    for i, group in enumerate(spec.get("workerGroupSpecs", [])):
-        yield f"{at}.workerGroupSpecs[{i}].template.spec", group.get("template", {}).get("spec", {})
+def ray_pod_templates(doc: dict) -> Iterator[tuple[str, dict]]:
+    """(path, pod template) of the Ray pods (head, then each worker group) a RayCluster makes, or a RayJob's
+    own rayClusterSpec."""
+    spec = doc.get("spec", {})
+    if doc.get("kind") == "RayCluster":
+        cluster, at = spec, "spec"
+    elif doc.get("kind") == "RayJob" and "rayClusterSpec" in spec:
+        cluster, at = spec["rayClusterSpec"], "spec.rayClusterSpec"
+    else:
+        return
+    yield f"{at}.headGroupSpec.template", cluster.get("headGroupSpec", {}).get("template", {})
+    for i, group in enumerate(cluster.get("workerGroupSpecs", [])):
+        yield f"{at}.workerGroupSpecs[{i}].template", group.get("template", {})
 
 
 def autoscaler_container(doc: dict) -> tuple[str, dict] | None:

@@ -25,6 +25,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kuberay_check import crd_validators, field_path, kuberay_problems  # noqa: E402
+from pod_security import ray_pod_templates, restricted_problems  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "peaknet"
@@ -92,21 +93,11 @@ def check_pipeline_configs(docs: list[dict], source: str) -> list[Problem]:
     return problems
 
 
-def pod_templates(docs: list[dict]) -> list[dict]:
-    """Every pod template ({metadata, spec}) in the docs' RayClusters and RayJobs."""
-    out = []
-    for doc in docs:
-        spec = doc.get("spec", {})
-        cluster = spec.get("rayClusterSpec", spec) if doc.get("kind") in ("RayCluster", "RayJob") else {}
-        groups = [cluster["headGroupSpec"], *cluster.get("workerGroupSpecs", [])] if "headGroupSpec" in cluster else []
-        out += [g["template"] for g in groups]
-    return out
-
-
 def check_pod_monitor(doc: dict, docs: list[dict], source: str) -> list[Problem]:
     """No prometheus-operator schema offline: check what makes a PodMonitor scrape nothing instead."""
     selector = doc["spec"]["selector"].get("matchLabels", {})
-    pods = [t for t in pod_templates(docs) if selector.items() <= t.get("metadata", {}).get("labels", {}).items()]
+    templates = [t for doc in docs for _, t in ray_pod_templates(doc)]
+    pods = [t for t in templates if selector.items() <= t.get("metadata", {}).get("labels", {}).items()]
     if not pods:
         return [Problem(source, "spec.selector.matchLabels", f"selects no Ray pod of the chart: {selector}")]
     problems = []
@@ -152,8 +143,6 @@ def generated_are_current() -> list[Problem]:
 
 
 def check_all(helm: str) -> list[Problem]:
-    from pod_security import restricted_problems
-
     validators = crd_validators()
     problems = generated_are_current()
     for values in [None, *values_files()]:
