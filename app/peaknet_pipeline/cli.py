@@ -137,19 +137,20 @@ def print_plan(cfg: PipelineConfig) -> int:
     """0 when the config's actors fit the cluster (or there is none to ask), 1 when some fit on no node."""
     import os
 
-    from .plan import asks, render, unplaceable
+    from .plan import against, asks, render
 
-    nodes = None
-    if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
-        from .ray_session import connect
-        from .scheduling import node_resources
+    stages = STAGE_COMMANDS["run"]
+    if not (cfg.ray.address or os.environ.get("RAY_ADDRESS")):
+        print(render(asks(cfg, stages)))
+        return 0
+    from .ray_session import connect
+    from .scheduling import node_resources
 
-        connect(cfg, embedded=False)
-        nodes = node_resources()
-    gpus = nodes is None or any(n.get("GPU", 0) >= 1 for n in nodes)
-    plan = asks(cfg, STAGE_COMMANDS["run"], gpus_available=gpus)
-    print(render(plan, nodes))
-    return 1 if nodes is not None and unplaceable(plan, nodes) else 0
+    connect(cfg, embedded=False)
+    nodes = node_resources()
+    plan, problems = against(cfg, stages, nodes)
+    print(render(plan, nodes, problems))
+    return 1 if problems else 0
 
 
 def print_geometry(cfg: PipelineConfig) -> int:

@@ -65,11 +65,19 @@ def unplaceable(plan: list[Ask], nodes: list[dict[str, float]]) -> list[str]:
     return problems
 
 
+def against(cfg: PipelineConfig, stages: tuple[str, ...], nodes: list[dict[str, float]]) -> tuple[list[Ask], list[str]]:
+    """The config's asks as these nodes would see them (`device: auto` takes a GPU where one exists), and what
+    of it fits on no node."""
+    plan = asks(cfg, stages, gpus_available=any(n.get("GPU", 0) >= 1 for n in nodes))
+    return plan, unplaceable(plan, nodes)
+
+
 def describe(need: dict[str, float]) -> str:
     return ", ".join(f"{v:g} {k}" for k, v in need.items()) or "nothing"
 
 
-def render(plan: list[Ask], nodes: list[dict[str, float]] | None) -> str:
+def render(plan: list[Ask], nodes: list[dict[str, float]] | None = None, problems: list[str] = ()) -> str:
+    """The asks and their totals; with nodes, the cluster's and `problems` (against()'s) or "fits"."""
     lines = [f"{'stage':<8} {'what':<30} {'count':>5} {'CPU each':>8} {'GPU each':>8}  other"]
     for a in plan:
         other = describe(a.resources) if a.resources else "-"
@@ -81,6 +89,5 @@ def render(plan: list[Ask], nodes: list[dict[str, float]] | None) -> str:
         return "\n".join(lines)
     have = {k: sum(n.get(k, 0.0) for n in nodes) for k in keys}
     lines.append(f"cluster: {len(nodes)} nodes, free " + ", ".join(f"{have[k]:g} {k}" for k in keys))
-    problems = unplaceable(plan, nodes)
     lines += [f"does not fit: {p}" for p in problems] or ["fits"]
     return "\n".join(lines)

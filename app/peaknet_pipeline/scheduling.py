@@ -9,7 +9,7 @@ import time
 import ray
 
 from .config import PipelineConfig
-from .plan import asks, unplaceable
+from .plan import against
 from .stages.launch import Member
 
 log = logging.getLogger(__name__)
@@ -23,9 +23,8 @@ def node_resources() -> list[dict[str, float]]:
 
 def check_cpus(cfg: PipelineConfig, stages: tuple[str, ...]) -> str | None:
     """A warning when the stages' actors do not fit the cluster's nodes now (it may still autoscale)."""
-    nodes = node_resources()
-    gpus = any(n.get("GPU", 0) >= 1 for n in nodes)
-    if not (problems := unplaceable(asks(cfg, stages, gpus_available=gpus), nodes)):
+    _, problems = against(cfg, stages, node_resources())
+    if not problems:
         return None
     return (
         "; ".join(problems) + f": those actors wait until the cluster grows; lower {CPU_KNOBS}, producer.resources "
