@@ -54,8 +54,10 @@ def helm_lint(helm: str, values: Path | None = None) -> list[Problem]:
     return [Problem(f"helm lint {values.name if values else 'values.yaml'}", "chart", done.stdout + done.stderr)]
 
 
-def helm_template(helm: str, values: Path | None = None, release: str = "peaknet", sets: list[str] = ()) -> list[dict]:
-    args = [helm, "template", release, str(CHART)] + (["-f", str(values)] if values else [])
+def helm_template(
+    helm: str, values: Path | None = None, release: str = "peaknet", sets: list[str] = (), chart: Path = CHART
+) -> list[dict]:
+    args = [helm, "template", release, str(chart)] + (["-f", str(values)] if values else [])
     args += [arg for s in sets for arg in ("--set", s)]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     return [d for d in yaml.safe_load_all(out) if d]

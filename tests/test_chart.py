@@ -30,9 +30,7 @@ def helm() -> str:
 
 
 def render(helm: str, *sets: str, release: str = "peaknet", chart=CHART, values=None) -> list[dict]:
-    args = [helm, "template", release, str(chart)] + (["-f", str(values)] if values else [])
-    out = subprocess.run(args + [a for s in sets for a in ("--set", s)], capture_output=True, text=True, check=True)
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
+    return validate.helm_template(helm, values, release, list(sets), chart)
 
 
 def refused(helm: str, *sets: str) -> str:
