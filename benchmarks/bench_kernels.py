@@ -47,7 +47,7 @@ def sweep(run, tunes: list[dict]) -> dict:
             "all": rows}  # fmt: skip
 
 
-def stage(batch: int, size: int, c: int, stride: int, swept: set[str]) -> dict:
+def stage(batch: int, size: int, c: int, stride: int, swept: set[str], row_tiles: tuple[int, ...]) -> dict:
     h = w = size // stride
     hw, dev, bf = h * w, "cuda", torch.bfloat16
     x = torch.randn(batch, c, h, w, device=dev, dtype=bf).to(memory_format=torch.channels_last)
@@ -69,10 +69,10 @@ def stage(batch: int, size: int, c: int, stride: int, swept: set[str]) -> dict:
     def ref_pw2():
         return torch.baddbmm(b2, a.view(batch, hw, -1), w2_frames.transpose(1, 2)).view(-1, c) + res
 
-    bm = tk.row_block(hw)
     gemm_tunes = [{}] + [
-        {"BLOCK_M": bm, "BLOCK_N": n, "BLOCK_K": k, "num_warps": nw, "num_stages": ns}
-        for n, k, nw, ns in itertools.product((64, 128), (32, 64), (4, 8), (2, 3, 4))
+        {"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "num_warps": nw, "num_stages": ns}
+        for m, n, k, nw, ns in itertools.product(row_tiles, (64, 128, 256), (32, 64), (4, 8), (3, 4))
+        if hw % m == 0
     ]
     kernels = {  # name: (PyTorch reference, kernel under a launch setting, settings)
         "linear_gelu_sumsq": (ref_pw1, lambda t: tk.linear(y, w1, b1, hw, gelu_sumsq=True, tune=t), gemm_tunes),
@@ -90,12 +90,14 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--output")
     ap.add_argument("--sweep", nargs="*", default=["linear_gelu_sumsq", "linear_residual"])
+    ap.add_argument("--stages", nargs="*", type=int, default=[c for c, _ in STAGES], help="by channels")
+    ap.add_argument("--row-tiles", nargs="*", type=int, default=[tk.ROW_BLOCKS[0]], help="BLOCK_M values swept")
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True
     stages = []
     with torch.inference_mode():
-        for c, stride in STAGES:
-            stages.append(stage(args.batch, args.size, c, stride, set(args.sweep)))
+        for c, stride in (s for s in STAGES if s[0] in args.stages):
+            stages.append(stage(args.batch, args.size, c, stride, set(args.sweep), tuple(args.row_tiles)))
             s = stages[-1]
             print(c, {k: (s[k]["reference_us"], s[k]["default_us"], s[k]["best"]) for k in list(s)[3:]}, flush=True)
     emit_json({"gpu": torch.cuda.get_device_name(), "size": args.size, "stages": stages}, args.output)

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from peaknet_pipeline.bench import emit_json
 from peaknet_pipeline.config import ProducerSection, SyntheticPeaks
-from peaknet_pipeline.output.cxi import CxiChunkWriter, KeptEvent, SlabBuffer
+from peaknet_pipeline.output.cxi import CxiChunkWriter, KeptEvent
 from peaknet_pipeline.output.geometry import SlabLayout
 from peaknet_pipeline.output.peaks import find_peaks
 from peaknet_pipeline.synthetic import FrameSynthesizer
@@ -54,17 +54,14 @@ def rate(fn, frames, masks, seconds=2.0):
 
 def writer_rate(shape, frames, masks):
     """MB/s of frames from the object store into CXI files, as the writer actor does it: each kept frame
-    copied into the slab buffer, then one HDF5 file per chunk."""
+    written into the open file as it is kept (through a slab scratch where panels are tiled)."""
     layout = SlabLayout.single_panel(*shape[1:]) if shape[0] == 1 else tiled_layout(shape)
     events = [KeptEvent(f"e{i}", 0.0, 9500.0, find_peaks(m, f)) for i, (f, m) in enumerate(zip(frames, masks))]
-    slabs = SlabBuffer(layout, len(frames))
     with tempfile.TemporaryDirectory() as d:
         w = CxiChunkWriter(d, "bench", "w0", layout, 2048)
         t0 = time.perf_counter()
         for _ in range(3):
-            for f in frames:
-                slabs.add(f)
-            w.write(events, slabs.take())
+            w.write(events, frames)
         dt = time.perf_counter() - t0
     return 3 * sum(f.nbytes for f in frames) / dt / 1e6
 

@@ -2,7 +2,8 @@
 # Where an images-CXI run's time goes on one GPU host (issue 20): trained base weights, the images run written
 # once to the host's disk and once to /dev/shm (is it the disk or the writers?), with py-spy on every writer
 # actor and peak-finding worker and `top` every 5 s beside each run.
-#   OUT=/tmp/prof bash benchmarks/run_writer_profile.sh [extra bench_pipeline --set args...]
+#   OUT=/tmp/prof [GPUS=2] [TARGETS=/dev/shm] [RUNS="infer peaks images"] bash benchmarks/run_writer_profile.sh \
+#       [extra bench_pipeline args...]
 # Needs py-spy on PATH; summarise with benchmarks/analyze_pyspy.py.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/raw}
@@ -25,11 +26,14 @@ watch() {  # prefix: top every 5 s; py-spy on each new writer and peak-finding w
   done
 }
 
-for target in /tmp /dev/shm; do
-  name=images-$(basename "$target")
+GPUS=${GPUS:-1}
+read -ra runs <<< "${RUNS:-images}"
+for target in ${TARGETS:-/tmp /dev/shm}; do
+  name=gpus-$GPUS-$(basename "$target")
   watch "$OUT/$name" &
   watcher=$!
-  python3 benchmarks/bench_pipeline.py --config "$CONFIG" --runs images --seconds "${SECONDS_RUN:-25}" --iters 30 \
+  python3 benchmarks/bench_pipeline.py --config "$CONFIG" --gpus "$GPUS" --runs "${runs[@]}" \
+    --seconds "${SECONDS_RUN:-25}" --iters 30 \
     --set model.peaknet.weights="$WEIGHTS" --output-dir "$target" --output "$OUT/$name.json" "$@" \
     > "$OUT/$name.log" 2>&1 || tail -20 "$OUT/$name.log"
   kill $watcher 2>/dev/null

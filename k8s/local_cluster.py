@@ -162,8 +162,12 @@ class LocalCluster:
         return self
 
     def _container(self, name: str) -> str:
+        # A container of this name that a killed earlier run left behind would make `from --name` fail.
+        subprocess.run(["buildah", *STORAGE, "rm", name], capture_output=True)
         out = subprocess.run(["buildah", *STORAGE, "from", "-q", "--name", name, self.image],
-                             capture_output=True, text=True, check=True)  # fmt: skip
+                             capture_output=True, text=True)  # fmt: skip
+        if out.returncode != 0:
+            raise RuntimeError(f"buildah from --name {name} {self.image}: {out.stderr.strip()}")
         return out.stdout.strip()
 
     def _run_args(self, ctr: str, pod: Pod, script: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -85,21 +86,43 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "peaknet_pipeline", *args]
 
 
-@pytest.fixture(scope="session")
-def cpu_image(tmp_path_factory) -> str:
-    """docker/Dockerfile.cpu built with buildah, once per session (tests/images.py)."""
-    from .images import MISSING_TOOLS, SKIP_REASON, build, make_base_image, make_pip_mounts
+IMAGE_FIXTURES = {"cpu_image", "cuda_image"}
 
-    if MISSING_TOOLS:
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests that use an image run last, and the images start building now (tests/images.py, Builds)."""
+    from .images import MISSING_TOOLS, Builds
+
+    using = [item for item in items if IMAGE_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    if not using:
+        return
+    items[:] = [item for item in items if item not in using] + using
+    if not MISSING_TOOLS:
+        config.peaknet_builds = Builds(Path(tempfile.mkdtemp(prefix="peaknet-images-")))
+
+
+def pytest_sessionfinish(session):
+    builds = getattr(session.config, "peaknet_builds", None)
+    if builds is not None:
+        builds.close()
+
+
+def built(request, which: str) -> str:
+    from .images import SKIP_REASON
+
+    builds = getattr(request.config, "peaknet_builds", None)
+    if builds is None:
         pytest.skip(SKIP_REASON)
-    base = make_base_image(tmp_path_factory)
-    return build("Dockerfile.cpu", "localhost/peaknet:test-cpu", base, make_pip_mounts(tmp_path_factory))
+    return getattr(builds, which).result()
 
 
 @pytest.fixture(scope="session")
-def image_base(tmp_path_factory) -> tuple[str, list[str]]:
-    from .images import MISSING_TOOLS, SKIP_REASON, make_base_image, make_pip_mounts
+def cpu_image(request) -> str:
+    """docker/Dockerfile.cpu built with buildah, once per session."""
+    return built(request, "cpu")
 
-    if MISSING_TOOLS:
-        pytest.skip(SKIP_REASON)
-    return make_base_image(tmp_path_factory), make_pip_mounts(tmp_path_factory)
+
+@pytest.fixture(scope="session")
+def cuda_image(request) -> str:
+    """docker/Dockerfile built with buildah (torch's CPU wheel swapped in), once per session."""
+    return built(request, "cuda")

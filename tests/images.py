@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,12 +33,12 @@ def image_exists(tag: str) -> bool:
     return subprocess.run(["buildah", *STORAGE, "inspect", tag], capture_output=True).returncode == 0
 
 
-def make_base_image(tmp_path_factory) -> str:
+def make_base_image(scratch: Path) -> str:
     recipe = hashlib.sha256(f"{BASE_PACKAGES}|{BASE_HOOK}".encode()).hexdigest()[:10]
     tag = f"localhost/peaknet-test-base:bookworm-py311-{recipe}"
     if image_exists(tag):
         return tag
-    tar = tmp_path_factory.mktemp("base") / "root.tar"
+    tar = scratch / "root.tar"
     subprocess.run(
         ["mmdebstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", f"--customize-hook={BASE_HOOK}",
          "bookworm", str(tar), "http://deb.debian.org/debian"],
@@ -50,12 +51,13 @@ def make_base_image(tmp_path_factory) -> str:
         buildah("commit", "-q", ctr, tag)
     finally:
         buildah("rm", ctr)
+        tar.unlink(missing_ok=True)
     return tag
 
 
-def make_pip_mounts(tmp_path_factory) -> list[str]:
+def make_pip_mounts(scratch: Path) -> list[str]:
     """The host's pip settings, CA bundle and local wheels (torch's CPU build), read-only, for RUN steps."""
-    conf = tmp_path_factory.mktemp("pip") / "pip.conf"
+    conf = scratch / "pip.conf"
     lines = ["[global]", "cert = /etc/ssl/certs/ca-certificates.crt"]
     mounts = ["-v", "/etc/ssl/certs:/etc/ssl/certs:ro", "-v", f"{conf}:/etc/pip.conf:ro"]
     if Path("/opt/wheels").is_dir():
@@ -79,3 +81,27 @@ def run_in(image: str, script: str, *mounts: str, user: str = "1000") -> str:
         return buildah("run", "--isolation", "chroot", "--user", user, *mounts, ctr, "--", "sh", "-c", script).stdout
     finally:
         buildah("rm", ctr)
+
+
+# The Triton that torch 2.13's CUDA wheels pin; the CUDA image test swaps in the CPU torch, which has none.
+TRITON_VERSION = "3.9.0"
+CPU_TAG, CUDA_TAG = "localhost/peaknet:test-cpu", "localhost/peaknet:test-cuda"
+
+
+class Builds:
+    """The session's images, built one after the other in a background thread that starts with the session:
+    their minutes overlap the other tests, and a test waits only when it needs an image."""
+
+    def __init__(self, scratch: Path):
+        self._scratch = scratch
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="image-builds")
+        mounts = make_pip_mounts(scratch)
+        base = self._pool.submit(make_base_image, scratch)
+        self.cpu: Future = self._pool.submit(lambda: build("Dockerfile.cpu", CPU_TAG, base.result(), mounts))
+        triton = ["--build-arg", f"TRITON_VERSION={TRITON_VERSION}"]
+        self.cuda: Future = self._pool.submit(lambda: build("Dockerfile", CUDA_TAG, base.result(), mounts, *triton))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if all(f.done() for f in (self.cpu, self.cuda)):
+            shutil.rmtree(self._scratch, ignore_errors=True)

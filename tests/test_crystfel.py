@@ -14,7 +14,7 @@ import yaml
 from cfelpyutils.geometry import load_crystfel_geometry
 
 from peaknet_pipeline.output.crystfel import HEADER, event_list, header_problems
-from peaknet_pipeline.output.cxi import CxiChunkWriter, KeptEvent, SlabBuffer
+from peaknet_pipeline.output.cxi import CxiChunkWriter, KeptEvent
 from peaknet_pipeline.output.geometry import layout_for
 from peaknet_pipeline.output.peaks import PeakList
 
@@ -40,13 +40,8 @@ def write_cxi(path, shape, geometry, images: bool) -> None:
     peaks = PeakList(np.array([[0, 10.0, 20.0], [shape[0] - 1, 5.0, 7.0]], np.float32), np.ones(2, np.int32),
                      np.ones(2, np.float32))  # fmt: skip
     events = [KeptEvent(f"e{i}", 1.0, 9500.0, peaks) for i in range(3)]
-    slabs = None
-    if images:
-        buffer = SlabBuffer(layout, 3)
-        for frame in frames:
-            buffer.add(frame)
-        slabs = buffer.take()
-    CxiChunkWriter(str(path.parent), "t", "w", layout, 64).write(events, slabs, path)
+    written = CxiChunkWriter(str(path.parent), "t", "w", layout, 64).write(events, frames if images else None)
+    written.rename(path)
 
 
 @pytest.mark.parametrize("name", sorted(frame_shapes()))

@@ -8,11 +8,9 @@ import h5py
 import pytest
 
 from .conftest import ROOT
-from .images import MISSING_TOOLS, SKIP_REASON, build, run_in
+from .images import MISSING_TOOLS, SKIP_REASON, run_in
 
 pytestmark = pytest.mark.skipif(bool(MISSING_TOOLS), reason=SKIP_REASON)
-# The Triton that torch 2.13's CUDA wheels pin; the CUDA image test swaps in the CPU torch, which has none.
-TRITON_VERSION = "3.9.0"
 
 
 def test_the_cpu_image_runs_the_cpu_demo_as_uid_1000(cpu_image, tmp_path):
@@ -35,12 +33,8 @@ def test_the_cpu_image_runs_the_cpu_demo_as_uid_1000(cpu_image, tmp_path):
     assert sorted(ids) == sorted(set(ids)) and len(ids) == report["frames"]["outcomes"]["written"] == 64
 
 
-def test_the_cuda_image_builds_with_a_compiler_triton_can_use(image_base, tmp_path):
+def test_the_cuda_image_builds_with_a_compiler_triton_can_use(cuda_image, tmp_path):
     """Every step of docker/Dockerfile runs; only torch is the CPU build (the CUDA wheels are several GB)."""
-    image = build(
-        "Dockerfile", "localhost/peaknet:test-cuda", *image_base,
-        "--build-arg", f"TRITON_VERSION={TRITON_VERSION}",
-    )  # fmt: skip
     check = (
         "import torch, triton, ray, peaknet_pipeline, tempfile\n"
         "from triton.runtime.build import _build\n"
@@ -52,7 +46,7 @@ def test_the_cuda_image_builds_with_a_compiler_triton_can_use(image_base, tmp_pa
     (tmp_path / "check.py").write_text(check)
     tmp_path.chmod(0o755)  # readable by uid 1000 inside the container
     (tmp_path / "check.py").chmod(0o644)
-    shown = run_in(image, "cc --version | head -1 && python3 /check/check.py", "-v", f"{tmp_path}:/check:ro")
+    shown = run_in(cuda_image, "cc --version | head -1 && python3 /check/check.py", "-v", f"{tmp_path}:/check:ro")
     assert shown.startswith("cc (Debian") and "built /" in shown and "ray 2." in shown, shown
 
 

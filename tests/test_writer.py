@@ -11,7 +11,7 @@ import pytest
 
 from peaknet_pipeline.config import ProducerSection, SyntheticPeaks
 from peaknet_pipeline.driver import StageDriver
-from peaknet_pipeline.output.cxi import CxiChunkWriter, KeptEvent, SlabBuffer
+from peaknet_pipeline.output.cxi import CxiChunkWriter, KeptEvent
 from peaknet_pipeline.output.geometry import layout_for
 from peaknet_pipeline.output.peaks import find_peaks
 from peaknet_pipeline.stages.produce import split_frames
@@ -60,9 +60,7 @@ def test_geometry_places_panels_and_peaks_in_the_slab(tmp_path: Path):
     frame[5, 10, 20] = 7.0  # panel 5: row 2, column 1 of the slab
     peaks = find_peaks((frame > 0).astype(np.uint8), frame)
     writer = CxiChunkWriter(str(tmp_path), "t", "w0", layout, max_num_peak=4)
-    slabs = SlabBuffer(layout, 2)
-    slabs.add(frame)
-    path = writer.write([KeptEvent("e0", 1.0, 9500.0, peaks)], slabs.take())
+    path = writer.write([KeptEvent("e0", 1.0, 9500.0, peaks)], frame[None])
     with h5py.File(path) as f:
         data = f["/entry_1/data_1/data"][:]
         assert data.shape == (1, 2816, 768) and data[0, 2 * 352 + 10, 384 + 20] == 7.0
@@ -78,6 +76,28 @@ def test_geometry_places_panels_and_peaks_in_the_slab(tmp_path: Path):
         assert f["/entry_1/result_1/nPeaks"][:].tolist() == [1, 4]
         x = f["/entry_1/result_1/peakXPosRaw"][:]
         assert x.shape == (2, 4) and x[0, 1:].tolist() == [-1, -1, -1]
+
+
+def test_a_file_takes_each_image_as_it_is_kept_in_the_detectors_dtype(tmp_path: Path):
+    layout = layout_for(None, (1, 32, 16))
+    frames = np.arange(3 * 32 * 16, dtype=np.uint16).reshape(3, 1, 32, 16)
+    peaks = find_peaks((frames[0] == 5).astype(np.uint8), frames[0])
+    out = CxiChunkWriter(str(tmp_path), "t", "w0", layout, max_num_peak=4).open(capacity=8, images=frames.dtype)
+    for i in range(2):
+        out.add(KeptEvent(f"e{i}", float(i), 9500.0, peaks), frames[i])
+    tmp = tmp_path / f".{out.path.name}.tmp"
+    assert tmp.stat().st_size >= frames[:2].nbytes and not out.path.exists()  # on disk before the close
+    path = out.close()
+    assert not tmp.exists()
+    with h5py.File(path) as f:
+        data = f["/entry_1/data_1/data"]
+        assert data.dtype == np.uint16 and data.shape == (2, 32, 16)  # trimmed to what was added
+        assert (data[:] == frames[:2, 0]).all()
+        assert f["/entry_1/event_id"][:].tolist() == [b"e0", b"e1"]
+    given_up = CxiChunkWriter(str(tmp_path), "u", "w0", layout, 4).open(capacity=8, images=np.dtype(np.float32))
+    given_up.add(KeptEvent("e9", 0.0, 9500.0, peaks), frames[2].astype(np.float32))
+    given_up.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
 def test_multi_panel_frames_without_geometry_say_what_to_pass():

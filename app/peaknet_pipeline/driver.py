@@ -19,6 +19,7 @@ from .kinds import PRODUCERS, kind_of
 from .ledger import resolve_on_disk
 from .monitor import ResourceSampler
 from .namespace import claim_namespace, release_namespace
+from .output.cxi import remove_stale_temporaries
 from .progress import Progress
 from .report import RunReport, build_report, summarise_queues
 from .scheduling import UnplacedWatch, check_cpus
@@ -86,7 +87,7 @@ class StageDriver:
         with sampler:
             outcome = self._watch(coordinator, members)
         wall = time.monotonic() - started
-        self._resolve_files(coordinator)
+        self._resolve_files(coordinator, [m.name for m in members if m.stage == "write"])
         outcome.statuses = self._with_earlier_incarnations(coordinator, outcome.statuses)
         ledger = ray.get(coordinator.ledger_summary.remote()) if self.whole_pipeline else None
         report = build_report(self.command, outcome.statuses, self._queue_summaries(), wall, outcome.stopped_by, ledger)
@@ -222,14 +223,18 @@ class StageDriver:
         merged = {m.member: m for m in ray.get(coordinator.members.remote())}
         return [merged[s.member] if s.member in merged and merged[s.member].incarnation else s for s in statuses]
 
-    def _resolve_files(self, coordinator) -> None:
+    def _resolve_files(self, coordinator, writers: list[str]) -> None:
         """Files announced by writers that died before saying whether the rename happened: look on disk,
-        where the driver sees the output directory (a laptop, a shared volume)."""
+        where the driver sees the output directory (a laptop, a shared volume). Then the files this run's
+        writers were still filling when they died or were ended: partial, and no process of theirs is left."""
         if "write" not in self.stages or not Path(self.cfg.writer.output_dir).is_dir():
             return
         if intents := ray.get(coordinator.pending_intents.remote()):
             # Its commits and drops reach the coordinator before the caller's ledger_summary (call order).
             resolve_on_disk(coordinator, intents)
+        for name in writers:
+            if partial := remove_stale_temporaries(self.cfg.writer.output_dir, name):
+                log.warning("%s: removed %d partial file(s) of %s", self.command, len(partial), name)
 
     def _live_members(self, coordinator, done: list[MemberStatus]) -> list[MemberStatus]:
         mine = {m.member for m in done}

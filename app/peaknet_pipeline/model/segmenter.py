@@ -53,6 +53,12 @@ class Segmenter(nn.Module):
             )
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x, crop = self.prepare(frames)
+        return self.model(x)[crop]
+
+    def prepare(self, frames: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        """The model's input (panels as images, normalised, padded) and the index that crops its output back
+        to the frames' size."""
         self.check_input(tuple(frames.shape), frames.dtype)
         b, c, h, w = frames.shape
         x = frames.reshape(b * c, 1, h, w) if self.num_channels == 1 else frames
@@ -62,5 +68,4 @@ class Segmenter(nn.Module):
         left, right, top, bottom = padding_for(h, w, self.pad, self.multiple) if self.multiple else (0, 0, 0, 0)
         if right or bottom or left or top:
             x = F.pad(x, (left, right, top, bottom))
-        logits = self.model(x)
-        return logits[..., top : top + h, left : left + w]
+        return x, (..., slice(top, top + h), slice(left, left + w))

@@ -91,6 +91,14 @@ def _linear_kernel(
 
 Wrap = Callable[[object], object]
 
+# Launch settings that beat the rule in `linear` for the base model's shapes, by (kernel, K, N), from the tile
+# sweep at batch 64 on the H100 (bench_kernels.py; docs/performance.md). Other shapes take the rule.
+MEASURED = {
+    ("residual", 384, 96): {"BLOCK_N": 128, "BLOCK_K": 64, "num_warps": 4, "num_stages": 4},
+    ("residual", 1536, 384): {"BLOCK_N": 128, "BLOCK_K": 64, "num_warps": 8, "num_stages": 3},
+    ("gelu", 768, 3072): {"BLOCK_N": 128, "BLOCK_K": 64, "num_warps": 4, "num_stages": 3},
+}
+
 
 def _identity(kernel):
     return kernel
@@ -127,7 +135,8 @@ def linear(
     # outputs, wide ones for the residual GEMM once its output has 384 columns or more.
     wide = residual is not None and n >= 384
     params = {"BLOCK_M": block_m, "BLOCK_N": 256 if wide else 64, "BLOCK_K": 64 if k >= 384 else 32}
-    params |= {"num_warps": 8 if wide else 4, "num_stages": 3, **(tune or {})}
+    params |= {"num_warps": 8 if wide else 4, "num_stages": 3}
+    params |= MEASURED.get(("gelu" if gelu_sumsq else "residual", k, n), {}) | (tune or {})
     tiles_m = m // params["BLOCK_M"]
     out = torch.empty((m, n), dtype=a.dtype, device=a.device)
     part = torch.empty((tiles_m, n) if gelu_sumsq else (1,), dtype=torch.float32, device=a.device)

@@ -1,6 +1,6 @@
 """CXI files as CrystFEL reads them (indexamajig --peaks=cxi), one per chunk of kept events.
 
-Each file is written under a temporary name and renamed when complete: a crash never leaves a partial .cxi.
+Each file is filled under a temporary name and renamed when complete: a crash never leaves a partial .cxi.
 """
 
 from __future__ import annotations
@@ -31,33 +31,6 @@ class KeptEvent:
     timestamp: float
     photon_energy_eV: float
     peaks: PeakList
-
-
-class SlabBuffer:
-    """Kept images go straight into slab layout in one buffer reused for every file: one copy per image
-    instead of copy, stack and re-layout into fresh memory."""
-
-    def __init__(self, layout: SlabLayout, capacity: int):
-        self._layout = layout
-        self._data = np.zeros((capacity, *layout.shape), np.float32)  # panel gaps stay 0 for good
-        self.count = 0
-
-    def add(self, frame: np.ndarray) -> None:
-        self._layout.place(self._data[self.count], frame)
-        self.count += 1
-
-    def take(self) -> np.ndarray:
-        """The images added since the last take; valid until the next add."""
-        out, self.count = self._data[: self.count], 0
-        return out
-
-
-def write_images(f: h5py.File, slabs: np.ndarray) -> None:
-    """One uncompressed chunk per image, each written as it lies in memory: HDF5's chunking and type
-    conversion are skipped, the bytes on disk are the same as through create_dataset(data=...)."""
-    data = f.create_dataset(DATA, shape=slabs.shape, dtype=slabs.dtype, chunks=(1, *slabs.shape[1:]))
-    for i, image in enumerate(np.ascontiguousarray(slabs)):
-        data.id.write_direct_chunk((i, 0, 0), image)
 
 
 def temporary_name(path: Path) -> Path:
@@ -120,44 +93,104 @@ class CxiChunkWriter:
         self._chunk += 1
         return self._dir / f"{self._prefix}-{stamp}-{self._writer}-{self._chunk:05d}.cxi"
 
-    def write(self, events: list[KeptEvent], slabs: np.ndarray | None = None, path: Path | None = None) -> Path:
-        """slabs: the events' images in slab layout (from a SlabBuffer), or None for peaks only.
-        On any error (a full disk) the partial file is removed and the error raised."""
-        path = path or self.next_path()
-        tmp = temporary_name(path)
-        try:
-            with h5py.File(tmp, "w") as f:
-                self._write_peaks(f, events)
-                if slabs is not None:
-                    write_images(f, slabs)
-                f[PHOTON_ENERGY] = np.array([e.photon_energy_eV for e in events], np.float32)
-                f[TIMESTAMP] = np.array([e.timestamp for e in events], np.float64)
-                f[EVENT_ID] = np.array([e.event_id for e in events], dtype=h5py.string_dtype())
-            os.replace(tmp, path)  # atomic on one filesystem
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return path
+    def open(self, capacity: int, images: np.dtype | None) -> CxiFile:
+        """A new file for up to `capacity` events, with images of that dtype or peaks only (None)."""
+        return CxiFile(self.next_path(), self._layout, capacity, images, self._max_peaks)
 
-    def _write_peaks(self, f: h5py.File, events: list[KeptEvent]) -> None:
-        # As wide as this file's fullest event needs, up to max_num_peak: CrystFEL reads nPeaks entries per
-        # row, and a fixed 2048-wide table made peaks-only files ~40 kB per event.
-        n = len(events)
-        m = max(1, min(self._max_peaks, max((len(e.peaks) for e in events), default=0)))
-        x = np.full((n, m), FILL, np.float32)
-        y = np.full((n, m), FILL, np.float32)
-        seg = np.full((n, m), FILL, np.float32)
-        intensity = np.full((n, m), FILL, np.float32)
-        counts = np.zeros(n, np.int32)
-        for i, event in enumerate(events):
-            k = min(len(event.peaks), m)
-            sx, sy, panel = self._layout.peaks_to_slab(event.peaks.positions[:k])
-            x[i, :k], y[i, :k], seg[i, :k] = sx, sy, panel
-            intensity[i, :k] = event.peaks.intensity[:k]
-            counts[i] = k
-        group = f.create_group(PEAKS)
-        group["nPeaks"] = counts
-        group["peakXPosRaw"] = x
-        group["peakYPosRaw"] = y
-        group["peakSegPosRaw"] = seg
-        group["peakTotalIntensity"] = intensity
+    def write(self, events: list[KeptEvent], frames: np.ndarray | None = None) -> Path:
+        """All at once: the events and, where given, their (N, C, H, W) frames."""
+        out = self.open(len(events), None if frames is None else frames.dtype)
+        try:
+            for i, event in enumerate(events):
+                out.add(event, None if frames is None else frames[i])
+        except BaseException:
+            out.discard()
+            raise
+        return out.close()
+
+
+class CxiFile:
+    """One CXI file filled as events are kept, under its temporary name: an image goes to disk when its event
+    is added (one copy, straight from the frame where the slab is the frame itself), so the writer holds no
+    images; peaks, ids and the rest are written at close, which renames the file into place."""
+
+    def __init__(self, path: Path, layout: SlabLayout, capacity: int, images: np.dtype | None, max_num_peak: int):
+        self.path, self.events = path, []
+        self._tmp = temporary_name(path)
+        self._layout, self._max_peaks = layout, max_num_peak
+        image_bytes = 0 if images is None else capacity * int(np.prod(layout.shape)) * np.dtype(images).itemsize
+        check_space(path.parent, image_bytes)
+        self._f = h5py.File(self._tmp, "w")
+        self._images = self._scratch = None
+        if images is not None:
+            shape = (capacity, *layout.shape)  # chunks never written are never allocated; close trims the rest
+            self._images = self._f.create_dataset(
+                DATA, shape=shape, maxshape=(None, *layout.shape), dtype=images, chunks=(1, *layout.shape)
+            )
+            if not layout.is_identity:
+                self._scratch = np.zeros(layout.shape, images)  # panel gaps stay 0 for good
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def add(self, event: KeptEvent, frame: np.ndarray | None = None) -> None:
+        """The event, and its (C, H, W) frame written now as one uncompressed chunk (HDF5's chunking and type
+        conversion skipped; the bytes on disk are those of create_dataset(data=...))."""
+        if self._images is not None:
+            if self._scratch is None:
+                image = np.ascontiguousarray(frame[0], self._images.dtype)
+            else:
+                self._layout.place(self._scratch, frame)
+                image = self._scratch
+            self._images.id.write_direct_chunk((len(self.events), 0, 0), image)
+        self.events.append(event)
+
+    def close(self) -> Path:
+        """Peaks and per-event data written, the file closed and renamed into place (atomic on one
+        filesystem). On any error the partial file is removed and the error raised."""
+        events = self.events
+        try:
+            if self._images is not None:
+                self._images.resize(len(events), axis=0)
+            write_peaks(self._f, events, self._layout, self._max_peaks)
+            self._f[PHOTON_ENERGY] = np.array([e.photon_energy_eV for e in events], np.float32)
+            self._f[TIMESTAMP] = np.array([e.timestamp for e in events], np.float64)
+            self._f[EVENT_ID] = np.array([e.event_id for e in events], dtype=h5py.string_dtype())
+            self._f.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        return self.path
+
+    def discard(self) -> None:
+        """Close and remove the partial file; closing a file HDF5 could not write may fail again."""
+        try:
+            self._f.close()
+        except (OSError, RuntimeError):
+            pass
+        self._tmp.unlink(missing_ok=True)
+
+
+def write_peaks(f: h5py.File, events: list[KeptEvent], layout: SlabLayout, max_num_peak: int) -> None:
+    # As wide as this file's fullest event needs, up to max_num_peak: CrystFEL reads nPeaks entries per
+    # row, and a fixed 2048-wide table made peaks-only files ~40 kB per event.
+    n = len(events)
+    m = max(1, min(max_num_peak, max((len(e.peaks) for e in events), default=0)))
+    x = np.full((n, m), FILL, np.float32)
+    y = np.full((n, m), FILL, np.float32)
+    seg = np.full((n, m), FILL, np.float32)
+    intensity = np.full((n, m), FILL, np.float32)
+    counts = np.zeros(n, np.int32)
+    for i, event in enumerate(events):
+        k = min(len(event.peaks), m)
+        sx, sy, panel = layout.peaks_to_slab(event.peaks.positions[:k])
+        x[i, :k], y[i, :k], seg[i, :k] = sx, sy, panel
+        intensity[i, :k] = event.peaks.intensity[:k]
+        counts[i] = k
+    group = f.create_group(PEAKS)
+    group["nPeaks"] = counts
+    group["peakXPosRaw"] = x
+    group["peakYPosRaw"] = y
+    group["peakSegPosRaw"] = seg
+    group["peakTotalIntensity"] = intensity

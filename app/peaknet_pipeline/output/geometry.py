@@ -46,6 +46,11 @@ class SlabLayout:
         p = self.panels[0]
         return (len(self.panels), p.max_ss - p.min_ss + 1, p.max_fs - p.min_fs + 1)
 
+    @property
+    def is_identity(self) -> bool:
+        """One panel filling the slab: a frame's only channel is its slab as it lies in memory."""
+        return len(self.panels) == 1 and self.shape == self.frame_shape[1:]
+
     def check_frame(self, frame_shape: tuple[int, ...]) -> None:
         c, h, w = frame_shape
         if c != len(self.panels):

@@ -11,7 +11,6 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import ray
@@ -22,9 +21,8 @@ from ..kinds import WriterKind
 from ..ledger import FileIntent, resolve_on_disk
 from ..output.cxi import (
     CxiChunkWriter,
+    CxiFile,
     KeptEvent,
-    SlabBuffer,
-    check_space,
     check_writable,
     describe_os_error,
     remove_stale_temporaries,
@@ -68,12 +66,11 @@ class CxiWriterActor(Q2Consumer):
         # Once: every .options() call makes a new wrapper class, cyclic garbage at the batch rate.
         self._find_peaks = find_batch_peaks.options(num_cpus=cfg.peaks.task_cpus)
         self._pending: deque = deque()  # (record, ObjectRef of peak lists), in Q2 order
-        self._buffer: list[KeptEvent] = []
-        self._buffer_since = 0.0  # when the oldest buffered event came
+        self._file: CxiFile | None = None  # the file being filled, under its temporary name
+        self._file_since = 0.0  # when its first event came
         self._quality = PeakTally()
         self._files: list[str] = []
         self._writer: CxiChunkWriter | None = None
-        self._slabs: SlabBuffer | None = None
         self._nvtx = Nvtx(cfg.profiling.enabled)
         self._steady = SteadyRate()
         self._guard(self._take_over_output)
@@ -109,7 +106,7 @@ class CxiWriterActor(Q2Consumer):
                     self._dispatch(record)
             with self._nvtx.range("collect peaks"):
                 self._collect(block=len(self._pending) >= self._cfg.peaks.max_pending_tasks)
-            if self._buffer and time.monotonic() - self._buffer_since > self._cfg.writer.flush_interval_s:
+            if self._file and time.monotonic() - self._file_since > self._cfg.writer.flush_interval_s:
                 self._flush()  # slow input: events reach the disk (and count as written) in bounded time
         while self._pending:
             self._collect(block=True)
@@ -153,56 +150,67 @@ class CxiWriterActor(Q2Consumer):
             if len(peak_list) < w.min_num_peak:
                 filtered += 1
                 continue
-            if frames is not None:
-                # Copied now: the producer that owns the frame may leave once this batch is settled.
-                self._open(frames.shape[1:]).add(frames[i])
-            if not self._buffer:
-                self._buffer_since = time.monotonic()
-            self._buffer.append(KeptEvent(meta.frame_id, meta.timestamp, meta.photon_energy_eV, peak_list))
-            if len(self._buffer) >= w.buffer_size:
+            event = KeptEvent(meta.frame_id, meta.timestamp, meta.photon_energy_eV, peak_list)
+            # The image goes to disk now: the producer that owns the frame may leave once this batch is settled.
+            with self._nvtx.range("write image"):
+                self._add(event, None if frames is None else frames[i])
+            if len(self._file) >= w.buffer_size:
                 with self._nvtx.range("write cxi"):
                     self._flush()
         if filtered:
             status.fail("filtered_min_num_peak", filtered)
-        # Images and peaks are copied: the owners may let the objects go. Filtered frames have their outcome
-        # now, kept events on commit; one call to the coordinator for both.
+        # Kept images are in the file and peaks copied: the owners may let the objects go. Filtered frames
+        # have their outcome now, kept events on commit; one call to the coordinator for both.
         self._member.settle(record.owners, filtered, "filtered_min_num_peak" if filtered else None, record.size)
         status.batches += 1
         self._steady.record(record.size)
 
-    def _open(self, frame_shape: tuple[int, ...]) -> SlabBuffer | None:
-        """The file writer and, when images are stored, the slab buffer; made once, on the first frame."""
+    def _add(self, event: KeptEvent, frame: np.ndarray | None) -> None:
+        """Into the file being filled, which the first event of a file opens."""
+        try:
+            if self._file is None:
+                self._file = self._open_file(frame)
+                self._file_since = time.monotonic()
+            self._file.add(event, frame)
+        except (OSError, RuntimeError) as exc:  # h5py reports some failed writes as RuntimeError
+            raise self._write_failed(exc, 1) from None
+
+    def _open_file(self, frame: np.ndarray | None) -> CxiFile:
+        """A new file; the file writer is made once, from the first frame's shape (peaks only: the config's)."""
         if self._writer is None:
             w = self._cfg.writer
-            layout = layout_for(w.geometry, tuple(frame_shape))
+            layout = layout_for(w.geometry, tuple(frame.shape) if frame is not None else self._shape_from_peaks())
             self._writer = CxiChunkWriter(w.output_dir, w.file_prefix, self._member.name, layout, w.max_num_peak)
-            self._slabs = SlabBuffer(layout, w.buffer_size) if w.store_images else None
-        return self._slabs
+        return self._writer.open(self._cfg.writer.buffer_size, None if frame is None else frame.dtype)
 
     def _flush(self) -> None:
-        if not self._buffer:
+        out, self._file = self._file, None
+        if out is None:
             return
-        if self._writer is None:  # peaks only: no frame has opened the output yet
-            self._open(self._shape_from_peaks())
-        slabs = self._slabs.take() if self._slabs else None
-        events, self._buffer = self._buffer, []
-        path = self._writer.next_path()
-        intent = FileIntent(self._member.name, str(path), len(events))
+        intent = FileIntent(self._member.name, str(out.path), len(out))
         coordinator = self._member.coordinator
-        ray.get(coordinator.intend.remote(intent))  # before the file exists: a crash from here is resolvable
+        ray.get(coordinator.intend.remote(intent))  # before the file is in place: a crash from here is resolvable
         try:
-            check_space(path.parent, 0 if slabs is None else slabs.nbytes)
-            self._writer.write(events, slabs, path)
-        except (OSError, RuntimeError) as exc:  # h5py reports a failed write at close as RuntimeError
+            out.close()
+        except (OSError, RuntimeError) as exc:
             coordinator.drop.remote(intent.writer, intent.path, "write_failed")
-            self._member.status.fail("write_failed", len(events))
-            raise WriteFailed(
-                f"cannot write {Path(path).name} in writer.output_dir={self._cfg.writer.output_dir!r}: "
-                f"{describe_os_error(exc)}; {len(events)} events not written"
-            ) from None
+            raise self._write_failed(exc, len(out)) from None
         coordinator.commit.remote(intent.writer, intent.path)
-        self._files.append(str(path))
-        self._member.status.frames_out += len(events)
+        self._files.append(str(out.path))
+        self._member.status.frames_out += len(out)
+
+    def _write_failed(self, exc: BaseException, unfiled: int) -> WriteFailed:
+        """The file being filled is given up: its events and `unfiled` more were not written."""
+        lost = unfiled
+        if self._file is not None:
+            lost += len(self._file)
+            self._file.discard()
+            self._file = None
+        self._member.status.fail("write_failed", lost)
+        return WriteFailed(
+            f"cannot write a CXI file in writer.output_dir={self._cfg.writer.output_dir!r}: "
+            f"{describe_os_error(exc)}; {lost} events not written"
+        )
 
     def _shape_from_peaks(self) -> tuple[int, int, int]:
         if self._cfg.data.frame_shape is None:
