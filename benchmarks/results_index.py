@@ -24,7 +24,7 @@ INDEX = RESULTS / "README.md"
 README = ROOT / "README.md"
 TABLE_START = "<!-- current numbers: benchmarks/results_index.py -->"
 TABLE_END = "<!-- end of current numbers -->"
-CARDS = {"h100": "H100", "h200": "H200", "h200x2": "2 x H200", "local": "CPU (2 cores)"}
+CARDS = {"h100": "H100", "h100x2": "2 x H100", "h200": "H200", "h200x2": "2 x H200", "local": "CPU (2 cores)"}
 
 
 def load(path: Path) -> dict | list:
@@ -100,6 +100,19 @@ KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
         "profile (profile_model.py)",
         lambda d: isinstance(d, dict) and "by_kind" in d,
         lambda d: f"{d['ms_per_iter']} ms per batch of {d['batch_size']}, by kernel kind",
+    ),  # fmt: skip
+    (
+        "layer groups (profile_groups.py)",
+        lambda d: isinstance(d, dict) and "groups_ms_per_batch" in d,
+        lambda d: (
+            f"{d['sum_of_groups_ms']} ms per batch of {d['batch_size']} over "
+            f"{len(d['groups_ms_per_batch'])} groups; whole model {d.get('whole_model_ms_per_batch')} ms"
+        ),
+    ),  # fmt: skip
+    (
+        "model only, GEMM launch settings A/B (ab_gemm_settings.py)",
+        lambda d: isinstance(d, dict) and isinstance(d.get("runs"), list) and "launch_settings" in d["runs"][0],
+        lambda d: ", ".join(f"{r['launch_settings']} {r['frames_per_s']:,.0f}" for r in d["runs"]),
     ),  # fmt: skip
     (
         "kernels (bench_kernels.py, bench_gemm_epilogue.py)",

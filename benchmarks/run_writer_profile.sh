@@ -2,7 +2,8 @@
 # Where an images-CXI run's time goes on one GPU host (issue 20): trained base weights, the images run written
 # once to the host's disk and once to /dev/shm (is it the disk or the writers?), with py-spy on every writer
 # actor and peak-finding worker and `top` every 5 s beside each run.
-#   OUT=/tmp/prof [GPUS=2] [TARGETS=/dev/shm] [RUNS="infer peaks images"] bash benchmarks/run_writer_profile.sh \
+#   OUT=/tmp/prof [GPUS=2] [TARGETS=/dev/shm] [RUNS="infer peaks images"] [PYSPY_DELAY_S=40] \
+#       bash benchmarks/run_writer_profile.sh \
 #       [extra bench_pipeline args...]
 # Needs py-spy on PATH; summarise with benchmarks/analyze_pyspy.py.
 set -uo pipefail
@@ -20,8 +21,9 @@ watch() {  # prefix: top every 5 s; py-spy on each new writer and peak-finding w
     for pid in $(pgrep -f "ray::CxiWriterActor|ray::find_batch_peaks"); do
       case " $seen " in *" $pid "*) continue ;; esac
       seen="$seen $pid"
-      py-spy record --pid "$pid" --rate 100 --nonblocking --threads --format speedscope --duration 25 \
-        --output "$prefix-pyspy-$pid.json" > "$prefix-pyspy-$pid.log" 2>&1 &
+      (sleep "${PYSPY_DELAY_S:-0}"  # past the model's compile, into the steady state
+       py-spy record --pid "$pid" --rate 100 --nonblocking --threads --format speedscope --duration 25 \
+        --output "$prefix-pyspy-$pid.json" > "$prefix-pyspy-$pid.log" 2>&1) &
     done
   done
 }

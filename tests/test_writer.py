@@ -53,6 +53,23 @@ def test_components_touching_diagonally_are_one_peak_and_panels_never_join():
     assert sorted(map(tuple, peaks.positions.tolist())) == [(0, 2.5, 2.5), (0, 6, 6), (1, 2, 2)]
 
 
+@pytest.mark.parametrize("density", [0.003, 0.05, 0.4])
+def test_the_sparse_and_the_whole_frame_labelling_find_the_same_peaks(monkeypatch, density):
+    from peaknet_pipeline.output import peaks
+
+    rng = np.random.default_rng(7)
+    mask = (rng.random((3, 48, 40)) < density).astype(np.uint8)
+    frame = rng.random((3, 48, 40)).astype(np.float32)
+    found = {}
+    for share in (0.0, 1.1):  # every mask labelled whole / every mask as a graph of its pixels
+        monkeypatch.setattr(peaks, "DENSE_SHARE", share)
+        found[share] = find_peaks(mask, frame)
+    whole, graph = found[0.0], found[1.1]
+    assert len(whole) > 3 and len(whole) == len(graph)
+    assert np.allclose(whole.positions, graph.positions) and (whole.pixels == graph.pixels).all()
+    assert np.allclose(whole.intensity, graph.intensity)
+
+
 def test_geometry_places_panels_and_peaks_in_the_slab(tmp_path: Path):
     layout = layout_for(str(GEOM), (16, 352, 384))
     assert layout.shape == (8 * 352, 2 * 384)
