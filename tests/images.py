@@ -67,11 +67,20 @@ def make_pip_mounts(scratch: Path) -> list[str]:
     return mounts
 
 
+def image_id(tag: str) -> str | None:
+    done = subprocess.run(["buildah", *STORAGE, "inspect", "--format", "{{.FromImageID}}", tag], capture_output=True,
+                          text=True)  # fmt: skip
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
 def build(dockerfile: str, tag: str, base: str, mounts: list[str], *args: str) -> str:
+    earlier = image_id(tag)
     buildah(
         "bud", "--isolation", "chroot", "-q", "-f", str(ROOT / "docker" / dockerfile), "--build-arg", f"BASE={base}",
         "--build-arg", "TORCH_INDEX=https://pypi.org/simple", *args, *mounts, "-t", tag, str(ROOT),
     )  # fmt: skip
+    if earlier and earlier != image_id(tag):  # the tag moved: vfs keeps whole copies, so drop the old one
+        subprocess.run(["buildah", *STORAGE, "rmi", earlier], capture_output=True)
     return tag
 
 
