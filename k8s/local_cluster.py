@@ -148,6 +148,7 @@ class LocalCluster:
         self.image = image  # the image tag built here stands in for the rendered one (no registry)
         self.log_dir = logs
         self._procs: list[tuple[str, subprocess.Popen]] = []
+        self._submitters: dict[str, str] = {}  # submitter pod name -> its container, made on first use
 
     def __enter__(self) -> LocalCluster:
         try:
@@ -227,11 +228,12 @@ class LocalCluster:
         if "runtimeEnvYAML" in spec:
             command.append(f"--runtime-env-json={json.dumps(yaml.safe_load(spec['runtimeEnvYAML']))}")
         script = f"{shlex.join(command)} --no-wait -- {spec['entrypoint']}"
-        ctr = self._container(f"{job_id}-submitter")
-        try:
-            done = subprocess.run(self._run_args(ctr, submitter, script), capture_output=True, text=True)
-        finally:
-            subprocess.run(["buildah", *STORAGE, "rm", ctr], capture_output=True)
+        # One container per submitter, reused for every job: each `ray job submit` is its own process, as in
+        # its own submitter pod, and a vfs container is a whole copy of the image.
+        if submitter.name not in self._submitters:
+            self._submitters[submitter.name] = self._container(f"{self.pods[0].name}-{submitter.name}")
+        done = subprocess.run(self._run_args(self._submitters[submitter.name], submitter, script),
+                              capture_output=True, text=True)  # fmt: skip
         if done.returncode != 0:
             raise HarnessError(f"ray job submit for {job_id} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
         return job_id
@@ -258,6 +260,9 @@ class LocalCluster:
             proc.wait(30)
             subprocess.run(["buildah", *STORAGE, "rm", name], capture_output=True)
         self._procs.clear()
+        for ctr in self._submitters.values():
+            subprocess.run(["buildah", *STORAGE, "rm", ctr], capture_output=True)
+        self._submitters.clear()
 
 
 def descendants(pid: int) -> list[int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -86,43 +85,34 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "peaknet_pipeline", *args]
 
 
-IMAGE_FIXTURES = {"cpu_image", "cuda_image"}
+@pytest.fixture(scope="session")
+def image_scratch(tmp_path_factory) -> Path:
+    from .images import MISSING_TOOLS, SKIP_REASON
 
-
-def pytest_collection_modifyitems(session, config, items):
-    """Tests that use an image run last, and the images start building now (tests/images.py, Builds)."""
-    from .images import MISSING_TOOLS, Builds
-
-    using = [item for item in items if IMAGE_FIXTURES & set(getattr(item, "fixturenames", ()))]
-    if not using:
-        return
-    items[:] = [item for item in items if item not in using] + using
-    if not MISSING_TOOLS:
-        config.peaknet_builds = Builds(Path(tempfile.mkdtemp(prefix="peaknet-images-")))
-
-
-def pytest_sessionfinish(session):
-    builds = getattr(session.config, "peaknet_builds", None)
-    if builds is not None:
-        builds.close()
-
-
-def built(request, which: str) -> str:
-    from .images import SKIP_REASON
-
-    builds = getattr(request.config, "peaknet_builds", None)
-    if builds is None:
+    if MISSING_TOOLS:
         pytest.skip(SKIP_REASON)
-    return getattr(builds, which).result()
+    return tmp_path_factory.mktemp("images")
 
 
 @pytest.fixture(scope="session")
-def cpu_image(request) -> str:
-    """docker/Dockerfile.cpu built with buildah, once per session."""
-    return built(request, "cpu")
+def base_image(image_scratch) -> str:
+    from .images import make_base_image
+
+    return make_base_image(image_scratch)
 
 
 @pytest.fixture(scope="session")
-def cuda_image(request) -> str:
-    """docker/Dockerfile built with buildah (torch's CPU wheel swapped in), once per session."""
-    return built(request, "cuda")
+def cpu_image(base_image, image_scratch) -> str:
+    """docker/Dockerfile.cpu built with buildah, once per session (tests/images.py)."""
+    from .images import CPU_TAG, build, make_pip_mounts
+
+    return build("Dockerfile.cpu", CPU_TAG, base_image, make_pip_mounts(image_scratch))
+
+
+@pytest.fixture(scope="session")
+def cuda_image(base_image, image_scratch) -> str:
+    """docker/Dockerfile built with buildah, torch's CPU wheel swapped in (the CUDA wheels are several GB)."""
+    from .images import CUDA_TAG, TRITON_VERSION, build, make_pip_mounts
+
+    mounts = make_pip_mounts(image_scratch)
+    return build("Dockerfile", CUDA_TAG, base_image, mounts, "--build-arg", f"TRITON_VERSION={TRITON_VERSION}")

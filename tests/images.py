@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +19,9 @@ MISSING_TOOLS = [t for t in ("buildah", "mmdebstrap") if shutil.which(t) is None
 SKIP_REASON = f"needs {' and '.join(MISSING_TOOLS)} (Debian packages; .ci/run installs them)"
 STORAGE = ["--storage-driver", "vfs"]
 BASE_PACKAGES = "python3,python3-pip,python3-dev,ca-certificates"
+CPU_TAG, CUDA_TAG = "localhost/peaknet:test-cpu", "localhost/peaknet:test-cuda"
+# The Triton that torch 2.13's CUDA wheels pin; the CUDA image test swaps in the CPU torch, which has none.
+TRITON_VERSION = "3.9.0"
 BASE_HOOK = 'rm -f "$1"/usr/lib/python3.11/EXTERNALLY-MANAGED; ln -sf python3 "$1"/usr/bin/python'
 
 
@@ -90,27 +92,3 @@ def run_in(image: str, script: str, *mounts: str, user: str = "1000") -> str:
         return buildah("run", "--isolation", "chroot", "--user", user, *mounts, ctr, "--", "sh", "-c", script).stdout
     finally:
         buildah("rm", ctr)
-
-
-# The Triton that torch 2.13's CUDA wheels pin; the CUDA image test swaps in the CPU torch, which has none.
-TRITON_VERSION = "3.9.0"
-CPU_TAG, CUDA_TAG = "localhost/peaknet:test-cpu", "localhost/peaknet:test-cuda"
-
-
-class Builds:
-    """The session's images, built one after the other in a background thread that starts with the session:
-    their minutes overlap the other tests, and a test waits only when it needs an image."""
-
-    def __init__(self, scratch: Path):
-        self._scratch = scratch
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="image-builds")
-        mounts = make_pip_mounts(scratch)
-        base = self._pool.submit(make_base_image, scratch)
-        self.cpu: Future = self._pool.submit(lambda: build("Dockerfile.cpu", CPU_TAG, base.result(), mounts))
-        triton = ["--build-arg", f"TRITON_VERSION={TRITON_VERSION}"]
-        self.cuda: Future = self._pool.submit(lambda: build("Dockerfile", CUDA_TAG, base.result(), mounts, *triton))
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        if all(f.done() for f in (self.cpu, self.cuda)):
-            shutil.rmtree(self._scratch, ignore_errors=True)

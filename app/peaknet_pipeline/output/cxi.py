@@ -146,8 +146,13 @@ class CxiFile:
         self.events.append(event)
 
     def close(self) -> Path:
-        """Peaks and per-event data written, the file closed and renamed into place (atomic on one
-        filesystem). On any error the partial file is removed and the error raised."""
+        """finish, then publish."""
+        self.finish()
+        return self.publish()
+
+    def finish(self) -> None:
+        """Peaks and per-event data written and the file closed, still under its temporary name. On any error
+        the partial file is removed and the error raised."""
         events = self.events
         try:
             if self._images is not None:
@@ -157,9 +162,16 @@ class CxiFile:
             self._f[TIMESTAMP] = np.array([e.timestamp for e in events], np.float64)
             self._f[EVENT_ID] = np.array([e.event_id for e in events], dtype=h5py.string_dtype())
             self._f.close()
-            os.replace(self._tmp, self.path)
         except BaseException:
             self.discard()
+            raise
+
+    def publish(self) -> Path:
+        """The finished file renamed into place (atomic on one filesystem)."""
+        try:
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
             raise
         return self.path
 

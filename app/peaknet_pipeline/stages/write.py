@@ -1,8 +1,8 @@
-"""Write stage: Q2 -> peak finding on parallel CPU tasks -> buffered CXI files.
+"""Write stage: Q2 -> peak finding on parallel CPU tasks -> CXI files filled as events are kept.
 
-A frame counts as written only when its file is renamed into place: the file is announced to the
-coordinator first (intent), committed after the rename, and a restarted writer resolves an intent its
-dead predecessor left from what is on disk, then removes that predecessor's partial files.
+A frame counts as written only when its file is renamed into place: the finished file is announced to the
+coordinator (intent) just before the rename and committed after it, and a restarted writer resolves an
+intent its dead predecessor left from what is on disk, then removes that predecessor's partial files.
 """
 
 from __future__ import annotations
@@ -184,15 +184,26 @@ class CxiWriterActor(Q2Consumer):
         return self._writer.open(self._cfg.writer.buffer_size, None if frame is None else frame.dtype)
 
     def _flush(self) -> None:
+        """Finish the file, announce it, rename it into place, commit it. The intent comes once the data is
+        written and just before the rename: a crash from there is resolvable from the disk, and a writer
+        that was stalled past the end of its run finds the coordinator gone and renames nothing."""
         out, self._file = self._file, None
         if out is None:
             return
         intent = FileIntent(self._member.name, str(out.path), len(out))
         coordinator = self._member.coordinator
-        ray.get(coordinator.intend.remote(intent))  # before the file is in place: a crash from here is resolvable
         try:
-            out.close()
-        except (OSError, RuntimeError) as exc:
+            out.finish()
+        except (OSError, RuntimeError) as exc:  # h5py reports a failed write at close as RuntimeError
+            raise self._write_failed(exc, len(out)) from None
+        try:
+            ray.get(coordinator.intend.remote(intent))
+        except ray.exceptions.RayActorError:
+            out.discard()
+            raise
+        try:
+            out.publish()
+        except OSError as exc:
             coordinator.drop.remote(intent.writer, intent.path, "write_failed")
             raise self._write_failed(exc, len(out)) from None
         coordinator.commit.remote(intent.writer, intent.path)
