@@ -102,17 +102,23 @@ def base_image(image_scratch) -> str:
 
 
 @pytest.fixture(scope="session")
-def cpu_image(base_image, image_scratch) -> str:
-    """docker/Dockerfile.cpu built with buildah, once per session (tests/images.py)."""
-    from .images import CPU_TAG, build, make_pip_mounts
+def pip_mounts(image_scratch) -> list[str]:
+    from .images import make_pip_mounts
 
-    return build("Dockerfile.cpu", CPU_TAG, base_image, make_pip_mounts(image_scratch))
+    return make_pip_mounts(image_scratch)
 
 
 @pytest.fixture(scope="session")
-def cuda_image(base_image, image_scratch) -> str:
-    """docker/Dockerfile built with buildah, torch's CPU wheel swapped in (the CUDA wheels are several GB)."""
-    from .images import CUDA_TAG, TRITON_VERSION, build, make_pip_mounts
+def cpu_image(base_image, pip_mounts) -> str:
+    """docker/Dockerfile.cpu built with buildah, once per session (tests/images.py)."""
+    from .images import CPU_TAG, build
 
-    mounts = make_pip_mounts(image_scratch)
-    return build("Dockerfile", CUDA_TAG, base_image, mounts, "--build-arg", f"TRITON_VERSION={TRITON_VERSION}")
+    return build("Dockerfile.cpu", CPU_TAG, base_image, pip_mounts)
+
+
+@pytest.fixture(scope="session")
+def cuda_image(base_image, pip_mounts) -> str:
+    """docker/Dockerfile built with buildah, torch's CPU wheel swapped in (the CUDA wheels are several GB)."""
+    from .images import CUDA_TAG, TRITON_VERSION, build
+
+    return build("Dockerfile", CUDA_TAG, base_image, pip_mounts, "--build-arg", f"TRITON_VERSION={TRITON_VERSION}")

@@ -31,14 +31,16 @@ def buildah(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     return done
 
 
-def image_exists(tag: str) -> bool:
-    return subprocess.run(["buildah", *STORAGE, "inspect", tag], capture_output=True).returncode == 0
+def image_id(tag: str) -> str | None:
+    done = subprocess.run(["buildah", *STORAGE, "inspect", "--format", "{{.FromImageID}}", tag], capture_output=True,
+                          text=True)  # fmt: skip
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def make_base_image(scratch: Path) -> str:
     recipe = hashlib.sha256(f"{BASE_PACKAGES}|{BASE_HOOK}".encode()).hexdigest()[:10]
     tag = f"localhost/peaknet-test-base:bookworm-py311-{recipe}"
-    if image_exists(tag):
+    if image_id(tag) is not None:
         return tag
     tar = scratch / "root.tar"
     subprocess.run(
@@ -67,12 +69,6 @@ def make_pip_mounts(scratch: Path) -> list[str]:
         mounts += ["-v", "/opt/wheels:/opt/wheels:ro"]
     conf.write_text("\n".join(lines) + "\n")
     return mounts
-
-
-def image_id(tag: str) -> str | None:
-    done = subprocess.run(["buildah", *STORAGE, "inspect", "--format", "{{.FromImageID}}", tag], capture_output=True,
-                          text=True)  # fmt: skip
-    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def build(dockerfile: str, tag: str, base: str, mounts: list[str], *args: str) -> str:

@@ -116,6 +116,7 @@ class CxiFile:
 
     def __init__(self, path: Path, layout: SlabLayout, capacity: int, images: np.dtype | None, max_num_peak: int):
         self.path, self.events = path, []
+        self.opened = time.monotonic()
         self._tmp = temporary_name(path)
         self._layout, self._max_peaks = layout, max_num_peak
         image_bytes = 0 if images is None else capacity * int(np.prod(layout.shape)) * np.dtype(images).itemsize
@@ -124,9 +125,13 @@ class CxiFile:
         self._images = self._scratch = None
         if images is not None:
             shape = (capacity, *layout.shape)  # chunks never written are never allocated; close trims the rest
-            self._images = self._f.create_dataset(
-                DATA, shape=shape, maxshape=(None, *layout.shape), dtype=images, chunks=(1, *layout.shape)
-            )
+            try:
+                self._images = self._f.create_dataset(
+                    DATA, shape=shape, maxshape=(None, *layout.shape), dtype=images, chunks=(1, *layout.shape)
+                )
+            except BaseException:
+                self.discard()
+                raise
             if not layout.is_identity:
                 self._scratch = np.zeros(layout.shape, images)  # panel gaps stay 0 for good
 

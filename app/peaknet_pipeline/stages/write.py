@@ -67,7 +67,6 @@ class CxiWriterActor(Q2Consumer):
         self._find_peaks = find_batch_peaks.options(num_cpus=cfg.peaks.task_cpus)
         self._pending: deque = deque()  # (record, ObjectRef of peak lists), in Q2 order
         self._file: CxiFile | None = None  # the file being filled, under its temporary name
-        self._file_since = 0.0  # when its first event came
         self._quality = PeakTally()
         self._files: list[str] = []
         self._writer: CxiChunkWriter | None = None
@@ -106,7 +105,7 @@ class CxiWriterActor(Q2Consumer):
                     self._dispatch(record)
             with self._nvtx.range("collect peaks"):
                 self._collect(block=len(self._pending) >= self._cfg.peaks.max_pending_tasks)
-            if self._file and time.monotonic() - self._file_since > self._cfg.writer.flush_interval_s:
+            if self._file and time.monotonic() - self._file.opened > self._cfg.writer.flush_interval_s:
                 self._flush()  # slow input: events reach the disk (and count as written) in bounded time
         while self._pending:
             self._collect(block=True)
@@ -170,7 +169,6 @@ class CxiWriterActor(Q2Consumer):
         try:
             if self._file is None:
                 self._file = self._open_file(frame)
-                self._file_since = time.monotonic()
             self._file.add(event, frame)
         except (OSError, RuntimeError) as exc:  # h5py reports some failed writes as RuntimeError
             raise self._write_failed(exc, 1) from None
