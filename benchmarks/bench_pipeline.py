@@ -21,6 +21,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from peaknet_pipeline.bench import emit_json, model_only
@@ -49,6 +50,12 @@ def main() -> int:
     ap.add_argument("--output", help="also write the JSON here")
     ap.add_argument("--output-dir", help="where the CXI runs write (default: a new temporary directory)")
     ap.add_argument("--gpus", type=int, default=1, help="inference actors, one GPU each; the rest scales with them")
+    ap.add_argument(
+        "--discard-files",
+        action="store_true",
+        help="delete each CXI file once published (counting its bytes), as a transfer off the node "
+        "would: a run longer than the output directory holds (tmpfs at several GPUs)",
+    )
     args = ap.parse_args()
     base = load_config(args.config, args.overrides)
     base.output.progress = "off"
@@ -58,7 +65,7 @@ def main() -> int:
     configs = {name: scaled(run_config(args, extra, frames), args.gpus) for name, extra in RUNS.items()
                if name in args.runs}  # fmt: skip
     connect(base, embedded=True, cpus_needed=max(cpus_needed(c, STAGES) for c in configs.values()))
-    runs = {name: pipeline_run(cfg, target, args.output_dir) for name, cfg in configs.items()}
+    runs = {name: pipeline_run(cfg, target, args.output_dir, args.discard_files) for name, cfg in configs.items()}
     result = {
         "config": args.config,
         "overrides": args.overrides,
@@ -70,6 +77,7 @@ def main() -> int:
         "model_only": alone,
         "gpus": args.gpus,
         "cxi_output": args.output_dir or "a temporary directory on the host's disk",
+        "cxi_discarded_once_published": args.discard_files,
         "runs": runs,
     }
     emit_json(result, args.output)
@@ -98,13 +106,15 @@ def run_config(args: argparse.Namespace, extra: list[str], frames: int) -> Pipel
     return cfg
 
 
-def pipeline_run(cfg: PipelineConfig, model_fps: float, parent: str | None = None) -> dict:
+def pipeline_run(cfg: PipelineConfig, model_fps: float, parent: str | None = None, discard: bool = False) -> dict:
     """model_fps: what the run is compared with (N GPUs x one GPU's model-only rate)."""
-    out_dir = tempfile.mkdtemp(prefix="peaknet-bench-", dir=parent)
-    cfg.writer.output_dir = out_dir
+    out_dir = Path(tempfile.mkdtemp(prefix="peaknet-bench-", dir=parent))
+    cfg.writer.output_dir = str(out_dir)
+    sweeper = Sweeper(out_dir, 1.0 if discard else None)
     try:
-        report = StageDriver(cfg, STAGES, "bench", whole_pipeline=True).execute()
-        written = sum(f.stat().st_size for f in Path(out_dir).glob("*.cxi"))
+        with sweeper:
+            report = StageDriver(cfg, STAGES, "bench", whole_pipeline=True).execute()
+        written = sweeper.sweep(discard=False)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     rates = {stage: steady_rate(report, stage) for stage in ("infer", "write")}
@@ -124,6 +134,41 @@ def pipeline_run(cfg: PipelineConfig, model_fps: float, parent: str | None = Non
         "cxi_bytes": written,
         "limited_by": limiter(rates, queues, model_fps, waited),
     }
+
+
+class Sweeper:
+    """Counts the bytes of the published CXI files; with an interval, deletes them as they land."""
+
+    def __init__(self, out_dir: Path, interval_s: float | None):
+        self.out_dir, self.interval_s = out_dir, interval_s
+        self.swept = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Sweeper:
+        if self.interval_s:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sweep(discard=True)
+
+    def sweep(self, discard: bool) -> int:
+        """Bytes published so far, these and the ones swept before."""
+        found = 0
+        for f in self.out_dir.glob("*.cxi"):
+            found += f.stat().st_size
+            if discard:
+                f.unlink()
+        if discard:
+            self.swept, found = self.swept + found, 0
+        return self.swept + found
 
 
 def steady_rate(report: RunReport, stage: str) -> float | None:

@@ -2,7 +2,7 @@
 # Where an images-CXI run's time goes on one GPU host (issue 20): trained base weights, the images run written
 # once to the host's disk and once to /dev/shm (is it the disk or the writers?), with py-spy on every writer
 # actor and peak-finding worker and `top` every 5 s beside each run.
-#   OUT=/tmp/prof [GPUS=2] [TARGETS=/dev/shm] [RUNS="infer peaks images"] [PYSPY_DELAY_S=40] \
+#   OUT=/tmp/prof [GPUS=2] [TARGETS=/dev/shm] [RUNS="infer peaks images"] [PYSPY_DELAY_S=40] [PYSPY=0] \
 #       bash benchmarks/run_writer_profile.sh \
 #       [extra bench_pipeline args...]
 # Needs py-spy on PATH; summarise with benchmarks/analyze_pyspy.py.
@@ -18,6 +18,7 @@ watch() {  # prefix: top every 5 s; py-spy on each new writer and peak-finding w
   local prefix=$1 seen=""
   while sleep 5; do
     top -b -c -n1 -w 250 | head -30 >> "$prefix-top.txt"
+    [ "${PYSPY:-1}" = 1 ] || continue  # top only: py-spy on many writers loads the host it measures
     for pid in $(pgrep -f "ray::CxiWriterActor|ray::find_batch_peaks"); do
       case " $seen " in *" $pid "*) continue ;; esac
       seen="$seen $pid"

@@ -171,3 +171,20 @@ def test_the_bench_names_the_stage_that_limits():
     assert bench_pipeline.limiter(rates, fed, 1000.0, 0.4).startswith("produce: inference waited for input 40%")
     assert bench_pipeline.limiter(rates, fed, 1000.0, 0.02).startswith("infer: 600.0 frames/s, waiting")
     assert bench_pipeline.limiter(rates, fed, 650.0, 0.4) == "none (within 10% of model-only)"
+
+
+def test_the_bench_sweeper_deletes_published_files_and_counts_them(tmp_path):
+    (tmp_path / "w0-0.cxi").write_bytes(b"x" * 10)
+    (tmp_path / ".w0-1.cxi.tmp").write_bytes(b"x" * 7)  # still being written: neither counted nor touched
+    with bench_pipeline.Sweeper(tmp_path, 0.05) as sweeper:
+        deadline = time.monotonic() + 10
+        while (tmp_path / "w0-0.cxi").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not (tmp_path / "w0-0.cxi").exists()
+    (tmp_path / "w0-2.cxi").write_bytes(b"x" * 5)
+    assert sweeper.sweep(discard=False) == 15
+    assert (tmp_path / ".w0-1.cxi.tmp").exists() and (tmp_path / "w0-2.cxi").exists()
+    kept = bench_pipeline.Sweeper(tmp_path, None)
+    with kept:
+        time.sleep(0.1)
+    assert kept.sweep(discard=False) == 5  # without an interval nothing is deleted
