@@ -4,8 +4,9 @@
     python3 benchmarks/plots.py --sweep $R/h100-model-erf.jsonl \
         --e2e $R/h200-e2e-base-512-b64-lifecycle.json $R/h200-e2e-base-512-images-shm.json \
               $R/h100-e2e-base-1920.json $R/h100-e2e-base-1920-images-writers-6.json $R/h100-e2e-673m-512.json \
-        --scaling $R/h200-e2e-base-512-b64-lifecycle.json $R/h200-e2e-base-512-images-shm.json \
-                  $R/h200x2-e2e-base-512-infer-peaks.json $R/h200x2-e2e-base-512-images-shm.json \
+        --scaling $R/h200x2-e2e-base-512-infer-peaks.json $R/h200x4-e2e-base-512-gpus-1.json \
+                  $R/h200x4-e2e-base-512-gpus-2-images-w6.json $R/h200x4-e2e-base-512-gpus-4-infer.json \
+                  $R/h200x4-e2e-base-512-gpus-4-w6.json $R/h200x4-e2e-base-512-gpus-4-images-w8.json \
         --trace $R/h100-trace-summary.json --samples $R/h100-memory-samples.jsonl --out docs/img
 
 Needs matplotlib (pip install matplotlib); nothing else in peaknet does.
@@ -130,7 +131,10 @@ def scaling(results: list[dict], out: Path) -> None:
     ax.set_ylim(0, max(alone.values()) * 1.1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"base 1x512x512 b64, trained weights, CXI on /dev/shm ({label_of(results[0]).split('(')[1][:-1]})")
+    cards = sorted({label_of(r).split("(")[1][:-1] for r in results})
+    hosts = sorted({r["machine"]["cpus"] for r in results if r["machine"].get("cpus")})
+    cores = f", hosts of {' and '.join(map(str, hosts))} cores" if hosts else ""
+    ax.set_title(f"base 1x512x512 b64, trained, CXI on /dev/shm\n{', '.join(cards)}{cores}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "scaling-with-gpus.png", dpi=120)
 

@@ -24,7 +24,14 @@ INDEX = RESULTS / "README.md"
 README = ROOT / "README.md"
 TABLE_START = "<!-- current numbers: benchmarks/results_index.py -->"
 TABLE_END = "<!-- end of current numbers -->"
-CARDS = {"h100": "H100", "h100x2": "2 x H100", "h200": "H200", "h200x2": "2 x H200", "local": "CPU (2 cores)"}
+CARDS = {
+    "h100": "H100",
+    "h100x2": "2 x H100",
+    "h200": "H200",
+    "h200x2": "2 x H200",
+    "h200x4": "4 x H200",
+    "local": "CPU (2 cores)",
+}
 
 
 def load(path: Path) -> dict | list:
@@ -148,6 +155,15 @@ KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
         "py-spy (analyze_pyspy.py)",
         lambda d: isinstance(d, dict) and "threads" in d,
         lambda d: f"{len(d['threads'])} threads sampled",
+    ),  # fmt: skip
+    (
+        "CPU per worker kind (analyze_proc.py)",
+        lambda d: isinstance(d, dict) and "busy_share" in d,
+        lambda d: "; ".join(
+            f"Ray workers {r['ray_worker_cores']} cores, host idle {r['host_cpu_percent_median']['id']}% "
+            f"steal {r['host_cpu_percent_median']['st']}%"
+            for r in d["runs"]
+        ),
     ),  # fmt: skip
     (
         "training (train_synthetic.py)",
