@@ -142,6 +142,11 @@ KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
         lambda d: ", ".join(f"by_ref={r['by_ref']} {r['frames_per_s']:,.0f} frames/s" for r in d["runs"]),
     ),  # fmt: skip
     (
+        "queue under backpressure (bench_queue.py --backpressure)",
+        lambda d: isinstance(d, dict) and "backpressure_runs" in d,
+        lambda d: ", ".join(f"{r['shard_calls_per_record']} shard calls per record" for r in d["backpressure_runs"]),
+    ),  # fmt: skip
+    (
         "memory over a run (analyze_samples.py)",
         lambda d: isinstance(d, dict) and "worst_rss_slope_mib_per_min" in d,
         lambda d: f"{d['duration_s']:.0f} s, worst RSS slope {d['worst_rss_slope_mib_per_min']} MiB/min",

@@ -79,3 +79,17 @@ def test_second_driver_attaches_by_name(ray_session, namespace):
 def test_attach_to_missing_queue_explains(ray_session, namespace):
     with pytest.raises(LookupError, match="start the pipeline"):
         ShardedQueue.attach("absent", 1, namespace)
+
+
+def test_a_producer_waiting_on_a_full_queue_asks_one_shard_per_poll(ray_session, namespace):
+    """Each offer carries the record (and its refs) to a shard: a full queue must not cost a producer a
+    round over every shard per poll interval."""
+    q = ShardedQueue.create("full", num_shards=4, maxsize=1, namespace=namespace, poll_timeout_s=0.1)
+    q.put_batch(list(range(4)), timeout=5)
+    asked = sum(s.calls for s in q.stats())
+    with pytest.raises(QueueTimeout):
+        q.put(4, timeout=0.35)
+    assert sum(s.calls for s in q.stats()) - asked <= 5  # a sweep per round would be 15 or more
+    assert sorted(q.get_batch(1, timeout=1)[0] for _ in range(4)) == [0, 1, 2, 3]
+    assert q.wait_batch(1, 0.1) == []  # empty now; and nothing of the refused put got in
+    q.destroy()

@@ -32,6 +32,8 @@ class ShardStats:
     puts: int
     gets: int
     rss_bytes: int = 0  # of the shard's process, to show memory stays bounded
+    calls: int = 0  # puts and gets asked of it, whether or not they moved a record
+    cpu_s: float = 0.0  # of the shard's process, all its threads
 
 
 @ray.remote(num_cpus=0)
@@ -44,9 +46,11 @@ class QueueShard:
         self._high_water = 0
         self._puts = 0
         self._gets = 0
+        self._calls = 0
 
     async def put_batch(self, items: list[Any], timeout: float) -> int:
         """Append items in order; wait up to `timeout` for space. Returns how many were accepted."""
+        self._calls += 1
         deadline = time.monotonic() + timeout
         accepted = 0
         for item in items:
@@ -67,6 +71,7 @@ class QueueShard:
 
     async def get_batch(self, max_items: int, timeout: float) -> list[Any]:
         """Up to max_items; waits up to `timeout` for the first one only."""
+        self._calls += 1
         items: list[Any] = []
         if self._queue.empty() and timeout > 0:
             try:
@@ -87,6 +92,8 @@ class QueueShard:
             self._puts,
             self._gets,
             process_rss(),
+            self._calls,
+            time.process_time(),
         )
 
 
@@ -150,14 +157,11 @@ class ShardedQueue:
                 raise QueueTimeout(f"{self.name}: {len(pending)} records not accepted within {timeout}s")
 
     def _offer_round(self, pending: list[Any]) -> int:
-        """Try every shard without waiting, then wait briefly on one. Returns how many were taken."""
-        taken = 0
-        for _ in range(self.num_shards):
-            shard = self._next_put_shard()
-            taken += ray.get(shard.put_batch.remote(pending[taken:], 0.0))
-            if taken == len(pending):
-                return taken
-        return taken + ray.get(self._next_put_shard().put_batch.remote(pending[taken:], self._poll))
+        """Offer to the next shard, waiting there up to the poll interval for room. Returns how many it took.
+        Not a sweep of every shard without waiting: each offer carries the records (and the borrowing of
+        their refs) to the shard, so a full queue would cost every producer a round of RPCs per record.
+        Consumers take from every shard in turn, so a full shard makes room as soon as the others would."""
+        return ray.get(self._next_put_shard().put_batch.remote(pending, self._poll))
 
     def _next_put_shard(self) -> ray.actor.ActorHandle:
         shard = self._shards[self._put_cursor % self.num_shards]
@@ -178,6 +182,11 @@ class ShardedQueue:
             items = ray.get(self._next_get_shard().get_batch.remote(max_items, wait))
             if items:
                 return items
+
+    def wait_batch(self, max_items: int, timeout: float) -> list[Any]:
+        """Up to max_items from the next shard only, waiting up to `timeout`: for a caller whose sweep
+        (get_batch with timeout 0) just found every shard empty."""
+        return ray.get(self._next_get_shard().get_batch.remote(max_items, timeout))
 
     def get(self, timeout: float | None = None) -> Any | None:
         items = self.get_batch(1, timeout)

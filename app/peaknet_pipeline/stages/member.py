@@ -173,10 +173,9 @@ class InputDrain:
             return records
         # Closed first, then empty: once closed nothing more is put, so empty then means drained.
         closed = self._member.upstream_closed()
-        records = self._queue.get_batch(max_items, timeout=0 if closed else timeout)
-        if not records and closed:
-            return None
-        return records
+        if not closed:
+            return self._queue.wait_batch(max_items, timeout)
+        return self._queue.get_batch(max_items, timeout=0) or None
 
     def ended_by_upstream(self) -> bool:
         return not self._member.local_stop.is_set()
