@@ -142,6 +142,11 @@ KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
         lambda d: ", ".join(f"by_ref={r['by_ref']} {r['frames_per_s']:,.0f} frames/s" for r in d["runs"]),
     ),  # fmt: skip
     (
+        "queue scaling (bench_queue.py --scaling)",
+        lambda d: isinstance(d, dict) and "scaling" in d and "cpus" in d,
+        lambda d: ", ".join(f"{r['shards']} shards {r['records_per_s']:,.0f} records/s" for r in d["scaling"]),
+    ),  # fmt: skip
+    (
         "queue under backpressure (bench_queue.py --backpressure)",
         lambda d: isinstance(d, dict) and "backpressure_runs" in d,
         lambda d: ", ".join(f"{r['shard_calls_per_record']} shard calls per record" for r in d["backpressure_runs"]),
