@@ -69,7 +69,7 @@ def prepared(cfg, device: torch.device) -> tuple[Segmenter, torch.dtype, object]
     model, _ = build_model(cfg.model)
     spec = spec_from_config(cfg, cfg.data.frame_shape)
     runner = ModelRunner(model, replace(spec, compile_mode="none"), device)
-    return runner._model, runner._cast or torch.float32, spec
+    return runner.model, runner.input_dtype, spec
 
 
 def compiled(steps: list[tuple[str, Step]], spec, mode: str) -> list[tuple[str, Step]]:

@@ -98,12 +98,22 @@ class ModelRunner:
             model = torch.compile(model, options=options)
         self._model = model
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model as prepared: on its device, cast, in its memory format, fused, compiled if asked."""
+        return self._model
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """What frames are cast to before the model sees them."""
+        return self._cast or torch.float32
+
     @torch.inference_mode()
     def masks(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) frames of any dtype -> (B, C', H, W) uint8 class ids."""
         if self._graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        x = frames.to(self._cast or torch.float32)
+        x = frames.to(self.input_dtype)
         if self._autocast is not None:
             with torch.autocast("cuda", dtype=self._autocast):
                 logits = self._model(x)
