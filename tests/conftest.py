@@ -109,16 +109,10 @@ def pip_mounts(image_scratch) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def cpu_image(base_image, pip_mounts) -> str:
-    """docker/Dockerfile.cpu built with buildah, once per session (tests/images.py)."""
-    from .images import CPU_TAG, build
+def image(base_image, pip_mounts) -> str:
+    """docker/Dockerfile built with buildah once per session, as the CPU image is built (torch's CPU wheel;
+    the CUDA image's build differs only in TORCH_INDEX, whose wheels are several GB, and in the Triton that
+    those wheels bring, which test_images lends from the test environment) (tests/images.py)."""
+    from .images import TAG, build
 
-    return build("Dockerfile.cpu", CPU_TAG, base_image, pip_mounts)
-
-
-@pytest.fixture(scope="session")
-def cuda_image(base_image, pip_mounts) -> str:
-    """docker/Dockerfile built with buildah, torch's CPU wheel swapped in (the CUDA wheels are several GB)."""
-    from .images import CUDA_TAG, TRITON_VERSION, build
-
-    return build("Dockerfile", CUDA_TAG, base_image, pip_mounts, "--build-arg", f"TRITON_VERSION={TRITON_VERSION}")
+    return build("Dockerfile", TAG, base_image, pip_mounts)

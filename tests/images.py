@@ -19,9 +19,7 @@ MISSING_TOOLS = [t for t in ("buildah", "mmdebstrap") if shutil.which(t) is None
 SKIP_REASON = f"needs {' and '.join(MISSING_TOOLS)} (Debian packages; .ci/run installs them)"
 STORAGE = ["--storage-driver", "vfs"]
 BASE_PACKAGES = "python3,python3-pip,python3-dev,ca-certificates"
-CPU_TAG, CUDA_TAG = "localhost/peaknet:test-cpu", "localhost/peaknet:test-cuda"
-# The Triton that torch 2.13's CUDA wheels pin; the CUDA image test swaps in the CPU torch, which has none.
-TRITON_VERSION = "3.9.0"
+TAG = "localhost/peaknet:test"
 BASE_HOOK = 'rm -f "$1"/usr/lib/python3.11/EXTERNALLY-MANAGED; ln -sf python3 "$1"/usr/bin/python'
 
 

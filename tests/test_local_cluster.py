@@ -37,15 +37,15 @@ def pipeline_of(docs: list[dict]) -> dict:
     return yaml.safe_load(config_map["data"]["pipeline.yaml"])
 
 
-def test_the_rendered_cluster_runs_the_three_stage_rayjobs_and_fails_a_bad_one(cpu_image, rendered, tmp_path):
+def test_the_rendered_cluster_runs_the_three_stage_rayjobs_and_fails_a_bad_one(image, rendered, tmp_path):
     pods = local_cluster.pods_of(rendered, tmp_path)
     local_cluster.check_placeable(pipeline_of(rendered), pods)
-    submitter = local_cluster.Pod("submitter", cpu_image, "")
+    submitter = local_cluster.Pod("submitter", image, "")
     stages = rayjobs(rendered)
     assert tuple(stages) == STAGES
     bad = copy.deepcopy(stages["write"])
     bad["metadata"]["name"], bad["spec"]["entrypoint"] = "bad-flag", bad["spec"]["entrypoint"] + " --no-such-flag"
-    with local_cluster.LocalCluster(pods, cpu_image, tmp_path / "logs") as cluster:
+    with local_cluster.LocalCluster(pods, image, tmp_path / "logs") as cluster:
         jobs = [cluster.submit(job, submitter) for job in stages.values()]
         bad_id = cluster.submit(bad, submitter)
         status = cluster.wait([*jobs, bad_id])
@@ -65,14 +65,14 @@ def test_the_rendered_cluster_runs_the_three_stage_rayjobs_and_fails_a_bad_one(c
     assert len(ids) + filtered == total, write_log[-2000:]  # every frame written or filtered, once
 
 
-def test_a_wrong_ray_start_param_fails_the_pod(cpu_image, rendered, tmp_path):
+def test_a_wrong_ray_start_param_fails_the_pod(image, rendered, tmp_path):
     docs = copy.deepcopy(rendered)
     (cluster,) = [d for d in docs if d["kind"] == "RayCluster"]
     cluster["spec"]["headGroupSpec"]["rayStartParams"]["num-cpu"] = "1"  # a typo of num-cpus
     pods = local_cluster.pods_of(docs, tmp_path)[:1]
     with (
         pytest.raises(local_cluster.HarnessError, match="ray start"),
-        local_cluster.LocalCluster(pods, cpu_image, tmp_path / "logs"),
+        local_cluster.LocalCluster(pods, image, tmp_path / "logs"),
     ):
         pass
 

@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = "peaknet-e2e"
 IMAGE = "peaknet:0.1.0-cpu"
+CPU_TORCH = "https://download.pytorch.org/whl/cpu"
 KUBERAY_VERSION = "1.7.0"  # the one operator version: its CRDs are k8s/crds, the tests validate against them
 NAMESPACE = "default"
 RELEASE = "peaknet"
@@ -39,7 +40,7 @@ def sh(*args: str) -> None:
 
 def create_cluster_and_install() -> None:
     sh("kind", "create", "cluster", "--name", CLUSTER, "--config", "k8s/kind/cluster.yaml", "--wait", "180s")
-    sh("docker", "build", "-f", "docker/Dockerfile.cpu", "-t", IMAGE, ".")
+    sh("docker", "build", "-f", "docker/Dockerfile", "--build-arg", f"TORCH_INDEX={CPU_TORCH}", "-t", IMAGE, ".")
     sh("kind", "load", "docker-image", IMAGE, "--name", CLUSTER)
     sh("helm", "repo", "add", "kuberay", "https://ray-project.github.io/kuberay-helm/", "--force-update")
     sh(
