@@ -11,6 +11,7 @@ the Ray workers together used at least 70% of their most: past the model's compi
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import re
 import statistics
 import sys
@@ -116,8 +117,8 @@ def summarise_run(samples: list[Sample], start: float, end: float, top: dict[flo
     }
 
 
-def read_top(path: Path | None) -> dict[float, dict[str, float]]:
-    """Sample time (s since the epoch, same day as the proc file) -> the %Cpu(s) line's fields."""
+def read_top(path: Path | None) -> dict[str, dict[str, float]]:
+    """top's wall clock ("HH:MM:SS") of each sample -> its %Cpu(s) line's fields."""
     if path is None:
         return {}
     out = {}
@@ -133,8 +134,6 @@ def align_top(top: dict[str, dict[str, float]], samples: list[Sample]) -> dict[f
     """top prints a wall clock; place it on the proc samples' epoch seconds (same host, same day)."""
     if not top or not samples:
         return {}
-    import datetime as dt
-
     day = dt.datetime.fromtimestamp(samples[0].t, dt.UTC).date()
     placed = {}
     for clock, fields in top.items():

@@ -179,8 +179,7 @@ class ShardedQueue:
             wait = self._poll if deadline is None else min(self._poll, deadline - time.monotonic())
             if wait <= 0:
                 return []
-            items = ray.get(self._next_get_shard().get_batch.remote(max_items, wait))
-            if items:
+            if items := self.wait_batch(max_items, wait):
                 return items
 
     def wait_batch(self, max_items: int, timeout: float) -> list[Any]:
