@@ -65,3 +65,12 @@ def test_cli_rejects_bad_key_with_exit_2(capsys):
 def test_every_example_config_parses(path: Path):
     cfg = load_config(path)
     assert cfg.data.batch_size >= 1
+
+
+def test_progress_off_unquoted_is_off_in_yaml_and_set(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("output: {progress: off}\n")  # YAML 1.1 reads this as false
+    assert load_config(path, []).output.progress == "off"
+    assert load_config(None, ["output.progress=off"]).output.progress == "off"
+    with pytest.raises(ConfigError, match="output.progress"):
+        load_config(None, ["output.progress=on"])  # true is still no value of it

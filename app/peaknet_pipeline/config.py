@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from .kinds import MODELS, PRODUCERS, WRITERS
 
@@ -244,6 +244,12 @@ class OutputSection(Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     samples: str | None = Field(None, description="write resource samples (RSS, queue depths, object store) here")
     samples_interval_s: float = Field(5.0, gt=0, description="seconds between resource samples")
+
+    @field_validator("progress", mode="before")
+    @classmethod
+    def _off_as_yaml_reads_it(cls, value):
+        """YAML 1.1 reads an unquoted `off` (in a file or a --set) as false."""
+        return "off" if value is False else value
 
 
 class PipelineConfig(Section):
