@@ -1,6 +1,6 @@
-"""Where a GPU host's CPUs went during a pipeline run: cores and page faults per kind of Ray worker, from the
-`*-proc.txt` samples that run_writer_profile.sh takes every 5 s beside each run (and the host's split from its
-`*-top.txt`, where given).
+"""Where a GPU host's CPUs went during a pipeline run: cores (and how many of them in the kernel) and page faults
+per kind of Ray worker, from the `*-proc.txt` samples that run_writer_profile.sh takes every 5 s beside each run
+(and the host's split from its `*-top.txt`, where given).
 
     python3 benchmarks/analyze_proc.py gpus-4-shm-proc.txt [--top gpus-4-shm-top.txt] [--output x.json]
 
@@ -34,6 +34,7 @@ class Sample:
     name: str
     minflt: int
     ticks: int
+    system_ticks: int
 
 
 def read_samples(path: Path) -> list[Sample]:
@@ -42,7 +43,7 @@ def read_samples(path: Path) -> list[Sample]:
         parts = line.split()
         if len(parts) == 6:
             t, pid, name, minflt, utime, stime = parts
-            samples.append(Sample(float(t), pid, name.strip("()"), int(minflt), int(utime) + int(stime)))
+            samples.append(Sample(float(t), pid, name.strip("()"), int(minflt), int(utime) + int(stime), int(stime)))
     return samples
 
 
@@ -61,21 +62,23 @@ def runs_of(samples: list[Sample]) -> list[tuple[float, float]]:
     return [(a, b) for a, b in runs]
 
 
-def rates(samples: list[Sample], start: float, end: float) -> dict[float, dict[str, tuple[float, float]]]:
-    """Per sample time in the run: {worker name: (cores, minor faults per second)} since the previous sample."""
+def rates(samples: list[Sample], start: float, end: float) -> dict[float, dict[str, tuple[float, float, float]]]:
+    """Per sample time in the run: {worker name: (cores, minor faults per second, cores in the kernel)} since the
+    previous sample."""
     by_pid: dict[str, list[Sample]] = defaultdict(list)
     for s in samples:
         if start <= s.t <= end:
             by_pid[s.pid].append(s)
     sweep = sweep_starts(sorted(s.t for series in by_pid.values() for s in series))
-    out: dict[float, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
+    out: dict[float, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0, 0.0]))
     for series in by_pid.values():
         for a, b in zip(series, series[1:]):
             key = sweep[b.t]
             acc = out[key][NAMES.get(b.name, b.name)]
             acc[0] += (b.ticks - a.ticks) / TICKS / (b.t - a.t)
             acc[1] += (b.minflt - a.minflt) / (b.t - a.t)
-    return {t: {n: (v[0], v[1]) for n, v in names.items()} for t, names in out.items()}
+            acc[2] += (b.system_ticks - a.system_ticks) / TICKS / (b.t - a.t)
+    return {t: {n: (v[0], v[1], v[2]) for n, v in names.items()} for t, names in out.items()}
 
 
 def sweep_starts(times: list[float], gap_s: float = 2.0) -> dict[float, float]:
@@ -88,8 +91,8 @@ def sweep_starts(times: list[float], gap_s: float = 2.0) -> dict[float, float]:
     return starts
 
 
-def busy_window(per_time: dict[float, dict[str, tuple[float, float]]]) -> list[float]:
-    totals = {t: sum(c for c, _ in names.values()) for t, names in per_time.items()}
+def busy_window(per_time: dict[float, dict[str, tuple[float, float, float]]]) -> list[float]:
+    totals = {t: sum(v[0] for v in names.values()) for t, names in per_time.items()}
     peak = max(totals.values(), default=0.0)
     return sorted(t for t, total in totals.items() if total >= BUSY_SHARE * peak)
 
@@ -98,10 +101,14 @@ def summarise_run(samples: list[Sample], start: float, end: float, top: dict[flo
     per_time = rates(samples, start, end)
     window = busy_window(per_time)
     names = sorted({n for t in window for n in per_time[t]})
+    def mean(name: str, field: int) -> float:
+        return statistics.mean(per_time[t].get(name, (0.0, 0.0, 0.0))[field] for t in window)
+
     workers = {
         n: {
-            "cores": round(statistics.mean(per_time[t].get(n, (0.0, 0.0))[0] for t in window), 2),
-            "minor_faults_per_s": round(statistics.mean(per_time[t].get(n, (0.0, 0.0))[1] for t in window)),
+            "cores": round(mean(n, 0), 2),
+            "kernel_cores": round(mean(n, 2), 2),
+            "minor_faults_per_s": round(mean(n, 1)),
         }
         for n in names
     }

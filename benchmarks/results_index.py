@@ -30,6 +30,7 @@ CARDS = {
     "h200": "H200",
     "h200x2": "2 x H200",
     "h200x4": "4 x H200",
+    "h200x4b": "4 x H200 (a second host)",
     "local": "CPU (2 cores)",
 }
 
