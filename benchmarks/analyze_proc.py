@@ -101,6 +101,7 @@ def summarise_run(samples: list[Sample], start: float, end: float, top: dict[flo
     per_time = rates(samples, start, end)
     window = busy_window(per_time)
     names = sorted({n for t in window for n in per_time[t]})
+
     def mean(name: str, field: int) -> float:
         return statistics.mean(per_time[t].get(name, (0.0, 0.0, 0.0))[field] for t in window)
 

@@ -2,7 +2,7 @@
 reference: the check a reduced-precision mode must pass to ship (F1 within 0.002 of bf16's).
 
     python3 benchmarks/bench_accuracy.py --config examples/configs/gpu-512.yaml \\
-        --set model.peaknet.weights=base.pt --frames 512 [--modes fp32 bf16 fp16] [--output accuracy.json]
+        --set model.peaknet.weights=base.pt --frames 512 [--modes fp32 bf16 fp16 fp8] [--output accuracy.json]
 
 Frames are the synthetic producer's (seeded, not the training seeds); peaks are found by the pipeline's own
 peak finder and matched within 1.5 px (quality.py). Each mode runs as the pipeline runs it (its precision,
@@ -61,7 +61,7 @@ def main() -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--frames", type=int, default=256)
-    ap.add_argument("--modes", nargs="*", default=["fp32", "bf16", "fp16"])
+    ap.add_argument("--modes", nargs="*", default=["fp32", "bf16", "fp16", "fp8"])
     ap.add_argument("--output")
     args = ap.parse_args()
     cfg = load_config(args.config, args.overrides)

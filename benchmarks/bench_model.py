@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import traceback
+from unittest import mock
 
 import torch
 import torch._inductor.config
@@ -17,7 +18,7 @@ import torch._inductor.config
 from peaknet_pipeline.bench import model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
-from peaknet_pipeline.model import fused_ops
+from peaknet_pipeline.model import fp8_ops, fused_ops
 
 VARIANTS = [  # (name, overrides)
     ("base-512-b32-eager", ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=none"]),
@@ -110,6 +111,21 @@ VARIANTS = [  # (name, overrides)
             ],
         )
         for suffix, overrides in (("", []), ("-fused-gemm", ["model.peaknet.fused_kernels=gemm"]))
+    ],
+    *[  # precision fp8: the ConvNeXt blocks' GEMMs in FP8 (all blocks, or -wide: those of 384 channels or more)
+        (
+            f"{name}-fp8{wide}",
+            [*overrides, "inference.compile_mode=reduce-overhead", "inference.precision=fp8"],
+        )
+        for name, overrides in (
+            ("base-512-b64-reduce-overhead", ["data.frame_shape=[1,512,512]", "data.batch_size=64"]),
+            ("base-1920-b8-reduce-overhead", ["data.frame_shape=[1,1920,1920]", "data.batch_size=8"]),
+            (
+                "673m-512-b32-reduce-overhead",
+                ["data.frame_shape=[1,512,512]", "data.batch_size=32", "model.peaknet.preset=673m"],
+            ),
+        )
+        for wide in ("", "-wide")
     ],
     ("base-1920-b8-default", ["data.frame_shape=[1,1920,1920]", "data.batch_size=8", "inference.compile_mode=default"]),
     (
@@ -209,8 +225,9 @@ def main() -> int:
             continue
         cfg = load_config(None, base + overrides)
         inductor = next((patch for suffix, patch in INDUCTOR.items() if name.endswith(suffix)), {})
+        fp8_min = 384 if name.endswith("-fp8-wide") else 0
         try:
-            with torch._inductor.config.patch(inductor):
+            with torch._inductor.config.patch(inductor), mock.patch.object(fp8_ops, "MIN_CHANNELS", fp8_min):
                 row = {"variant": name, "overrides": overrides, **model_only(cfg, args.iters, build(name, cfg))}
         except Exception as exc:  # one failing variant must not cost the others
             row = {"variant": name, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-800:]}

@@ -170,7 +170,11 @@ class ModelSection(Section):
 class InferenceSection(Section):
     num_actors: PositiveInt = Field(1, description="inference actors (one GPU each on a GPU machine)")
     device: Literal["auto", "cuda", "cpu"] = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = Field("bf16", description="autocast dtype on GPU; CPU runs fp32")
+    precision: Literal["fp32", "bf16", "fp16", "fp8"] = Field(
+        "bf16",
+        description="autocast dtype on GPU; fp8: bf16 with the ConvNeXt blocks' GEMMs in FP8 (compute capability "
+        ">= 8.9); CPU runs fp32",
+    )
     compile_mode: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
     tune_kernels: bool = Field(
         False,

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 from ..config import PipelineConfig
-from ..model import fused_ops
+from ..model import fp8_ops, fused_ops
 from ..model.segmenter import Segmenter
 from ..profiling import Nvtx
 
 ResultSink = Callable[[Any, np.ndarray], None]  # (tag, masks view valid only during the call)
 
-AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8": torch.bfloat16}  # fp8: bf16 + FP8 GEMMs
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,17 @@ def effective_precision(precision: str, device: str) -> str:
     return precision if device == "cuda" else "fp32"
 
 
+def enable_fp8(model: torch.nn.Module, device: torch.device) -> int:
+    """precision fp8: the ConvNeXt blocks' GEMMs in FP8 where the GPU has FP8 tensor cores; refused elsewhere."""
+    if not fp8_ops.supported(device):
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+        raise ValueError(
+            f"inference.precision=fp8 needs a GPU of compute capability {'.'.join(map(str, fp8_ops.MIN_CAPABILITY))}"
+            f" or newer (Ada, Hopper); {name} has none: use bf16"
+        )
+    return fp8_ops.enable(model)
+
+
 def compile_options(spec: EngineSpec) -> dict:
     """torch.compile's inductor options for the spec: its mode's, plus kernel tuning when asked for."""
     from torch._inductor import list_mode_options  # compiling only: a heavy import
@@ -92,6 +103,7 @@ class ModelRunner:
         if spec.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.fused_blocks = fused_ops.enable(model, spec.fused_kernels) if fused_ops.available(device) else 0
+        self.fp8_blocks = enable_fp8(model, device) if effective_precision(spec.precision, device.type) == "fp8" else 0
         options = compile_options(spec) if spec.compile_mode != "none" else {}
         self._graphs = bool(options.get("triton.cudagraphs")) and device.type == "cuda"
         if spec.compile_mode != "none":

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import fused_ops
+from . import fp8_ops, fused_ops
 from .layers import ChannelsFirstLayerNorm, materialize
 
 
@@ -58,8 +58,11 @@ class ConvNeXtV2Block(nn.Module):
         self.grn = GRN(4 * dim)
         self.pwconv2 = nn.Linear(4 * dim, dim)
         self.fused = "none"  # fused_ops.enable: Triton kernels instead (CUDA)
+        self.fp8 = False  # fp8_ops.enable: the two GEMMs in FP8 (precision fp8; before the fused kernels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fp8:
+            return fp8_ops.convnext_block(self, x)
         if self.fused != "none" and fused_ops.fusable(x):
             return fused_ops.convnext_block(self, x)
         y = self.dwconv(x).permute(0, 2, 3, 1)
