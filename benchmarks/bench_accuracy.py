@@ -2,7 +2,8 @@
 reference: the check a reduced-precision mode must pass to ship (F1 within 0.002 of bf16's).
 
     python3 benchmarks/bench_accuracy.py --config examples/configs/gpu-512.yaml \\
-        --set model.peaknet.weights=base.pt --frames 512 [--modes fp32 bf16 fp16 fp8] [--output accuracy.json]
+        --set model.peaknet.weights=base.pt --frames 512 [--modes fp32 bf16 fp16 fp8] [--fp8-min-channels 0] \\
+        [--output accuracy.json]
 
 Frames are the synthetic producer's (seeded, not the training seeds); peaks are found by the pipeline's own
 peak finder and matched within 1.5 px (quality.py). Each mode runs as the pipeline runs it (its precision,
@@ -23,6 +24,7 @@ from peaknet_pipeline.config import PipelineConfig
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.engine import ModelRunner, effective_precision, resolve_device, spec_from_config
 from peaknet_pipeline.inference.models import build_model
+from peaknet_pipeline.model import fp8_ops
 from peaknet_pipeline.quality import PeakTally
 from peaknet_pipeline.synthetic import FrameSynthesizer, require_frame_shape
 
@@ -62,8 +64,11 @@ def main() -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--frames", type=int, default=256)
     ap.add_argument("--modes", nargs="*", default=["fp32", "bf16", "fp16", "fp8"])
+    ap.add_argument("--fp8-min-channels", type=int, default=fp8_ops.MIN_CHANNELS,
+                    help="mode fp8: blocks this wide or more run FP8 GEMMs (0: every block)")  # fmt: skip
     ap.add_argument("--output")
     args = ap.parse_args()
+    fp8_ops.MIN_CHANNELS = args.fp8_min_channels
     cfg = load_config(args.config, args.overrides)
     device = resolve_device(cfg.inference.device)
     synth = FrameSynthesizer(cfg.producer, require_frame_shape(cfg), "float32", HELD_OUT_SEED)
@@ -83,6 +88,7 @@ def main() -> int:
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "frames": args.frames,
         "frame_shape": list(cfg.data.frame_shape),
+        "fp8_min_channels": args.fp8_min_channels,
         "reference": {"precision": "fp32", **score(reference, batch.true_peaks, reference)},
         "modes": modes,
     }

@@ -20,6 +20,7 @@ from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
 from peaknet_pipeline.model import fp8_ops, fused_ops
 
+FP8_MIN_CHANNELS = {"": 0, "-wide": 384, "-default": fp8_ops.MIN_CHANNELS}  # variant suffix -> fp8 blocks' width
 VARIANTS = [  # (name, overrides)
     ("base-512-b32-eager", ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=none"]),
     (
@@ -112,11 +113,9 @@ VARIANTS = [  # (name, overrides)
         )
         for suffix, overrides in (("", []), ("-fused-gemm", ["model.peaknet.fused_kernels=gemm"]))
     ],
-    *[  # precision fp8: the ConvNeXt blocks' GEMMs in FP8 (all blocks, or -wide: those of 384 channels or more)
-        (
-            f"{name}-fp8{wide}",
-            [*overrides, "inference.compile_mode=reduce-overhead", "inference.precision=fp8"],
-        )
+    *[  # precision fp8: the ConvNeXt blocks' GEMMs in FP8 in every block (-fp8), in those of 384 channels or more
+        # (-fp8-wide), or as the rule in fp8_ops.MIN_CHANNELS has it (-fp8-default)
+        (f"{name}-fp8{which}", [*overrides, "inference.compile_mode=reduce-overhead", "inference.precision=fp8"])
         for name, overrides in (
             ("base-512-b64-reduce-overhead", ["data.frame_shape=[1,512,512]", "data.batch_size=64"]),
             ("base-1920-b8-reduce-overhead", ["data.frame_shape=[1,1920,1920]", "data.batch_size=8"]),
@@ -125,7 +124,7 @@ VARIANTS = [  # (name, overrides)
                 ["data.frame_shape=[1,512,512]", "data.batch_size=32", "model.peaknet.preset=673m"],
             ),
         )
-        for wide in ("", "-wide")
+        for which in FP8_MIN_CHANNELS
     ],
     ("base-1920-b8-default", ["data.frame_shape=[1,1920,1920]", "data.batch_size=8", "inference.compile_mode=default"]),
     (
@@ -225,7 +224,7 @@ def main() -> int:
             continue
         cfg = load_config(None, base + overrides)
         inductor = next((patch for suffix, patch in INDUCTOR.items() if name.endswith(suffix)), {})
-        fp8_min = 384 if name.endswith("-fp8-wide") else 0
+        fp8_min = next((v for k, v in FP8_MIN_CHANNELS.items() if name.endswith(f"-fp8{k}")), fp8_ops.MIN_CHANNELS)
         try:
             with torch._inductor.config.patch(inductor), mock.patch.object(fp8_ops, "MIN_CHANNELS", fp8_min):
                 row = {"variant": name, "overrides": overrides, **model_only(cfg, args.iters, build(name, cfg))}

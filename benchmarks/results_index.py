@@ -177,6 +177,11 @@ KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
         ),
     ),  # fmt: skip
     (
+        "peak-level accuracy per precision (bench_accuracy.py)",
+        lambda d: isinstance(d, dict) and "modes" in d and "reference" in d,
+        lambda d: ", ".join(f"{m} F1 {r['f1']} IoU {r['mask_iou_vs_fp32']}" for m, r in d["modes"].items()),
+    ),  # fmt: skip
+    (
         "training (train_synthetic.py)",
         lambda d: isinstance(d, dict) and "loss_every" in d,
         lambda d: f"{d['steps']} steps, pixel precision {d['pixel_precision']}, recall {d['pixel_recall']}",

@@ -40,7 +40,7 @@ def test_fp8_linear_is_the_layer_to_fp8_precision_in_every_row():
     assert error.max() < 0.06, error.max()  # per-row: a mixed-up or per-tensor scale fails the small rows
 
 
-def test_fp8_block_is_the_plain_block_to_fp8_precision():
+def test_fp8_block_is_the_plain_block_to_fp8_precision(monkeypatch):
     torch.manual_seed(0)
     block = ConvNeXtV2Block(32).eval()
     with torch.no_grad():
@@ -49,7 +49,8 @@ def test_fp8_block_is_the_plain_block_to_fp8_precision():
     x = torch.randn(2, 32, 16, 16)
     with torch.no_grad():
         want = block(x)
-        fp8_ops.enable(block)
+        monkeypatch.setattr(fp8_ops, "MIN_CHANNELS", 0)
+        assert fp8_ops.enable(block) == 1
         got = block(x)
     assert block.fp8
     residual_free = (got - x).norm() / (want - x).norm()
@@ -66,3 +67,13 @@ def test_precision_fp8_runs_fp32_on_a_cpu_and_is_refused_on_a_device_without_fp8
     assert not any(m.fp8 for m in model.modules() if hasattr(m, "fp8"))
     with pytest.raises(ValueError, match=r"inference\.precision=fp8 needs a GPU of compute capability 8\.9"):
         enable_fp8(model, torch.device("cpu"))
+
+
+def test_precision_fp8_says_so_when_no_block_is_wide_enough_to_gain(monkeypatch):
+    cfg = load_config(None, ["model.kind=peaknet", "model.peaknet.preset=demo"])
+    model, _ = build_model(cfg.model)
+    monkeypatch.setattr(fp8_ops, "supported", lambda device: True)  # a GPU with FP8 tensor cores is not here
+    with pytest.warns(UserWarning, match=r"no ConvNeXt block is 1024 channels wide or more; the model runs bf16"):
+        assert enable_fp8(model, torch.device("cpu")) == 0
+    monkeypatch.setattr(fp8_ops, "MIN_CHANNELS", 32)  # the demo preset's widest stages: 32, 64, 128
+    assert enable_fp8(model, torch.device("cpu")) == sum(1 for m in model.modules() if getattr(m, "fp8", False)) > 0

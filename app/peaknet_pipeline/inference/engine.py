@@ -72,7 +72,14 @@ def enable_fp8(model: torch.nn.Module, device: torch.device) -> int:
             f"inference.precision=fp8 needs a GPU of compute capability {'.'.join(map(str, fp8_ops.MIN_CAPABILITY))}"
             f" or newer (Ada, Hopper); {name} has none: use bf16"
         )
-    return fp8_ops.enable(model)
+    blocks = fp8_ops.enable(model)
+    if not blocks:
+        warnings.warn(
+            f"inference.precision=fp8: no ConvNeXt block is {fp8_ops.MIN_CHANNELS} channels wide or more; "
+            "the model runs bf16",
+            stacklevel=2,
+        )
+    return blocks
 
 
 def compile_options(spec: EngineSpec) -> dict:

@@ -13,7 +13,9 @@ E4M3 = torch.float8_e4m3fn
 E4M3_MAX = torch.finfo(E4M3).max  # 448
 TINY = 1e-12  # an all-zero row keeps a finite scale
 MIN_CAPABILITY = (8, 9)  # Ada and Hopper: FP8 tensor cores and cuBLASLt's per-row scales
-MIN_CHANNELS = 0  # blocks narrower than this keep bf16 GEMMs
+# Narrower blocks keep bf16 GEMMs: there the GEMMs are memory-bound and quantising the activations costs more
+# than the FP8 tensor cores save (measured per threshold: docs/performance.md, "FP8 GEMMs").
+MIN_CHANNELS = 1024
 
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
