@@ -1,10 +1,11 @@
 """Peak finding frames/s per CPU core on realistic sparse masks, and CXI writer MB/s. JSON on stdout.
 
-    python3 benchmarks/bench_peaks.py [--output FILE]
+    python3 benchmarks/bench_peaks.py [--where DIR] [--output FILE]
 
 Compares our route (components of the graph of foreground pixels, per-component sums with bincount) with
 the same sums after labelling the whole stack once (what we do for dense masks, peaks.DENSE_SHARE) and
-with the seeds' route (scipy.ndimage.label + center_of_mass per panel).
+with the seeds' route (scipy.ndimage.label + center_of_mass per panel). Then the writer with each
+writer.compression: MB/s, CPU per frame and bytes on disk.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from scipy import ndimage
 from peaknet_pipeline.bench import emit_json
 from peaknet_pipeline.config import ProducerSection, SyntheticPeaks
 from peaknet_pipeline.output import peaks
-from peaknet_pipeline.output.cxi import CxiChunkWriter, KeptEvent
+from peaknet_pipeline.output.cxi import FILTERS, CxiChunkWriter, KeptEvent
 from peaknet_pipeline.output.geometry import SlabLayout
 from peaknet_pipeline.output.peaks import find_peaks
 from peaknet_pipeline.synthetic import FrameSynthesizer
@@ -62,18 +63,34 @@ def rate(fn, frames, masks, seconds=2.0):
     return count / (time.perf_counter() - t0)
 
 
-def writer_rate(shape, frames, masks):
-    """MB/s of frames from the object store into CXI files, as the writer actor does it: each kept frame
-    written into the open file as it is kept (through a slab scratch where panels are tiled)."""
+def writer_rate(shape, frames, masks, compression="none", where=None):
+    """(MB/s of frames from the object store into CXI files, CPU ms per frame, bytes on disk per byte of
+    frames), as the writer actor does it: each kept frame written into the open file as it is kept (through a
+    slab scratch where panels are tiled), compressed by the filter writer.compression names."""
     layout = SlabLayout.single_panel(*shape[1:]) if shape[0] == 1 else tiled_layout(shape)
     events = [KeptEvent(f"e{i}", 0.0, 9500.0, find_peaks(m, f)) for i, (f, m) in enumerate(zip(frames, masks))]
-    with tempfile.TemporaryDirectory() as d:
-        w = CxiChunkWriter(d, "bench", "w0", layout, 2048)
-        t0 = time.perf_counter()
-        for _ in range(3):
-            w.write(events, frames)
-        dt = time.perf_counter() - t0
-    return 3 * sum(f.nbytes for f in frames) / dt / 1e6
+    with tempfile.TemporaryDirectory(dir=where) as d:
+        w = CxiChunkWriter(d, "bench", "w0", layout, 2048, compression)
+        t0, c0 = time.perf_counter(), time.process_time()
+        paths = [w.write(events, frames) for _ in range(3)]
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        on_disk = sum(p.stat().st_size for p in paths)
+    payload = 3 * sum(f.nbytes for f in frames)
+    return payload / dt / 1e6, cpu / (3 * len(frames)) * 1e3, on_disk / payload
+
+
+def compression_rows(where):
+    """Each writer.compression on base 512 frames as synthesised (float noise around the peaks) and rounded to
+    whole numbers (what photon-counting detectors give)."""
+    shape, per_frame = CASES[0]
+    frames, masks = frames_and_masks(shape, per_frame)
+    rows = []
+    for content, data in (("synthetic float", frames), ("integer-valued", np.round(frames))):
+        for compression in FILTERS:
+            mb_s, cpu_ms, ratio = writer_rate(shape, data, masks, compression, where)
+            rows.append({"frames": content, "compression": compression, "writer_MB_per_s": round(mb_s, 1),
+                         "cpu_ms_per_frame": round(cpu_ms, 2), "bytes_on_disk_per_byte": round(ratio, 3)})  # fmt: skip
+    return rows
 
 
 def tiled_layout(shape):
@@ -88,6 +105,7 @@ def tiled_layout(shape):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--output")
+    ap.add_argument("--where", help="directory the writer's files go to (default: the system's temporary one)")
     args = ap.parse_args()
     rows = []
     for shape, per_frame in CASES:
@@ -99,10 +117,10 @@ def main():
                 "ours_frames_per_s_per_core": round(rate(find_peaks, frames, masks), 1),
                 "whole_frame_labelling_frames_per_s_per_core": round(rate(whole_frame_route, frames, masks), 1),
                 "seeds_route_frames_per_s_per_core": round(rate(seeds_route, frames, masks), 1),
-                "writer_MB_per_s": round(writer_rate(shape, frames, masks), 1),
+                "writer_MB_per_s": round(writer_rate(shape, frames, masks)[0], 1),
             }
         )
-    result = {"cpus": os.cpu_count(), "cases": rows}
+    result = {"cpus": os.cpu_count(), "cases": rows, "writer_compression": compression_rows(args.where)}
     emit_json(result, args.output)
 
 

@@ -5,6 +5,8 @@ format in Python)."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 
 import h5py
@@ -14,7 +16,7 @@ import yaml
 from cfelpyutils.geometry import load_crystfel_geometry
 
 from peaknet_pipeline.output.crystfel import HEADER, event_list, header_problems
-from peaknet_pipeline.output.cxi import CxiChunkWriter, KeptEvent
+from peaknet_pipeline.output.cxi import FILTERS, CxiChunkWriter, KeptEvent
 from peaknet_pipeline.output.geometry import layout_for
 from peaknet_pipeline.output.peaks import PeakList
 
@@ -100,3 +102,30 @@ def test_peaks_only_files_get_the_event_list_indexamajig_takes(tmp_path):
     done = subprocess.run(cli("crystfel", "events", *map(str, paths)), capture_output=True, text=True, check=True)
     expected = [f"{p} //{i}" for p in paths for i in range(3)]
     assert done.stdout.splitlines() == expected == list(event_list(paths))
+
+
+H5DUMP = shutil.which("h5dump")
+
+
+@pytest.mark.parametrize("compression", ["bitshuffle-lz4", "zstd"])
+def test_compressed_images_are_read_by_a_c_hdf5_reader_through_the_plugin_path(compression, tmp_path):
+    """CrystFEL reads HDF5 through the C library, which finds hdf5plugin's filters only through
+    HDF5_PLUGIN_PATH (what `crystfel plugin-path` prints). h5dump is such a reader, as CrystFEL is not here."""
+    if H5DUMP is None:
+        pytest.skip("h5dump (Debian's hdf5-tools, which .ci/run installs) is not installed")
+    frames = np.random.default_rng(1).poisson(3.0, size=(2, 1, 8, 8)).astype(np.float32)
+    none = PeakList(np.zeros((0, 3), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32))
+    events = [KeptEvent(f"e{i}", 1.0, 9500.0, none) for i in range(2)]
+    layout = layout_for(None, (1, 8, 8))
+    path = CxiChunkWriter(str(tmp_path), "t", "w", layout, 8, compression).write(events, frames)
+    with h5py.File(path) as f:
+        assert f[HEADER["data"]].id.get_create_plist().get_filter(0)[0] == FILTERS[compression]["compression"]
+        assert np.array_equal(f[HEADER["data"]][:], frames[:, 0])
+    plugins = subprocess.run(cli("crystfel", "plugin-path"), capture_output=True, text=True, check=True).stdout.strip()
+    dump = [H5DUMP, "-d", HEADER["data"], "-w", "0", "-y", str(path)]
+    without = subprocess.run(dump, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert "unable to print data" in without.stdout + without.stderr
+    shown = subprocess.run(dump, capture_output=True, text=True, check=True,
+                           env={"PATH": "/usr/bin:/bin", "HDF5_PLUGIN_PATH": plugins})  # fmt: skip
+    values = [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?", shown.stdout.split("DATA {", 1)[1])]
+    assert values == frames.ravel().tolist()

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(cx_sub.add_parser("geom", help="print a complete .geom for the config's single-panel frames"))
     ev_p = cx_sub.add_parser("events", help="print the event list indexamajig -i needs for peaks-only CXI files")
     ev_p.add_argument("files", nargs="+", help="CXI files written by the pipeline")
+    cx_sub.add_parser(
+        "plugin-path", help="print the HDF5_PLUGIN_PATH CrystFEL needs for compressed images (writer.compression)"
+    )
     cfg_p = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg_p.add_subparsers(dest="config_command", required=True)
     add_config_args(cfg_sub.add_parser("show", help="print the effective configuration as YAML"))
@@ -99,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
 
         for line in event_list(args.files):
             print(line)
+        return 0
+    if args.command == "crystfel" and args.crystfel_command == "plugin-path":
+        import hdf5plugin
+
+        print(hdf5plugin.PLUGIN_PATH)
         return 0
     try:
         cfg = config_from_args(args)

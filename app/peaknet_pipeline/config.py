@@ -208,6 +208,11 @@ class WriterSection(Section):
     min_num_peak: int = Field(10, ge=0, description="events with fewer peaks are counted, not written")
     max_num_peak: PositiveInt = Field(2048, description="peaks stored per event at most")
     store_images: bool = Field(True, description="false: peaks only, for high rates")
+    compression: Literal["none", "bitshuffle-lz4", "zstd"] = Field(
+        "none",
+        description="images' HDF5 filter (hdf5plugin); CrystFEL and h5dump need HDF5_PLUGIN_PATH set to "
+        "hdf5plugin's plugin directory",
+    )
     geometry: str | None = Field(None, description="CrystFEL .geom file; needed for multi-panel frames")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
+import hdf5plugin
 import numpy as np
 
 from .geometry import SlabLayout
@@ -23,6 +24,15 @@ FILL = -1.0
 # Dataset paths: the CrystFEL geometry (crystfel.py) and the file producer (ingest/files.py) name the same ones.
 DATA, PEAKS, EVENT_ID = "/entry_1/data_1/data", "/entry_1/result_1", "/entry_1/event_id"
 PHOTON_ENERGY, TIMESTAMP = "/LCLS/photon_energy_eV", "/LCLS/timestamp"
+
+
+# writer.compression -> the HDF5 filter the images are stored with (hdf5plugin's; readers outside Python load it
+# from hdf5plugin's plugin directory through HDF5_PLUGIN_PATH). One frame per chunk, so each compresses alone.
+FILTERS = {
+    "none": {},
+    "bitshuffle-lz4": dict(hdf5plugin.Bitshuffle(cname="lz4")),
+    "zstd": dict(hdf5plugin.Zstd(clevel=1)),
+}
 
 
 @dataclass(slots=True)
@@ -78,7 +88,11 @@ def describe_os_error(exc: BaseException) -> str:
 
 
 class CxiChunkWriter:
-    def __init__(self, output_dir: str, prefix: str, writer_name: str, layout: SlabLayout, max_num_peak: int):
+    def __init__(
+        self, output_dir: str, prefix: str, writer_name: str, layout: SlabLayout, max_num_peak: int,
+        compression: str = "none",
+    ):  # fmt: skip
+        self._filters = FILTERS[compression]
         self._dir = Path(output_dir)
         self._dir.mkdir(parents=True, exist_ok=True)
         self._prefix = prefix
@@ -95,7 +109,7 @@ class CxiChunkWriter:
 
     def open(self, capacity: int, images: np.dtype | None) -> CxiFile:
         """A new file for up to `capacity` events, with images of that dtype or peaks only (None)."""
-        return CxiFile(self.next_path(), self._layout, capacity, images, self._max_peaks)
+        return CxiFile(self.next_path(), self._layout, capacity, images, self._max_peaks, self._filters)
 
     def write(self, events: list[KeptEvent], frames: np.ndarray | None = None) -> Path:
         """All at once: the events and, where given, their (N, C, H, W) frames."""
@@ -112,9 +126,13 @@ class CxiChunkWriter:
 class CxiFile:
     """One CXI file filled as events are kept, under its temporary name: an image goes to disk when its event
     is added (one copy, straight from the frame where the slab is the frame itself), so the writer holds no
-    images; peaks, ids and the rest are written at close, which renames the file into place."""
+    images; peaks, ids and the rest are written at close, which renames the file into place. `filters`
+    (FILTERS) compress each image; the free-space check assumes they save nothing."""
 
-    def __init__(self, path: Path, layout: SlabLayout, capacity: int, images: np.dtype | None, max_num_peak: int):
+    def __init__(
+        self, path: Path, layout: SlabLayout, capacity: int, images: np.dtype | None, max_num_peak: int,
+        filters: dict | None = None,
+    ):  # fmt: skip
         self.path, self.events = path, []
         self.opened = time.monotonic()
         self._tmp = temporary_name(path)
@@ -123,12 +141,14 @@ class CxiFile:
         check_space(path.parent, image_bytes)
         self._f = h5py.File(self._tmp, "w")
         self._images = self._scratch = None
+        self._direct = not filters  # raw chunks go straight to disk; filtered ones through HDF5's pipeline
         if images is not None:
             shape = (capacity, *layout.shape)  # chunks never written are never allocated; close trims the rest
             try:
                 self._images = self._f.create_dataset(
-                    DATA, shape=shape, maxshape=(None, *layout.shape), dtype=images, chunks=(1, *layout.shape)
-                )
+                    DATA, shape=shape, maxshape=(None, *layout.shape), dtype=images, chunks=(1, *layout.shape),
+                    **(filters or {}),
+                )  # fmt: skip
             except BaseException:
                 self.discard()
                 raise
@@ -139,15 +159,19 @@ class CxiFile:
         return len(self.events)
 
     def add(self, event: KeptEvent, frame: np.ndarray | None = None) -> None:
-        """The event, and its (C, H, W) frame written now as one uncompressed chunk (HDF5's chunking and type
-        conversion skipped; the bytes on disk are those of create_dataset(data=...))."""
+        """The event, and its (C, H, W) frame written now as one chunk: uncompressed, straight to disk (HDF5's
+        chunking and type conversion skipped; the bytes on disk are those of create_dataset(data=...)), or
+        through the dataset's compression filter."""
         if self._images is not None:
             if self._scratch is None:
                 image = np.ascontiguousarray(frame[0], self._images.dtype)
             else:
                 self._layout.place(self._scratch, frame)
                 image = self._scratch
-            self._images.id.write_direct_chunk((len(self.events), 0, 0), image)
+            if self._direct:
+                self._images.id.write_direct_chunk((len(self.events), 0, 0), image)
+            else:
+                self._images[len(self.events)] = image
         self.events.append(event)
 
     def close(self) -> Path:

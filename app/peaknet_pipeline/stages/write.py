@@ -178,7 +178,9 @@ class CxiWriterActor(Q2Consumer):
         if self._writer is None:
             w = self._cfg.writer
             layout = layout_for(w.geometry, tuple(frame.shape) if frame is not None else self._shape_from_peaks())
-            self._writer = CxiChunkWriter(w.output_dir, w.file_prefix, self._member.name, layout, w.max_num_peak)
+            self._writer = CxiChunkWriter(
+                w.output_dir, w.file_prefix, self._member.name, layout, w.max_num_peak, w.compression
+            )
         return self._writer.open(self._cfg.writer.buffer_size, None if frame is None else frame.dtype)
 
     def _flush(self) -> None:
