@@ -92,6 +92,15 @@ VARIANTS = [  # (name, overrides)
         "base-512-b64-reduce-overhead",
         ["data.frame_shape=[1,512,512]", "data.batch_size=64", "inference.compile_mode=reduce-overhead"],
     ),
+    (  # the narrow stages' MLP in one kernel (fused_kernels mlp), at the gpu-512 config's batch
+        "base-512-b64-reduce-overhead-fused-mlp",
+        [
+            "data.frame_shape=[1,512,512]",
+            "data.batch_size=64",
+            "inference.compile_mode=reduce-overhead",
+            "model.peaknet.fused_kernels=mlp",
+        ],
+    ),
     (  # transformers' backbone under exactly the gpu-512 config's settings (b64, CUDA graphs, bf16, NHWC)
         "hf-base-512-b64-reduce-overhead",
         ["data.frame_shape=[1,512,512]", "data.batch_size=64", "inference.compile_mode=reduce-overhead"],
