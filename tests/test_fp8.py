@@ -65,7 +65,7 @@ def test_precision_fp8_runs_fp32_on_a_cpu_and_is_refused_on_a_device_without_fp8
     runner = ModelRunner(model, spec_from_config(cfg, (1, 64, 64)), torch.device("cpu"))
     assert runner.fp8_blocks == 0 and runner.input_dtype == torch.float32
     assert not any(m.fp8 for m in model.modules() if hasattr(m, "fp8"))
-    with pytest.raises(ValueError, match=r"inference\.precision=fp8 needs a GPU of compute capability 8\.9"):
+    with pytest.raises(ValueError, match=r"inference\.precision=fp8 needs a GPU of compute capability 9\.0"):
         enable_fp8(model, torch.device("cpu"))
 
 

@@ -173,8 +173,8 @@ class InferenceSection(Section):
     device: Literal["auto", "cuda", "cpu"] = "auto"
     precision: Literal["fp32", "bf16", "fp16", "fp8"] = Field(
         "bf16",
-        description="autocast dtype on GPU; fp8: bf16 with the ConvNeXt blocks' GEMMs in FP8 (compute capability "
-        ">= 8.9); CPU runs fp32",
+        description="autocast dtype on GPU; fp8: bf16 with the wide ConvNeXt blocks' GEMMs in FP8 (compute capability "
+        ">= 9.0, Hopper); CPU runs fp32",
     )
     compile_mode: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
     tune_kernels: bool = Field(

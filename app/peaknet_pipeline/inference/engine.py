@@ -70,7 +70,7 @@ def enable_fp8(model: torch.nn.Module, device: torch.device) -> int:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
         raise ValueError(
             f"inference.precision=fp8 needs a GPU of compute capability {'.'.join(map(str, fp8_ops.MIN_CAPABILITY))}"
-            f" or newer (Ada, Hopper); {name} has none: use bf16"
+            f" or newer (Hopper); {name} is not one: use bf16"
         )
     blocks = fp8_ops.enable(model)
     if not blocks:

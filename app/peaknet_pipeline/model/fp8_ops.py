@@ -12,7 +12,7 @@ from torch import nn
 E4M3 = torch.float8_e4m3fn
 E4M3_MAX = torch.finfo(E4M3).max  # 448
 TINY = 1e-12  # an all-zero row keeps a finite scale
-MIN_CAPABILITY = (8, 9)  # Ada and Hopper: FP8 tensor cores and cuBLASLt's per-row scales
+MIN_CAPABILITY = (9, 0)  # Hopper: torch._scaled_mm's per-row scales run on its FP8 kernels only
 # Narrower blocks keep bf16 GEMMs: there the GEMMs are memory-bound and quantising the activations costs more
 # than the FP8 tensor cores save (measured per threshold: docs/performance.md, "FP8 GEMMs").
 MIN_CHANNELS = 1024
@@ -44,7 +44,7 @@ def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def supported(device: torch.device) -> bool:
-    """FP8 GEMMs with per-row scales need CUDA compute capability 8.9 or newer (tests run them on CPU tensors,
+    """FP8 GEMMs with per-row scales need CUDA compute capability 9.0 or newer (tests run them on CPU tensors,
     enabling them by hand)."""
     return device.type == "cuda" and torch.cuda.get_device_capability(device) >= MIN_CAPABILITY
 
