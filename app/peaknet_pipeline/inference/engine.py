@@ -156,6 +156,7 @@ class CpuEngine:
         self.spec = spec
         self._runner = ModelRunner(model, spec, torch.device("cpu"))
         self.fused_blocks = self._runner.fused_blocks  # always 0: Triton kernels are GPU-only
+        self.fp8_blocks = self._runner.fp8_blocks  # always 0: a CPU runs fp32
         self._on_result = on_result
         self.busy_s = 0.0
 
@@ -199,7 +200,7 @@ class CudaEngine:
         self.spec = spec
         self._device = torch.device("cuda", torch.cuda.current_device())
         self._runner = ModelRunner(model, spec, self._device)
-        self.fused_blocks = self._runner.fused_blocks
+        self.fused_blocks, self.fp8_blocks = self._runner.fused_blocks, self._runner.fp8_blocks
         self._on_result = on_result
         self._nvtx = nvtx or Nvtx(False)
         self._h2d = torch.cuda.Stream()
