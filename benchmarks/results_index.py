@@ -153,6 +153,16 @@ KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
         lambda d: ", ".join(f"{r['shard_calls_per_record']} shard calls per record" for r in d["backpressure_runs"]),
     ),  # fmt: skip
     (
+        "object store puts by round (bench_store.py)",
+        lambda d: isinstance(d, dict) and "held" in d and "batch_bytes" in d,
+        lambda d: "; ".join(
+            f"{r['store_mb']:,} MB store: faults per page {r['rounds'][0]['faults_per_page_put']} -> "
+            f"{r['rounds'][-1]['faults_per_page_put']}, "
+            f"{r['rounds'][0]['GB_per_s']} -> {r['rounds'][-1]['GB_per_s']} GB/s"
+            for r in d["runs"]
+        ),
+    ),  # fmt: skip
+    (
         "memory over a run (analyze_samples.py)",
         lambda d: isinstance(d, dict) and "worst_rss_slope_mib_per_min" in d,
         lambda d: f"{d['duration_s']:.0f} s, worst RSS slope {d['worst_rss_slope_mib_per_min']} MiB/min",
