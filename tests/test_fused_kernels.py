@@ -87,7 +87,7 @@ def test_linear_without_store_gives_the_same_sums_and_writes_no_output(tk, devic
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("c", [48, 40])  # output padded to 64 columns; 40 also takes masked K tiles
+@pytest.mark.parametrize("c", [48, 40, 136])  # output padded to 64 (256) columns; 40, 136: masked K tiles
 def test_mlp_is_gelu_scaled_per_frame_then_the_second_layer_plus_bias_and_residual(tk, device, c):
     frames, hw, hidden = 2, 32, 4 * c  # hidden: three 64-wide tiles at 48 channels, a masked one at 40
     a, residual = randn(frames * hw, c, seed=1, device=device), randn(frames * hw, c, seed=4, device=device)
