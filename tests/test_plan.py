@@ -6,7 +6,7 @@ import os
 import subprocess
 
 from peaknet_pipeline.config_sources import validate_config
-from peaknet_pipeline.plan import asks, total, unplaceable
+from peaknet_pipeline.plan import asks, store_line, store_need, total, unplaceable
 
 from .conftest import cli
 
@@ -42,6 +42,20 @@ def test_unplaceable_names_what_fits_on_no_node():
     assert unplaceable(asks(cfg, ALL), nodes) == []
 
 
+def test_the_store_need_counts_every_place_a_batch_can_wait():
+    sections = dict(queues={"num_shards": 2, "maxsize": 3}, inference={"num_actors": 2, "num_buffers": 3},
+                    producer={"num_producers": 2}, peaks={"max_pending_tasks": 5})  # fmt: skip
+    data = {"frame_shape": [1, 64, 64], "batch_size": 4, "dtype": "uint16"}
+    need = store_need(validate_config({"data": data, "writer": {"kind": "cxi", "num_actors": 2}, **sections}))
+    # both queues full, every inference buffer, a batch per producer, and per writer one plus its peak tasks
+    assert need.batches == 2 * 2 * 3 + 2 * 3 + 2 + 2 * (1 + 5)
+    assert need.batch_bytes == 4 * 64 * 64 * (2 + 1)  # uint16 frames and uint8 masks
+    counting = store_need(validate_config({"data": data, "writer": {"kind": "none", "num_actors": 2}, **sections}))
+    assert counting.batches == need.batches - 2 * 5  # a counting writer starts no peak tasks
+    assert "ray.object_store_memory_mb: 2,048 MiB" in store_line(need, 2048)
+    assert "Ray's default" in store_line(need, None) and "nothing to size" in store_line(None, None)
+
+
 def test_plan_command_against_a_running_cluster(ray_session):
     """The test Ray: 4 CPUs, no GPU, 2 `ingest_test`. Exit 0 when the config fits, 1 naming what does not."""
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
@@ -49,6 +63,7 @@ def test_plan_command_against_a_running_cluster(ray_session):
     done = subprocess.run(cli("plan", *small), capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "cluster: 1 nodes" in done.stdout and done.stdout.strip().endswith("fits")
+    assert "object store: holds up to about" in done.stdout
     big = [*small, "--set", "writer.num_actors=6", "--set", "writer.num_cpus=1"]
     done = subprocess.run(cli("plan", *big), capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 1

@@ -145,11 +145,12 @@ def print_plan(cfg: PipelineConfig) -> int:
     """0 when the config's actors fit the cluster (or there is none to ask), 1 when some fit on no node."""
     import os
 
-    from .plan import against, asks, render
+    from .plan import against, asks, render, store_line, store_need
 
     stages = STAGE_COMMANDS["run"]
+    store = store_line(store_need(cfg), cfg.ray.object_store_memory_mb)
     if not (cfg.ray.address or os.environ.get("RAY_ADDRESS")):
-        print(render(asks(cfg, stages)))
+        print(render(asks(cfg, stages), store=store))
         return 0
     from .ray_session import connect
     from .scheduling import node_resources
@@ -157,7 +158,7 @@ def print_plan(cfg: PipelineConfig) -> int:
     connect(cfg, embedded=False)
     nodes = node_resources()
     plan, problems = against(cfg, stages, nodes)
-    print(render(plan, nodes, problems))
+    print(render(plan, nodes, problems, store))
     return 1 if problems else 0
 
 

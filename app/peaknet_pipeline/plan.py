@@ -3,7 +3,10 @@ whether they fit the cluster's nodes. `peaknet-pipeline plan` prints it; the sta
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from .config import PipelineConfig
 from .kinds import PRODUCERS, WRITERS, kind_of
@@ -41,6 +44,40 @@ def asks(cfg: PipelineConfig, stages: tuple[str, ...], gpus_available: bool = Tr
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class StoreNeed:
+    """About what the object store holds at most: batches in both queues, in the inference actors' buffers, in
+    the producers' hands and in the writers' (with their peak-finding tasks), each its frames and uint8 masks."""
+
+    batches: int
+    batch_bytes: int
+
+    @property
+    def gib(self) -> float:
+        return self.batches * self.batch_bytes / 2**30
+
+
+def store_need(cfg: PipelineConfig) -> StoreNeed | None:
+    """None where the frame shape comes from the data (socket producers without data.frame_shape)."""
+    if cfg.data.frame_shape is None:
+        return None
+    q, inf = cfg.queues, cfg.inference
+    producers = len(kind_of(PRODUCERS, cfg.producer.kind).plan(cfg))
+    per_writer = 1 + (cfg.peaks.max_pending_tasks if kind_of(WRITERS, cfg.writer.kind).peak_tasks else 0)
+    batches = 2 * q.num_shards * q.maxsize + inf.num_actors * inf.num_buffers + producers
+    batches += cfg.writer.num_actors * per_writer
+    pixels = cfg.data.batch_size * math.prod(cfg.data.frame_shape)
+    return StoreNeed(batches, pixels * (np.dtype(cfg.data.dtype).itemsize + 1))
+
+
+def store_line(need: StoreNeed | None, configured_mb: int | None) -> str:
+    if need is None:
+        return "object store: frame shape not set (data.frame_shape), nothing to size"
+    size = f"{configured_mb:,} MiB" if configured_mb else "Ray's default, 30% of memory"
+    return (f"object store: holds up to about {need.batches} batches, {need.gib:.1f} GiB; "
+            f"ray.object_store_memory_mb: {size}")  # fmt: skip
+
+
 def total(plan: list[Ask], key: str) -> float:
     if key in ("CPU", "GPU"):
         return sum(a.count * (a.cpus if key == "CPU" else a.gpus) for a in plan)
@@ -76,14 +113,19 @@ def describe(need: dict[str, float]) -> str:
     return ", ".join(f"{v:g} {k}" for k, v in need.items()) or "nothing"
 
 
-def render(plan: list[Ask], nodes: list[dict[str, float]] | None = None, problems: list[str] = ()) -> str:
-    """The asks and their totals; with nodes, the cluster's and `problems` (against()'s) or "fits"."""
+def render(
+    plan: list[Ask], nodes: list[dict[str, float]] | None = None, problems: list[str] = (), store: str | None = None
+) -> str:
+    """The asks and their totals (and `store`, store_line()'s); with nodes, the cluster's and `problems`
+    (against()'s) or "fits"."""
     lines = [f"{'stage':<8} {'what':<30} {'count':>5} {'CPU each':>8} {'GPU each':>8}  other"]
     for a in plan:
         other = describe(a.resources) if a.resources else "-"
         lines.append(f"{a.stage:<8} {a.what:<30} {a.count:>5} {a.cpus:>8g} {a.gpus:>8g}  {other}")
     keys = ["CPU", "GPU", *sorted({k for a in plan for k in a.resources})]
     lines.append("total: " + ", ".join(f"{total(plan, k):g} {k}" for k in keys))
+    if store:
+        lines.append(store)
     if nodes is None:
         lines.append("no Ray cluster to compare with (set ray.address or RAY_ADDRESS); `run` starts a local one")
         return "\n".join(lines)
