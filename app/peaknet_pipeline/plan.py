@@ -73,7 +73,7 @@ def store_need(cfg: PipelineConfig) -> StoreNeed | None:
 def store_line(need: StoreNeed | None, configured_mb: int | None) -> str:
     if need is None:
         return "object store: frame shape not set (data.frame_shape), nothing to size"
-    size = f"{configured_mb:,} MiB" if configured_mb else "Ray's default, 30% of memory"
+    size = f"{configured_mb:,} MiB" if configured_mb else "null, Ray's default (a share of the node's memory)"
     return (f"object store: holds up to about {need.batches} batches, {need.gib:.1f} GiB; "
             f"ray.object_store_memory_mb: {size}")  # fmt: skip
 
