@@ -24,12 +24,16 @@ class Ask:
     resources: dict[str, float] = field(default_factory=dict)
 
 
+def producer_count(cfg: PipelineConfig) -> int:
+    """Producer actors the config starts (socket producers: one per address, whatever num_producers says)."""
+    return len(kind_of(PRODUCERS, cfg.producer.kind).plan(cfg))
+
+
 def asks(cfg: PipelineConfig, stages: tuple[str, ...], gpus_available: bool = True) -> list[Ask]:
     """gpus_available: whether `inference.device: auto` will find a GPU (it does where the cluster has one)."""
     out = []
     if "produce" in stages:
-        n = len(kind_of(PRODUCERS, cfg.producer.kind).plan(cfg))
-        out.append(Ask("produce", f"{cfg.producer.kind} producer", n, cfg.producer.num_cpus, 0.0,
+        out.append(Ask("produce", f"{cfg.producer.kind} producer", producer_count(cfg), cfg.producer.num_cpus, 0.0,
                        dict(cfg.producer.resources)))  # fmt: skip
     if "infer" in stages:
         inf = cfg.inference
@@ -62,9 +66,8 @@ def store_need(cfg: PipelineConfig) -> StoreNeed | None:
     if cfg.data.frame_shape is None:
         return None
     q, inf = cfg.queues, cfg.inference
-    producers = len(kind_of(PRODUCERS, cfg.producer.kind).plan(cfg))
     per_writer = 1 + (cfg.peaks.max_pending_tasks if kind_of(WRITERS, cfg.writer.kind).peak_tasks else 0)
-    batches = 2 * q.num_shards * q.maxsize + inf.num_actors * inf.num_buffers + producers
+    batches = 2 * q.num_shards * q.maxsize + inf.num_actors * inf.num_buffers + producer_count(cfg)
     batches += cfg.writer.num_actors * per_writer
     pixels = cfg.data.batch_size * math.prod(cfg.data.frame_shape)
     return StoreNeed(batches, pixels * (np.dtype(cfg.data.dtype).itemsize + 1))

@@ -97,7 +97,8 @@ class ModelRunner:
 
     def __init__(self, model: Segmenter, spec: EngineSpec, device: torch.device):
         self.mask_channels = model.mask_channels(spec.frame_shape[0])
-        reduced = AUTOCAST.get(effective_precision(spec.precision, device.type))  # CPU: fp32 is faster
+        precision = effective_precision(spec.precision, device.type)
+        reduced = AUTOCAST.get(precision)  # CPU: fp32 is faster
         self._cast = reduced if spec.cast_weights else None
         self._autocast = reduced if not spec.cast_weights else None
         if device.type == "cuda":
@@ -110,7 +111,7 @@ class ModelRunner:
         if spec.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.fused_blocks = fused_ops.enable(model, spec.fused_kernels) if fused_ops.available(device) else 0
-        self.fp8_blocks = enable_fp8(model, device) if effective_precision(spec.precision, device.type) == "fp8" else 0
+        self.fp8_blocks = enable_fp8(model, device) if precision == "fp8" else 0
         options = compile_options(spec) if spec.compile_mode != "none" else {}
         self._graphs = bool(options.get("triton.cudagraphs")) and device.type == "cuda"
         if spec.compile_mode != "none":
