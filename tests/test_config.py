@@ -1,9 +1,11 @@
 from pathlib import Path
+from typing import Literal, get_args, get_origin
 
 import pytest
 import yaml
 
 from peaknet_pipeline.cli import main
+from peaknet_pipeline.config import InferenceSection, PeakNetModel, WriterSection
 from peaknet_pipeline.config_sources import ConfigError, load_config
 
 from .conftest import ROOT
@@ -74,3 +76,21 @@ def test_progress_off_unquoted_is_off_in_yaml_and_set(tmp_path: Path):
     assert load_config(None, ["output.progress=off"]).output.progress == "off"
     with pytest.raises(ConfigError, match="output.progress"):
         load_config(None, ["output.progress=on"])  # true is still no value of it
+
+
+def choices(section, field: str) -> set[str]:
+    """The names a Literal field (or an optional one) accepts."""
+    annotation = section.model_fields[field].annotation
+    literal = next(a for a in (annotation, *get_args(annotation)) if get_origin(a) is Literal)
+    return set(get_args(literal))
+
+
+def test_the_configs_choices_are_the_ones_the_code_implements():
+    """config.py names each choice without importing torch or h5py; this ties the names to the code."""
+    from peaknet_pipeline.inference.engine import AUTOCAST
+    from peaknet_pipeline.model.fused_ops import MODES
+    from peaknet_pipeline.output.cxi import FILTERS
+
+    assert choices(WriterSection, "compression") == set(FILTERS)
+    assert choices(PeakNetModel, "fused_kernels") == set(MODES)
+    assert choices(InferenceSection, "precision") == {"fp32", *AUTOCAST}
