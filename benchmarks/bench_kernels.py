@@ -4,8 +4,7 @@
 
 For each stage of the base model (channels, H*W) it times, in bf16 with CUDA events: Linear + GELU + GRN's
 norm against `linear(gelu_sumsq)`; the per-frame baddbmm + residual add against `linear(residual, a_scale)`;
-both against fused_kernels mlp's two passes (GRN's sums, then `mlp`); each kernel under a few launch settings,
-so the defaults in triton_kernels.py come from data. `--sweep` names the kernels whose settings are swept (the
+each kernel under a few launch settings, so the defaults in triton_kernels.py come from data. `--sweep` names the kernels whose settings are swept (the
 others run their defaults).
 """
 
@@ -76,22 +75,9 @@ def stage(batch: int, size: int, c: int, stride: int, swept: set[str], row_tiles
         if hw % m == 0
     ]
 
-    def ref_mlp():
-        return ref_pw1(), ref_pw2()
-
-    def two_pass(tune):  # fused_kernels mlp: GRN's sums, then the MLP without the 4C-wide activation
-        sums = tk.linear(y, w1, b1, hw, gelu_sumsq=True, store=False)[1]
-        return sums, tk.mlp(y, w1, b1, s2, w2, b2, res, hw, tune=tune)
-
-    mlp_tunes = [{}] + [
-        {"BLOCK_M": m, "BLOCK_H": bh, "num_warps": nw, "num_stages": ns}
-        for m, bh, nw, ns in itertools.product((64, 128), (32, 64, 128), (4, 8), (2, 3))
-        if hw % m == 0 and (m <= 64 or c <= 96)
-    ]
     kernels = {  # name: (PyTorch reference, kernel under a launch setting, settings)
         "linear_gelu_sumsq": (ref_pw1, lambda t: tk.linear(y, w1, b1, hw, gelu_sumsq=True, tune=t), gemm_tunes),
         "linear_residual": (ref_pw2, lambda t: tk.linear(a, w2, b2, hw, residual=res, a_scale=s2, tune=t), gemm_tunes),
-        "mlp_two_pass": (ref_mlp, two_pass, mlp_tunes),  # against both references: it replaces both kernels
     }
     result = {"channels": c, "hw": [h, w], "batch": batch}
     for name, (ref, run, settings) in kernels.items():
@@ -104,7 +90,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--output")
-    ap.add_argument("--sweep", nargs="*", default=["linear_gelu_sumsq", "linear_residual", "mlp_two_pass"])
+    ap.add_argument("--sweep", nargs="*", default=["linear_gelu_sumsq", "linear_residual"])
     ap.add_argument("--stages", nargs="*", type=int, default=[c for c, _ in STAGES], help="by channels")
     ap.add_argument("--row-tiles", nargs="*", type=int, default=[tk.ROW_BLOCKS[0]], help="BLOCK_M values swept")
     args = ap.parse_args()

@@ -92,15 +92,6 @@ VARIANTS = [  # (name, overrides)
         "base-512-b64-reduce-overhead",
         ["data.frame_shape=[1,512,512]", "data.batch_size=64", "inference.compile_mode=reduce-overhead"],
     ),
-    (  # the narrow stages' MLP in one kernel (fused_kernels mlp), at the gpu-512 config's batch
-        "base-512-b64-reduce-overhead-fused-mlp",
-        [
-            "data.frame_shape=[1,512,512]",
-            "data.batch_size=64",
-            "inference.compile_mode=reduce-overhead",
-            "model.peaknet.fused_kernels=mlp",
-        ],
-    ),
     (  # transformers' backbone under exactly the gpu-512 config's settings (b64, CUDA graphs, bf16, NHWC)
         "hf-base-512-b64-reduce-overhead",
         ["data.frame_shape=[1,512,512]", "data.batch_size=64", "inference.compile_mode=reduce-overhead"],
@@ -122,16 +113,28 @@ VARIANTS = [  # (name, overrides)
         )
         for suffix, overrides in (("", []), ("-fused-gemm", ["model.peaknet.fused_kernels=gemm"]))
     ],
+    (
+        "673m-512-b64-reduce-overhead",
+        [
+            "data.frame_shape=[1,512,512]",
+            "data.batch_size=64",
+            "inference.compile_mode=reduce-overhead",
+            "model.peaknet.preset=673m",
+        ],
+    ),
     *[  # precision fp8: the ConvNeXt blocks' GEMMs in FP8 in every block (-fp8), in those of 384 channels or more
         # (-fp8-wide), or as the rule in fp8_ops.MIN_CHANNELS has it (-fp8-default)
         (f"{name}-fp8{which}", [*overrides, "inference.compile_mode=reduce-overhead", "inference.precision=fp8"])
         for name, overrides in (
             ("base-512-b64-reduce-overhead", ["data.frame_shape=[1,512,512]", "data.batch_size=64"]),
             ("base-1920-b8-reduce-overhead", ["data.frame_shape=[1,1920,1920]", "data.batch_size=8"]),
-            (
-                "673m-512-b32-reduce-overhead",
-                ["data.frame_shape=[1,512,512]", "data.batch_size=32", "model.peaknet.preset=673m"],
-            ),
+            *[
+                (
+                    f"673m-512-b{b}-reduce-overhead",
+                    ["data.frame_shape=[1,512,512]", f"data.batch_size={b}", "model.peaknet.preset=673m"],
+                )
+                for b in (32, 64)
+            ],
         )
         for which in FP8_MIN_CHANNELS
     ],

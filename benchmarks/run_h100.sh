@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
-#   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-fused|model-mlp|
-#       model-fp8|model-profile
+#   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-fused|model-fp8|
+#       model-profile
 #   (results under $OUT, default benchmarks/results/raw)
 # On the lent device only a few files of $OUT come back per call: run with OUT elsewhere and tar it into $OUT.
 # Needs peaknet and the ray CLI on PATH/PYTHONPATH.
@@ -127,15 +127,6 @@ case ${1:?part} in
       base-512-b32-reduce-overhead-fused-none > "$OUT/model.log" 2>&1
     python3 benchmarks/bench_model.py --iters 20 --output "$OUT/h100-model-fused-shapes.jsonl" --only \
       base-1920-b8-reduce-overhead 673m-512-b32-reduce-overhead-fused-gemm >> "$OUT/model.log" 2>&1
-    ;;
-  model-mlp)  # issue 23: fused_kernels mlp (narrow stages' MLP without the 4C-wide activation): GPU tests,
-              # per kernel against the gemm pair (launch settings swept) at b64, whole model against gemm
-    python3 -m pytest -q tests/test_fused_kernels.py > "$OUT/h100-pytest-fused-kernels.log" 2>&1
-    tail -1 "$OUT/h100-pytest-fused-kernels.log"
-    python3 benchmarks/bench_kernels.py --batch 64 --stages 96 192 --output "$OUT/h100-kernels-base-512-b64-mlp.json" \
-      > "$OUT/kernels.log" 2>&1
-    python3 benchmarks/bench_model.py --iters 50 --output "$OUT/h100-model-mlp.jsonl" --only \
-      base-512-b64-reduce-overhead base-512-b64-reduce-overhead-fused-mlp > "$OUT/model.log" 2>&1
     ;;
   model-fp8)  # issue 23: precision fp8 by the shipped rule at the three shapes the issue names, against bf16
     python3 benchmarks/bench_model.py --iters 30 --output "$OUT/h100-model-fp8-default.jsonl" --only \

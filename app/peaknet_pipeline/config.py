@@ -143,11 +143,10 @@ class PeakNetModel(Section):
     uses_learned_upsample: bool | None = None
     channels_last: bool = Field(True, description="NHWC activations on GPU (faster convolutions)")
     cast_weights: bool = Field(True, description="on GPU with bf16/fp16, cast weights once instead of autocast")
-    fused_kernels: Literal["none", "gemm", "mlp"] | None = Field(
+    fused_kernels: Literal["none", "gemm"] | None = Field(
         None,
         description="on GPU, ConvNeXt blocks as fused Triton kernels (same weights): gemm = both linear layers with "
-        "GELU, GRN and the residual in their epilogues; mlp = gemm, but blocks of 192 channels or fewer run "
-        "pwconv1 twice and never write its 4C-wide output; none = PyTorch ops; null = what measured fastest for the "
+        "GELU, GRN and the residual in their epilogues; none = PyTorch ops; null = what measured fastest for the "
         "preset on the H100 (base: gemm; 673m and custom sizes: none)",
     )
 

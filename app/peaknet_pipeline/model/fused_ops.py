@@ -35,17 +35,6 @@ if tk is not None:
     ) -> torch.Tensor:  # fmt: skip
         return tk.linear(a, weight, bias, hw, residual=residual, a_scale=a_scale, wrap=wrap_triton)[0]
 
-    @triton_op("peaknet::gelu_sumsq", mutates_args=())
-    def gelu_sumsq(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: int) -> torch.Tensor:
-        return tk.linear(a, weight, bias, hw, gelu_sumsq=True, wrap=wrap_triton, store=False)[1]
-
-    @triton_op("peaknet::mlp", mutates_args=())
-    def mlp(
-        a: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, scale: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
-        residual: torch.Tensor, hw: int,
-    ) -> torch.Tensor:  # fmt: skip
-        return tk.mlp(a, w1, b1, scale, w2, b2, residual, hw, wrap=wrap_triton)
-
 
 MIN_ROW_BLOCK = 64  # narrower row tiles starve the tensor cores: such blocks (1920's last stage) stay plain
 
@@ -55,10 +44,7 @@ def fusable(x: torch.Tensor) -> bool:
     return tk is not None and (tk.row_block(x.shape[2] * x.shape[3]) or 0) >= MIN_ROW_BLOCK
 
 
-MODES = ("none", "gemm", "mlp")
-# mlp: blocks this narrow or narrower compute pwconv1 twice (GRN's sums, then the whole MLP in one kernel)
-# instead of writing and reading the 4C-wide activation; wider blocks take gemm's kernels.
-MLP_MAX_CHANNELS = 192
+MODES = ("none", "gemm")
 # The faster mode per preset, as measured (docs/performance.md): Triton's GEMMs trail cuBLAS once the layers
 # are wide and the work is compute-bound, so 673m stays on PyTorch ops.
 PRESET_MODES = {"base": "gemm", "673m": "none"}
@@ -71,21 +57,16 @@ def mode_for(preset: str | None, configured: str | None) -> str:
 
 def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """ConvNeXtV2Block.forward on (N, C, H, W): pwconv1+GELU+GRN statistic, and pwconv2 with GRN's per-frame
-    scale on its input plus the residual, each one kernel (mode mlp, narrow blocks: the statistic, then the whole
-    MLP in one kernel); the depthwise conv and LayerNorm stay PyTorch ops."""
+    scale on its input plus the residual, each one kernel; the depthwise conv and LayerNorm stay PyTorch ops."""
     n, c, h, w = x.shape
     hw = h * w
     x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free under channels_last
     y = block.layernorm(block.dwconv(x).permute(0, 2, 3, 1)).contiguous()
     pw1, pw2, grn = block.pwconv1, block.pwconv2, block.grn
     rows, residual = y.view(n * hw, c), x_nhwc.view(n * hw, c)
-    if block.fused == "mlp" and c <= MLP_MAX_CHANNELS:
-        scale = grn.scale_from_norm(gelu_sumsq(rows, pw1.weight, pw1.bias, hw).sqrt())
-        out = mlp(rows, pw1.weight, pw1.bias, scale, pw2.weight, grn.folded_bias(pw2), residual, hw)
-    else:
-        a, sumsq = linear_gelu_sumsq(rows, pw1.weight, pw1.bias, hw)
-        scale = grn.scale_from_norm(sumsq.sqrt())  # fp32 (N, 4C), applied to `a` as pwconv2's kernel reads it
-        out = linear_scaled_residual(a, scale, pw2.weight, grn.folded_bias(pw2), residual, hw)
+    a, sumsq = linear_gelu_sumsq(rows, pw1.weight, pw1.bias, hw)
+    scale = grn.scale_from_norm(sumsq.sqrt())  # fp32 (N, 4C), applied to `a` as pwconv2's kernel reads it
+    out = linear_scaled_residual(a, scale, pw2.weight, grn.folded_bias(pw2), residual, hw)
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
 

@@ -55,7 +55,7 @@ def _tile(N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
 def _linear_kernel(
     a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, part_ptr, scale_ptr, M, N, K, HW,
     GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, EVEN_K: tl.constexpr,
-    UPCAST: tl.constexpr, DOT: tl.constexpr, STORE: tl.constexpr,
+    UPCAST: tl.constexpr, DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     pid_m, rm, rn, nmask = _tile(N, BLOCK_M, BLOCK_N)
@@ -86,50 +86,7 @@ def _linear_kernel(
         tl.store(part_ptr + pid_m * N + rn, tl.sum(acc * acc, axis=0), mask=nmask)
     if RESIDUAL:
         acc += tl.load(res_ptr + offs, mask=nmask[None, :], other=0.0).to(tl.float32)
-    if STORE:
-        tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=nmask[None, :])
-
-
-@triton.jit
-def _mlp_kernel(
-    a_ptr, w1_ptr, b1_ptr, scale_ptr, w2_ptr, b2_ptr, res_ptr, out_ptr, C, HIDDEN, HW,
-    UPCAST: tl.constexpr, DOT: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_C: tl.constexpr,
-):  # fmt: skip
-    """One row tile of the block's MLP: gelu(a @ w1.T + b1), scaled per frame and hidden column (GRN), @ w2.T,
-    plus b2 and the residual. The hidden activation lives in registers, BLOCK_H columns at a time."""
-    pid_m = tl.program_id(0)
-    rm = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
-    rk = tl.arange(0, BLOCK_K)
-    rh = tl.arange(0, BLOCK_H)
-    rc = tl.arange(0, BLOCK_C)
-    cmask = rc < C
-    frame = (pid_m * BLOCK_M) // HW
-    acc = tl.zeros([BLOCK_M, BLOCK_C], dtype=tl.float32)
-    for h0 in range(0, HIDDEN, BLOCK_H):
-        hh = h0 + rh
-        hmask = hh < HIDDEN
-        h = tl.zeros([BLOCK_M, BLOCK_H], dtype=tl.float32)
-        for k0 in range(0, C, BLOCK_K):
-            kk = k0 + rk
-            a = tl.load(a_ptr + rm[:, None] * C + kk[None, :], mask=kk[None, :] < C, other=0.0)
-            w1 = tl.load(w1_ptr + hh[None, :] * C + kk[:, None], mask=hmask[None, :] & (kk[:, None] < C), other=0.0)
-            if UPCAST:
-                a = a.to(tl.float32)
-                w1 = w1.to(tl.float32)
-            h = tl.dot(a, w1, h, input_precision=DOT)
-        h = _gelu(h + tl.load(b1_ptr + hh, mask=hmask, other=0.0).to(tl.float32)[None, :])
-        h = h * tl.load(scale_ptr + frame * HIDDEN + hh, mask=hmask, other=0.0)[None, :]
-        w2 = tl.load(w2_ptr + rc[None, :] * HIDDEN + hh[:, None], mask=cmask[None, :] & hmask[:, None], other=0.0)
-        if UPCAST:
-            w2 = w2.to(tl.float32)
-        else:
-            h = h.to(w2_ptr.dtype.element_ty)  # the tensor cores take the hidden tile in the weights' dtype
-        acc = tl.dot(h, w2, acc, input_precision=DOT)
-    offs = rm[:, None] * C + rc[None, :]
-    acc += tl.load(b2_ptr + rc, mask=cmask, other=0.0).to(tl.float32)[None, :]
-    acc += tl.load(res_ptr + offs, mask=cmask[None, :], other=0.0).to(tl.float32)
-    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=cmask[None, :])
+    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=nmask[None, :])
 
 
 Wrap = Callable[[object], object]
@@ -162,13 +119,11 @@ def linear(
     a_scale: torch.Tensor | None = None,
     wrap: Wrap = _identity,
     tune: dict | None = None,
-    store: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """a (M, K) with M a whole number of frames of hw rows; weight (N, K); bias (N,); a_scale (frames, K) fp32
     scales a's columns per frame before the product (GRN's scale). Returns (out (M, N) in a's dtype, the
     per-frame column sums of squares (frames, N) fp32 of GELU's output when gelu_sumsq, else None). Needs
-    row_block(hw); `tune` overrides BLOCK_M (dividing hw), BLOCK_N, BLOCK_K, num_warps, num_stages. With
-    store=False only the sums are computed (out is returned unwritten)."""
+    row_block(hw); `tune` overrides BLOCK_M (dividing hw), BLOCK_N, BLOCK_K, num_warps, num_stages."""
     a, weight = a.contiguous(), weight.contiguous()  # dense row-major, as the kernel indexes them
     residual = residual.contiguous() if residual is not None else None
     m, k = a.shape
@@ -183,51 +138,17 @@ def linear(
     params |= {"num_warps": 8 if wide else 4, "num_stages": 3}
     params |= MEASURED.get(("gelu" if gelu_sumsq else "residual", k, n), {}) | (tune or {})
     tiles_m = m // params["BLOCK_M"]
-    out = torch.empty((m, n) if store else (1,), dtype=a.dtype, device=a.device)
+    out = torch.empty((m, n), dtype=a.dtype, device=a.device)
     part = torch.empty((tiles_m, n) if gelu_sumsq else (1,), dtype=torch.float32, device=a.device)
     grid = (tiles_m * triton.cdiv(n, params["BLOCK_N"]),)
     wrap(_linear_kernel)[grid](
         a, weight, bias, residual if residual is not None else out, out, part,
         a_scale.contiguous() if a_scale is not None else part, m, n, k, hw,
         GELU_SUMSQ=gelu_sumsq, RESIDUAL=residual is not None, SCALE_A=a_scale is not None,
-        EVEN_K=k % params["BLOCK_K"] == 0, UPCAST=INTERPRET, STORE=store,
+        EVEN_K=k % params["BLOCK_K"] == 0, UPCAST=INTERPRET,
         DOT="ieee" if a.dtype == torch.float32 else "tf32",  # fp32 models get fp32 products, not TF32
         **params,
     )  # fmt: skip
     sumsq = part.view(m // hw, hw // params["BLOCK_M"], n).sum(1) if gelu_sumsq else None
     return out, sumsq
 
-
-def mlp(
-    a: torch.Tensor,
-    w1: torch.Tensor,
-    b1: torch.Tensor,
-    scale: torch.Tensor,
-    w2: torch.Tensor,
-    b2: torch.Tensor,
-    residual: torch.Tensor,
-    hw: int,
-    wrap: Wrap = _identity,
-    tune: dict | None = None,
-) -> torch.Tensor:
-    """The block's MLP after GRN's statistic is known, without writing the 4C-wide activation: a (M, C) with M a
-    whole number of frames of hw rows, w1 (H, C), b1 (H,), scale (frames, H) fp32 (GRN's), w2 (C, H), b2 (C,)
-    (GRN's bias folded in), residual (M, C). Returns residual + (gelu(a @ w1.T + b1) * scale) @ w2.T + b2 in
-    a's dtype. `tune` overrides BLOCK_M, BLOCK_K, BLOCK_H, num_warps, num_stages."""
-    a, w1, w2, residual = a.contiguous(), w1.contiguous(), w2.contiguous(), residual.contiguous()
-    m, c = a.shape
-    hidden = w1.shape[0]
-    block_c = triton.next_power_of_2(c)
-    # The output row tile (BLOCK_M x BLOCK_C fp32) stays in registers for the whole hidden loop.
-    block_m = row_block(hw) if block_c <= 128 else min(row_block(hw) or 0, 64)
-    if not block_m or m % hw:
-        raise ValueError(f"mlp: a frame of {hw} rows is not a whole number of {ROW_BLOCKS[-1]}-row tiles")
-    block_k = next((b for b in (64, 32) if c % b == 0), 16)  # whole K tiles where C allows (96: 32)
-    params = {"BLOCK_M": block_m, "BLOCK_K": block_k, "BLOCK_H": 64}
-    params |= {"num_warps": 8 if block_m * block_c >= 128 * 128 else 4, "num_stages": 2} | (tune or {})
-    out = torch.empty_like(residual)
-    wrap(_mlp_kernel)[(m // params["BLOCK_M"],)](
-        a, w1, b1, scale.contiguous(), w2, b2, residual, out, c, hidden, hw,
-        UPCAST=INTERPRET, DOT="ieee" if a.dtype == torch.float32 else "tf32", BLOCK_C=block_c, **params,
-    )  # fmt: skip
-    return out
