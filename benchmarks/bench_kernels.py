@@ -4,8 +4,8 @@
 
 For each stage of the base model (channels, H*W) it times, in bf16 with CUDA events: Linear + GELU + GRN's
 norm against `linear(gelu_sumsq)`; the per-frame baddbmm + residual add against `linear(residual, a_scale)`;
-each kernel under a few launch settings, so the defaults in triton_kernels.py come from data. `--sweep` names the kernels whose settings are swept (the
-others run their defaults).
+each kernel under a few launch settings, so the defaults in triton_kernels.py come from data. `--sweep` names
+the kernels whose settings are swept (the others run their defaults).
 """
 
 from __future__ import annotations

@@ -70,6 +70,7 @@ def main() -> int:
         "config": args.config,
         "overrides": args.overrides,
         "machine": machine(),
+        "preset": base.model.peaknet.preset,
         "batch_size": base.data.batch_size,
         "frame_shape": base.data.frame_shape,
         "precision": base.inference.precision,

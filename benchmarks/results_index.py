@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from peaknet_pipeline.generated import between_markers, stale, write_or_check  # noqa: F401 (stale: tests)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,10 +65,18 @@ def shape_text(data: dict) -> str:
 
 
 def preset(data: dict) -> str:
+    """The model the run measured, with its precision where that is not the configs' bf16."""
+    name = data.get("preset")
     for item in data.get("overrides", []):
         if item.startswith("model.peaknet.preset="):
-            return item.split("=", 1)[1]
-    return "threshold" if "threshold" in json.dumps(data.get("model", "")) else "base"
+            name = item.split("=", 1)[1]
+    if name is None and data.get("config"):  # runs that recorded only their config file name it there
+        config = ROOT / data["config"]
+        model = yaml.safe_load(config.read_text()).get("model", {}) if config.exists() else {}
+        name = model.get("peaknet", {}).get("preset")
+    if name is None:
+        name = "threshold" if "threshold" in json.dumps(data.get("model", "")) else "base"
+    return name + (f" {data['precision']}" if data.get("precision", "bf16") != "bf16" else "")
 
 
 def weights(data: dict) -> str:

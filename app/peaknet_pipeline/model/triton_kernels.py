@@ -151,4 +151,3 @@ def linear(
     )  # fmt: skip
     sumsq = part.view(m // hw, hw // params["BLOCK_M"], n).sum(1) if gelu_sumsq else None
     return out, sumsq
-
