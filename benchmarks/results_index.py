@@ -166,7 +166,8 @@ KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
         "object store puts by round (bench_store.py)",
         lambda d: isinstance(d, dict) and "held" in d and "batch_bytes" in d,
         lambda d: "; ".join(
-            f"{r['store_mb']:,} MB store: faults per page {r['rounds'][0]['faults_per_page_put']} -> "
+            f"{r['store_mb']:,} MB store{' preallocated' if r.get('preallocated') else ''}: faults per page "
+            f"{r['rounds'][0]['faults_per_page_put']} -> "
             f"{r['rounds'][-1]['faults_per_page_put']}, "
             f"{r['rounds'][0]['GB_per_s']} -> {r['rounds'][-1]['GB_per_s']} GB/s"
             for r in d["runs"]
