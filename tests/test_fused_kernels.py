@@ -82,16 +82,14 @@ def test_linear_refuses_frames_that_do_not_tile(tk):
         tk.linear(a, torch.zeros(8, 8), torch.zeros(8), 12)
 
 
-def block_pair(
-    channels: int, device: str, dtype: torch.dtype, mode: str = "gemm"
-) -> tuple[ConvNeXtV2Block, ConvNeXtV2Block]:
+def block_pair(channels: int, device: str, dtype: torch.dtype) -> tuple[ConvNeXtV2Block, ConvNeXtV2Block]:
     plain = ConvNeXtV2Block(channels)
     with torch.no_grad():
         for i, p in enumerate(plain.parameters()):
             p.copy_(randn(*p.shape, seed=10 + i, device="cpu", scale=0.2))
     fused = ConvNeXtV2Block(channels)
     fused.load_state_dict(plain.state_dict())  # same parameters: checkpoints load unchanged
-    assert fused_ops.enable(fused, mode) == 1
+    assert fused_ops.enable(fused, "gemm") == 1
     to = dict(device=device, dtype=dtype, memory_format=torch.channels_last)
     return plain.to(**to), fused.to(**to)
 
