@@ -6,7 +6,8 @@ import os
 import subprocess
 
 from peaknet_pipeline.config_sources import validate_config
-from peaknet_pipeline.plan import asks, store_line, store_need, total, unplaceable
+from peaknet_pipeline.plan import asks, store_line, store_need, store_short, total, unplaceable
+from peaknet_pipeline.scheduling import check_store
 
 from .conftest import cli
 
@@ -56,6 +57,21 @@ def test_the_store_need_counts_every_place_a_batch_can_wait():
     assert "Ray's default" in store_line(need, None) and "nothing to size" in store_line(None, None)
 
 
+def test_a_store_smaller_than_the_config_holds_is_named_with_the_settings_that_size_it():
+    need = store_need(config(data={"frame_shape": [1, 512, 512], "batch_size": 64}))
+    short = store_short(need, need.bytes - 1)
+    assert short and "ray.object_store_memory_mb" in short and "queues.maxsize" in short
+    assert store_short(need, need.bytes) is None and store_short(need, 0) is None  # 0: the cluster did not say
+    assert store_short(None, 1) is None  # no frame shape: nothing to size
+
+
+def test_check_store_reads_the_running_clusters_store(ray_session):
+    """The test Ray's store is 400 MiB: 1x512x512 b64 batches need more, 1x64x64 ones do not."""
+    big = config(data={"frame_shape": [1, 512, 512], "batch_size": 64})
+    assert "(0.4 GiB) is smaller than" in check_store(big)
+    assert check_store(config()) is None
+
+
 def test_plan_command_against_a_running_cluster(ray_session):
     """The test Ray: 4 CPUs, no GPU, 2 `ingest_test`. Exit 0 when the config fits, 1 naming what does not."""
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
@@ -63,7 +79,10 @@ def test_plan_command_against_a_running_cluster(ray_session):
     done = subprocess.run(cli("plan", *small), capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "cluster: 1 nodes" in done.stdout and done.stdout.strip().endswith("fits")
-    assert "object store: holds up to about" in done.stdout
+    assert "object store: holds up to about" in done.stdout and "warning:" not in done.stdout
+    frames = ["--set", "data.frame_shape=[1,512,512]", "--set", "data.batch_size=64"]
+    done = subprocess.run(cli("plan", *small, *frames), capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and "warning: the cluster's object store (0.4 GiB) is smaller" in done.stdout
     big = [*small, "--set", "writer.num_actors=6", "--set", "writer.num_cpus=1"]
     done = subprocess.run(cli("plan", *big), capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 1

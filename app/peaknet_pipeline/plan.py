@@ -57,8 +57,12 @@ class StoreNeed:
     batch_bytes: int
 
     @property
+    def bytes(self) -> int:
+        return self.batches * self.batch_bytes
+
+    @property
     def gib(self) -> float:
-        return self.batches * self.batch_bytes / 2**30
+        return self.bytes / 2**30
 
 
 def store_need(cfg: PipelineConfig) -> StoreNeed | None:
@@ -79,6 +83,19 @@ def store_line(need: StoreNeed | None, configured_mb: int | None) -> str:
     size = f"{configured_mb:,} MiB" if configured_mb else "null, Ray's default (a share of the node's memory)"
     return (f"object store: holds up to about {need.batches} batches, {need.gib:.1f} GiB; "
             f"ray.object_store_memory_mb: {size}")  # fmt: skip
+
+
+def store_short(need: StoreNeed | None, store_bytes: float) -> str | None:
+    """A warning when the cluster's object store (store_bytes, all nodes) is smaller than what the config can
+    hold at once: then puts wait for space or spill to disk, and the pipeline runs at the disk's pace."""
+    if need is None or not store_bytes or store_bytes >= need.bytes:
+        return None
+    return (
+        f"the cluster's object store ({store_bytes / 2**30:.1f} GiB) is smaller than what this config can hold at "
+        f"once (about {need.gib:.1f} GiB): puts will wait for space or spill to disk; raise "
+        "ray.object_store_memory_mb (on a cluster: object-store-memory in the Ray start parameters) or lower "
+        "queues.maxsize, queues.num_shards, inference.num_buffers or data.batch_size"
+    )
 
 
 def total(plan: list[Ask], key: str) -> float:

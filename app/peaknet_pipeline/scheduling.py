@@ -9,7 +9,7 @@ import time
 import ray
 
 from .config import PipelineConfig
-from .plan import against
+from .plan import against, store_need, store_short
 from .stages.launch import Member
 
 log = logging.getLogger(__name__)
@@ -19,6 +19,15 @@ CPU_KNOBS = "producer.num_cpus, inference.num_cpus, writer.num_cpus, peaks.task_
 def node_resources() -> list[dict[str, float]]:
     """Each alive node's resources (its totals: what the stages' own actors may use)."""
     return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def store_bytes(nodes: list[dict[str, float]]) -> float:
+    return sum(n.get("object_store_memory", 0.0) for n in nodes)
+
+
+def check_store(cfg: PipelineConfig) -> str | None:
+    """A warning when the cluster's object store cannot hold what the config can put in it at once."""
+    return store_short(store_need(cfg), store_bytes(node_resources()))
 
 
 def check_cpus(cfg: PipelineConfig, stages: tuple[str, ...]) -> str | None:
