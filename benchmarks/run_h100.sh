@@ -128,10 +128,10 @@ case ${1:?part} in
     python3 benchmarks/bench_model.py --iters 20 --output "$OUT/h100-model-fused-shapes.jsonl" --only \
       base-1920-b8-reduce-overhead 673m-512-b32-reduce-overhead-fused-gemm >> "$OUT/model.log" 2>&1
     ;;
-  model-fp8)  # issue 23: precision fp8 by the shipped rule at the three shapes the issue names, against bf16
+  model-fp8)  # issue 23: 673m with precision fp8 by the shipped rule (gpu-512-673m.yaml's b64, and b32), against bf16
     python3 benchmarks/bench_model.py --iters 30 --output "$OUT/h100-model-fp8-default.jsonl" --only \
-      673m-512-b32-reduce-overhead 673m-512-b32-reduce-overhead-fp8-default base-1920-b8-reduce-overhead \
-      base-1920-b8-reduce-overhead-fp8-wide > "$OUT/model.log" 2>&1
+      673m-512-b64-reduce-overhead 673m-512-b64-reduce-overhead-fp8-default 673m-512-b32-reduce-overhead \
+      673m-512-b32-reduce-overhead-fp8-default > "$OUT/model.log" 2>&1
     ;;
   model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager
     python3 benchmarks/profile_model.py --config $C512 --output "$OUT/h100-profile-base-512.json" | head -30
