@@ -72,7 +72,7 @@ def writer_rate(shape, frames, masks, compression="none", where=None, seconds=1.
     with tempfile.TemporaryDirectory(dir=where) as d:
         w = CxiChunkWriter(d, "bench", "w0", layout, 2048, compression)
         t0, c0, paths = time.perf_counter(), os.times(), []
-        while len(paths) < 3 or time.perf_counter() - t0 < seconds:  # CPU times tick in 10 ms: a second of work
+        while len(paths) < 3 or time.perf_counter() - t0 < seconds:  # CPU times tick in 10 ms: seconds of work
             paths.append(w.write(events, frames))
         dt, c1 = time.perf_counter() - t0, os.times()
         on_disk = sum(p.stat().st_size for p in paths)

@@ -145,7 +145,7 @@ def print_plan(cfg: PipelineConfig) -> int:
     """0 when the config's actors fit the cluster (or there is none to ask), 1 when some fit on no node."""
     import os
 
-    from .plan import against, asks, render, store_line, store_need, store_short
+    from .plan import against, asks, render, store_line, store_need
 
     stages = STAGE_COMMANDS["run"]
     store = store_line(store_need(cfg), cfg.ray.object_store_memory_mb)
@@ -153,12 +153,12 @@ def print_plan(cfg: PipelineConfig) -> int:
         print(render(asks(cfg, stages), store=store))
         return 0
     from .ray_session import connect
-    from .scheduling import node_resources, store_bytes
+    from .scheduling import check_store, node_resources
 
     connect(cfg, embedded=False)
     nodes = node_resources()
     plan, problems = against(cfg, stages, nodes)
-    short = store_short(store_need(cfg), store_bytes(nodes))
+    short = check_store(cfg, nodes)
     print(render(plan, nodes, problems, store + (f"\nwarning: {short}" if short else "")))
     return 1 if problems else 0
 

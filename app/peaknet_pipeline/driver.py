@@ -22,7 +22,7 @@ from .namespace import claim_namespace, release_namespace
 from .output.cxi import remove_stale_temporaries
 from .progress import Progress
 from .report import RunReport, build_report, summarise_queues
-from .scheduling import UnplacedWatch, check_cpus, check_store
+from .scheduling import UnplacedWatch, check_cpus, check_store, node_resources
 from .stages.launch import STARTERS, Member, run_tag
 from .stages.wiring import ensure_shared_actors, q1_client, q2_client, remove_shared_actors
 from .stall import StallWatch, stalled_stage
@@ -75,7 +75,8 @@ class StageDriver:
                 release_namespace(anchor)
 
     def _execute(self, coordinator) -> RunReport:
-        for short in (check_cpus(self.cfg, self.stages), check_store(self.cfg)):
+        nodes = node_resources()  # one look at the cluster for both checks
+        for short in (check_cpus(self.cfg, self.stages, nodes), check_store(self.cfg, nodes)):
             if short:
                 log.warning("%s: %s", self.command, short)
         tag = run_tag()

@@ -25,14 +25,16 @@ def store_bytes(nodes: list[dict[str, float]]) -> float:
     return sum(n.get("object_store_memory", 0.0) for n in nodes)
 
 
-def check_store(cfg: PipelineConfig) -> str | None:
-    """A warning when the cluster's object store cannot hold what the config can put in it at once."""
-    return store_short(store_need(cfg), store_bytes(node_resources()))
+def check_store(cfg: PipelineConfig, nodes: list[dict[str, float]] | None = None) -> str | None:
+    """A warning when the cluster's object store (these nodes', else the live ones') cannot hold what the config
+    can put in it at once."""
+    return store_short(store_need(cfg), store_bytes(node_resources() if nodes is None else nodes))
 
 
-def check_cpus(cfg: PipelineConfig, stages: tuple[str, ...]) -> str | None:
-    """A warning when the stages' actors do not fit the cluster's nodes now (it may still autoscale)."""
-    _, problems = against(cfg, stages, node_resources())
+def check_cpus(cfg: PipelineConfig, stages: tuple[str, ...], nodes: list[dict[str, float]] | None = None) -> str | None:
+    """A warning when the stages' actors do not fit the cluster's nodes (these, else the live ones) now (it may
+    still autoscale)."""
+    _, problems = against(cfg, stages, node_resources() if nodes is None else nodes)
     if not problems:
         return None
     return (
