@@ -58,18 +58,29 @@ def ratio(run: dict | None) -> str:
     return f"{run['end_to_end_frames_per_s']:,.0f} ({run['ratio_to_model_only']:.2f})"
 
 
+def override(data: dict, key: str) -> str | None:
+    """The value a run set for `key` with --set, if it did."""
+    values = [item.split("=", 1)[1] for item in data.get("overrides", []) if item.startswith(key + "=")]
+    return values[-1] if values else None
+
+
 def shape_text(data: dict) -> str:
     where = f", CXI on {data['cxi_output']}" if str(data.get("cxi_output", "")).startswith("/") else ""
     gpus = f" on {data['gpus']} GPUs (ratios to {data['gpus']}x model alone)" if data.get("gpus", 1) > 1 else ""
-    return "x".join(map(str, data["frame_shape"])) + f" b{data['batch_size']}{gpus}{where}"
+    dtype = override(data, "data.dtype")
+    frames = f" {dtype} frames" if dtype not in (None, "float32") else ""
+    writers = override(data, "writer.num_actors")
+    per_gpu = " per GPU" if data.get("gpus", 1) > 1 else ""
+    writing = f", {writers} writers{per_gpu}" if writers and where else ""
+    store_mb = override(data, "ray.object_store_memory_mb")
+    store = f", object store {int(store_mb) // 1024} GiB" if store_mb else ""
+    return "x".join(map(str, data["frame_shape"])) + f" b{data['batch_size']}{frames}{gpus}{where}{writing}{store}"
 
 
 def preset(data: dict) -> str:
     """The model the run measured, with its precision where that is not the configs' bf16."""
     name = data.get("preset")
-    for item in data.get("overrides", []):
-        if item.startswith("model.peaknet.preset="):
-            name = item.split("=", 1)[1]
+    name = override(data, "model.peaknet.preset") or name
     if name is None and data.get("config"):  # runs that recorded only their config file name it there
         config = ROOT / data["config"]
         model = yaml.safe_load(config.read_text()).get("model", {}) if config.exists() else {}
