@@ -144,6 +144,11 @@ KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
         lambda d: ", ".join(f"{r['launch_settings']} {r['frames_per_s']:,.0f}" for r in d["runs"]),
     ),  # fmt: skip
     (
+        "model only, rewrites of parts A/B (ab_model_variants.py)",
+        lambda d: isinstance(d, dict) and isinstance(d.get("runs"), list) and "variant" in d["runs"][0],
+        lambda d: ", ".join(f"{r['variant']} {r['frames_per_s']:,.0f}" for r in d["runs"]),
+    ),  # fmt: skip
+    (
         "kernels (bench_kernels.py, bench_gemm_epilogue.py)",
         lambda d: isinstance(d, dict) and "stages" in d and "gpu" in d,
         lambda d: f"per ConvNeXt stage at {d['size']}, microseconds per kernel",
