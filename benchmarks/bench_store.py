@@ -4,10 +4,11 @@ size. A process maps each page of the store the first time it touches it (a mino
 larger than what the queues hold keeps every put faulting for longer. A reader actor (as an inference actor or
 a writer) gets every batch put and reads it whole: its GB/s and faults per page read are reported beside. With
 --preallocate 1 the raylet allocates the whole store at start (Ray's preallocate_plasma_memory), so first
-touches map pages that exist instead of allocating and zeroing them. JSON on stdout.
+touches map pages that exist instead of allocating and zeroing them. With --populate 1 the putting process
+maps the whole store in one call before the rounds (store_mapping.populate, as producers do). JSON on stdout.
 
-    python3 benchmarks/bench_store.py [--store-mb 1024 0] [--preallocate 0 1] [--batch 16] [--frame 512] \
-        [--rounds 6] [--output F]
+    python3 benchmarks/bench_store.py [--store-mb 1024 0] [--preallocate 0 1] [--populate 0 1] [--batch 16] \
+        [--frame 512] [--rounds 6] [--output F]
 
 --store-mb 0 is Ray's default size (30% of memory). Each size runs in a fresh local Ray.
 """
@@ -23,6 +24,7 @@ import time
 import numpy as np
 import ray
 
+from peaknet_pipeline import store_mapping
 from peaknet_pipeline.bench import emit_json
 
 HELD = 8  # puts alive at once, as records waiting in a queue
@@ -82,6 +84,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store-mb", nargs="*", type=int, default=[1024, 0])
     ap.add_argument("--preallocate", nargs="*", type=int, default=[0], choices=[0, 1])
+    ap.add_argument("--populate", nargs="*", type=int, default=[0], choices=[0, 1])
     ap.add_argument("--batch", type=int, default=16, help="frames per put")
     ap.add_argument("--frame", type=int, default=512, help="frames are 1 x N x N float32")
     ap.add_argument("--rounds", type=int, default=6)
@@ -90,12 +93,17 @@ def main() -> int:
     args = ap.parse_args()
     batch = np.ones((args.batch, 1, args.frame, args.frame), np.float32)
     runs = []
-    for store_mb, preallocate in itertools.product(args.store_mb, args.preallocate):
+    for store_mb, preallocate, populate in itertools.product(args.store_mb, args.preallocate, args.populate):
         ray.init(num_cpus=1, object_store_memory=store_mb * 2**20 or None, include_dashboard=False,
                  log_to_driver=False, _system_config={"preallocate_plasma_memory": bool(preallocate)})  # fmt: skip
         store = ray.available_resources().get("object_store_memory", 0)
-        runs.append({"store_mb": round(store / 2**20), "preallocated": bool(preallocate),
-                     "rounds": rounds_of_puts(batch, args.rounds, args.puts)})  # fmt: skip
+        run = {"store_mb": round(store / 2**20), "preallocated": bool(preallocate), "populated": bool(populate)}
+        if populate:
+            ray.put(batch[:1])  # the store is mapped from a process's first object on
+            t0 = time.perf_counter()
+            run["populated_bytes"] = store_mapping.populate(store_mapping.store_regions())
+            run["populate_s"] = round(time.perf_counter() - t0, 3)
+        runs.append({**run, "rounds": rounds_of_puts(batch, args.rounds, args.puts)})
         ray.shutdown()
     emit_json({"batch_bytes": batch.nbytes, "held": HELD, "runs": runs}, args.output)
     return 0

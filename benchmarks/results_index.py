@@ -74,6 +74,7 @@ def shape_text(data: dict) -> str:
     writing = f", {writers} writers{per_gpu}" if writers and where else ""
     store_mb = override(data, "ray.object_store_memory_mb")
     store = f", object store {int(store_mb) // 1024} GiB" if store_mb else ""
+    store += ", store prefaulted" if override(data, "ray.prefault_store") == "true" else ""
     return "x".join(map(str, data["frame_shape"])) + f" b{data['batch_size']}{frames}{gpus}{where}{writing}{store}"
 
 
@@ -182,7 +183,8 @@ KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
         "object store puts by round (bench_store.py)",
         lambda d: isinstance(d, dict) and "held" in d and "batch_bytes" in d,
         lambda d: "; ".join(
-            f"{r['store_mb']:,} MB store{' preallocated' if r.get('preallocated') else ''}: faults per page "
+            f"{r['store_mb']:,} MB store{' preallocated' if r.get('preallocated') else ''}"
+            f"{' prefaulted' if r.get('populated') else ''}: faults per page "
             f"{r['rounds'][0]['faults_per_page_put']} -> "
             f"{r['rounds'][-1]['faults_per_page_put']}, "
             f"{r['rounds'][0]['GB_per_s']} -> {r['rounds'][-1]['GB_per_s']} GB/s"

@@ -23,6 +23,12 @@ class RaySection(Section):
     namespace: str = Field("peaknet", description="Ray namespace where stages meet")
     num_cpus: PositiveInt | None = Field(None, description="logical CPUs of the embedded Ray (null: enough)")
     object_store_memory_mb: PositiveInt | None = None
+    prefault_store: bool = Field(
+        False,
+        description="each stage that puts batches (producers, inference actors) maps the node's whole object store "
+        "into its page tables after its first put (madvise MADV_POPULATE_WRITE, Linux 5.14+), so its puts stop "
+        "faulting on pages new to it; the store becomes resident at once. false: as puts first touch them",
+    )
 
 
 class DataSection(Section):

@@ -18,6 +18,7 @@ from ..inference.models import build_model
 from ..model.segmenter import InputError
 from ..profiling import Nvtx, TorchTrace
 from ..records import FrameBatch, SegmentedBatch
+from ..store_mapping import Putter
 from .member import InputDrain, StageMember, fetch_failure
 from .prefetch import BackgroundPutter, Prefetcher
 from .ratelimit import RateLimitedLog
@@ -42,6 +43,7 @@ class InferenceWorker:
     def __init__(self, cfg: PipelineConfig, member: StageMember):
         self._cfg = cfg
         self._member = member
+        self._store = Putter(cfg.ray.prefault_store)
         self._device = resolve_device(cfg.inference.device)
         if self._device == "cpu":
             torch.set_num_threads(cfg.inference.cpu_threads or max(1, int(cfg.inference.num_cpus)))
@@ -167,7 +169,7 @@ class InferenceWorker:
         """On the putter thread: masks into the object store, the record into Q2."""
         rec = assembly.record
         out = SegmentedBatch(
-            rec.batch_id, (*rec.owners, self._member.name), rec.frames_ref, ray.put(assembly.masks), rec.meta
+            rec.batch_id, (*rec.owners, self._member.name), rec.frames_ref, self._store.put(assembly.masks), rec.meta
         )
         with self._nvtx.range("put_q2"):
             retry_s = self._cfg.queues.poll_timeout_s * 5

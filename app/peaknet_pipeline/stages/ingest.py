@@ -22,6 +22,7 @@ from ..ingest.decode import MalformedMessage, decode_message
 from ..ingest.sockets import PullSocket
 from ..kinds import ProducerKind
 from ..records import FrameBatch, FrameMeta
+from ..store_mapping import Putter
 from .member import StageMember
 from .ratelimit import RateLimitedLog
 from .wiring import q1_client
@@ -34,6 +35,7 @@ class SocketProducer:
     def __init__(self, cfg: PipelineConfig, coordinator, name: str, address: SocketAddress):
         self._cfg = cfg
         self._member = StageMember(coordinator, "produce", name)
+        self._putter = Putter(cfg.ray.prefault_store)
         sock_cfg = cfg.producer.socket
 
         def bind() -> None:  # address in use, a malformed URL
@@ -136,7 +138,7 @@ class SocketProducer:
             FrameMeta(f"{self._member.name}:{seq + i}", float(batch.timestamps[i]), float(batch.photon_energy_eV[i]))
             for i in range(b)
         ]
-        record = FrameBatch(f"{self._member.name}:b{seq}", (self._member.name,), ray.put(batch.frames), meta)
+        record = FrameBatch(f"{self._member.name}:b{seq}", (self._member.name,), self._putter.put(batch.frames), meta)
         # Received data was accepted from the sender: never give it up, even past a drain deadline.
         self._member.enqueue(self._q1, record, self._cfg.queues.poll_timeout_s * 5, None)
         self._member.status.frames_out += b

@@ -12,6 +12,7 @@ from ..coordinator import MemberStatus
 from ..kinds import ProducerKind
 from ..profiling import Nvtx
 from ..records import FrameBatch, FrameMeta
+from ..store_mapping import Putter
 from ..synthetic import FrameSynthesizer, SyntheticBatch, require_frame_shape
 from .member import StageMember
 from .wiring import q1_client
@@ -31,6 +32,7 @@ class SyntheticProducer:
         self._cfg = cfg
         self._frames = frames
         self._member = StageMember(coordinator, "produce", name)
+        self._putter = Putter(cfg.ray.prefault_store)
         seed = cfg.producer.seed * 1_000_003 + index
         self._synth = FrameSynthesizer(cfg.producer, require_frame_shape(cfg), cfg.data.dtype, seed)
         self._q1 = q1_client(cfg)
@@ -74,7 +76,7 @@ class SyntheticProducer:
             FrameMeta(f"{self._member.name}:{seq + i}", now, energy, extra={"true_peaks": batch.true_peaks[i]})
             for i in range(size)
         ]
-        return FrameBatch(f"{self._member.name}:b{seq}", (self._member.name,), ray.put(batch.frames), meta)
+        return FrameBatch(f"{self._member.name}:b{seq}", (self._member.name,), self._putter.put(batch.frames), meta)
 
     def _next_synthetic(self, size: int) -> SyntheticBatch:
         pool_size = self._cfg.producer.unique_batches

@@ -12,6 +12,7 @@ from ..coordinator import MemberStatus
 from ..ingest.files import FileBatch, FrameFile, resolve_paths
 from ..kinds import ProducerKind
 from ..records import FrameBatch, FrameMeta
+from ..store_mapping import Putter
 from .member import StageMember
 from .wiring import q1_client
 
@@ -23,6 +24,7 @@ class FileProducer:
     def __init__(self, cfg: PipelineConfig, coordinator, name: str, paths: list[str]):
         self._cfg = cfg
         self._member = StageMember(coordinator, "produce", name)
+        self._putter = Putter(cfg.ray.prefault_store)
         self._files: list[FrameFile] = []
 
         def open_all() -> None:  # every file checked before the first frame moves: a bad one ends the run
@@ -71,7 +73,7 @@ class FileProducer:
             FrameMeta(f"{event_id}{suffix}", now if ts != ts else float(ts), float(energy))  # NaN: no timestamp
             for event_id, ts, energy in zip(batch.event_ids, batch.timestamps, batch.photon_energy_eV, strict=True)
         ]
-        return FrameBatch(f"{self._member.name}:b{seq}", (self._member.name,), ray.put(batch.frames), meta)
+        return FrameBatch(f"{self._member.name}:b{seq}", (self._member.name,), self._putter.put(batch.frames), meta)
 
     def _push(self, frame_file: FrameFile, start: int, stop: int, seq: int, loop: int) -> bool:
         """Read one batch and put it into Q1; False when a stop's drain deadline passed first."""
