@@ -2,8 +2,8 @@
 
 A Ray process maps the store's shared memory (a deleted file under /dev/shm) whole once it first touches an
 object, but the kernel fills the page tables one page at a time, as each page is first written: a producer's
-puts fault on most pages they write until the process has written the whole store, which at a store of tens of
-GB and ~0.5 GB/s of puts per producer lasts minutes (docs/performance.md, "Two and four GPUs").
+puts fault on most pages they write until the process has written the whole store, which for a large store
+lasts minutes (docs/performance.md, "Two and four GPUs").
 madvise(MADV_POPULATE_WRITE) (Linux 5.14) fills them in one system call instead, allocating the pages no
 process has touched yet. The store's memory is the node's already; this only makes it resident sooner.
 """
