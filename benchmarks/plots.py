@@ -7,6 +7,7 @@
         --scaling $R/h200x2-e2e-base-512-infer-peaks.json $R/h200x4-e2e-base-512-gpus-1.json \
                   $R/h200x4-e2e-base-512-gpus-2-images-w6.json $R/h200x4-e2e-base-512-gpus-4-infer.json \
                   $R/h200x4-e2e-base-512-gpus-4-w6.json $R/h200x4-e2e-base-512-gpus-4-images-w8.json \
+                  $R/h200x2-e2e-base-512-gpus-2-images-w4-uint16.json \
         --trace $R/h100-trace-summary.json --samples $R/h100-memory-samples.jsonl --out docs/img
 
 Needs matplotlib (pip install matplotlib); nothing else in peaknet does.
@@ -114,14 +115,16 @@ def scaling(results: list[dict], out: Path) -> None:
     for r in results:
         gpus = r.get("gpus", 1)
         alone[gpus] = r["model_only"]["frames_per_s"] * gpus
+        dtype = next((o.split("=")[1] for o in r.get("overrides", []) if o.startswith("data.dtype=")), "float32")
         for run, v in r["runs"].items():
             if v.get("end_to_end_frames_per_s"):
-                by_run.setdefault(run, {})[gpus] = v["end_to_end_frames_per_s"]
+                label = RUN_LABELS[run] + ("" if dtype == "float32" else f", {dtype} frames")
+                by_run.setdefault(label, {})[gpus] = v["end_to_end_frames_per_s"]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(sorted(alone), [alone[g] for g in sorted(alone)], "k--", label="N x model only")
     for i, (run, points) in enumerate(by_run.items()):
         gs = sorted(points)
-        ax.plot(gs, [points[g] for g in gs], "o-", label=RUN_LABELS[run])
+        ax.plot(gs, [points[g] for g in gs], "o-", label=run)
         for g in gs:
             ax.annotate(f"{points[g]:,.0f}", (g, points[g]), textcoords="offset points", xytext=(8, 6 - 10 * i),
                         fontsize=8)  # fmt: skip
