@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from peaknet_pipeline import store_mapping
-from peaknet_pipeline.store_mapping import Region, populate, store_regions
+from peaknet_pipeline.store_mapping import CHUNK, Region, chunks, populate, store_regions
 
 MAPS = """\
 7fe883000000-7fe89c000000 rw-s 00000000 00:1b 1125                       /dev/shm/plasmaAsAAZN (deleted)
@@ -27,6 +27,16 @@ def test_only_the_writable_store_mapping_on_tmpfs_is_taken(tmp_path):
     maps.write_text(MAPS)
     assert store_regions(str(maps)) == [Region(0x7FE883000000, 0x7FE89C000000)]
     assert store_regions(str(tmp_path / "absent")) == []  # no /proc: nothing to map
+
+
+def test_chunks_cover_every_region_once_from_where_they_start():
+    regions = [Region(0, 2 * CHUNK + 5), Region(10 * CHUNK, 11 * CHUNK)]
+    for first in (0.0, 0.3, 0.99):
+        pieces = chunks(regions, first)
+        assert sorted((p.start, p.end) for p in pieces) == [
+            (0, CHUNK), (CHUNK, 2 * CHUNK), (2 * CHUNK, 2 * CHUNK + 5), (10 * CHUNK, 11 * CHUNK),
+        ]  # fmt: skip
+    assert chunks(regions, 0.5)[0] == Region(2 * CHUNK, 2 * CHUNK + 5)  # 4 pieces: starts at the third
 
 
 def faults_per_page(putter_prefault: bool) -> float:

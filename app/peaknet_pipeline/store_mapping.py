@@ -14,6 +14,7 @@ import ctypes
 import errno
 import logging
 import os
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -54,19 +55,41 @@ def store_regions(maps: str = "/proc/self/maps") -> list[Region]:
     return regions
 
 
-def populate(regions: list[Region]) -> int:
-    """madvise(MADV_POPULATE_WRITE) over each region; returns the bytes populated. Kernels without it (before
-    5.14, EINVAL) and mappings it refuses are logged and skipped: the puts then fault as before."""
+CHUNK = 1 << 30  # bytes per madvise call
+
+
+def chunks(regions: list[Region], first: float) -> list[Region]:
+    """The regions cut into CHUNK-sized pieces, the order rotated to start `first` (0-1) of the way through: the
+    processes of a node that populate at once (every producer and inference actor) then start on different
+    pages, each allocating its own share first, instead of all contending for the same pages in the same
+    order."""
+    pieces = [
+        Region(start, min(start + CHUNK, region.end))
+        for region in regions
+        for start in range(region.start, region.end, CHUNK)
+    ]
+    k = int(first * len(pieces))
+    return pieces[k:] + pieces[:k]
+
+
+def populate(regions: list[Region], first: float = 0.0) -> int:
+    """madvise(MADV_POPULATE_WRITE) over each region, CHUNK at a time from `first` of the way through (see
+    chunks); returns the bytes populated. Kernels without it (before 5.14, EINVAL) and memory it cannot
+    allocate are logged and what is left is skipped: those pages fault as puts first touch them."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     done = 0
-    for region in regions:
-        if libc.madvise(region.start, region.size, MADV_POPULATE_WRITE) == 0:
-            done += region.size
+    for piece in chunks(regions, first):
+        if libc.madvise(piece.start, piece.size, MADV_POPULATE_WRITE) == 0:
+            done += piece.size
             continue
         code = ctypes.get_errno()
         reason = "this kernel has no MADV_POPULATE_WRITE" if code == errno.EINVAL else os.strerror(code)
-        log.warning("object store pages not mapped up front (%s); puts fault as they go", reason)
+        log.warning(
+            "object store pages not mapped up front after %.1f GiB (%s); the rest fault as puts touch them",
+            done / 2**30,
+            reason,
+        )
         break
     return done
 
@@ -74,7 +97,7 @@ def populate(regions: list[Region]) -> int:
 def prefault() -> int:
     """populate() this process's store mappings, logged; returns the bytes populated."""
     t0 = time.perf_counter()
-    done = populate(store_regions())
+    done = populate(store_regions(), first=random.random())
     if done:
         seconds = time.perf_counter() - t0
         log.info("mapped %.1f GiB of the object store in %.1f s (ray.prefault_store)", done / 2**30, seconds)
