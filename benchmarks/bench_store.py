@@ -9,6 +9,10 @@ maps the whole store in one call before the rounds (store_mapping.populate, as p
 
     python3 benchmarks/bench_store.py [--store-mb 1024 0] [--preallocate 0 1] [--populate 0 1] [--batch 16] \
         [--frame 512] [--rounds 6] [--output F]
+    python3 benchmarks/bench_store.py --race 2 --store-mb 3072 [--output F]
+
+--race N: N processes populate a fresh store at once, all from its start, then each from its own point
+(store_mapping.chunks), each way in a fresh local Ray: seconds until every process has mapped it.
 
 --store-mb 0 is Ray's default size (30% of memory). Each size runs in a fresh local Ray.
 """
@@ -80,6 +84,31 @@ def rounds_of_puts(batch: np.ndarray, rounds: int, puts: int) -> list[dict]:
     return out
 
 
+@ray.remote(num_cpus=0)
+class Populator:
+    def touch(self) -> None:
+        ray.put(np.ones(2**18))  # the store is mapped from a process's first object on
+
+    def populate(self, first: float) -> float:
+        t0 = time.perf_counter()
+        store_mapping.populate(store_mapping.store_regions(), first=first)
+        return time.perf_counter() - t0
+
+
+def race(processes: int, store_mb: int) -> list[dict]:
+    """Seconds for `processes` actors populating a fresh store at once, from the same start and staggered."""
+    out = []
+    for how, firsts in (("same start", [0.0] * processes), ("staggered", [i / processes for i in range(processes)])):
+        ray.init(num_cpus=processes, object_store_memory=store_mb * 2**20, include_dashboard=False, log_to_driver=False)
+        actors = [Populator.remote() for _ in firsts]
+        ray.get([a.touch.remote() for a in actors])
+        t0 = time.perf_counter()
+        each = ray.get([a.populate.remote(f) for a, f in zip(actors, firsts)])
+        out.append({"start": how, "wall_s": round(time.perf_counter() - t0, 2), "each_s": [round(e, 2) for e in each]})
+        ray.shutdown()
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store-mb", nargs="*", type=int, default=[1024, 0])
@@ -89,8 +118,15 @@ def main() -> int:
     ap.add_argument("--frame", type=int, default=512, help="frames are 1 x N x N float32")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--puts", type=int, default=100, help="puts per round")
+    ap.add_argument(
+        "--race", type=int, help="processes populating at once (see above); other options but the store's size ignored"
+    )
     ap.add_argument("--output")
     args = ap.parse_args()
+    if args.race:
+        store_mb = args.store_mb[0]
+        emit_json({"processes": args.race, "store_mb": store_mb, "race": race(args.race, store_mb)}, args.output)
+        return 0
     batch = np.ones((args.batch, 1, args.frame, args.frame), np.float32)
     runs = []
     for store_mb, preallocate, populate in itertools.product(args.store_mb, args.preallocate, args.populate):

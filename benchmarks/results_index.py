@@ -192,6 +192,14 @@ KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
         ),
     ),  # fmt: skip
     (
+        "object store populated by processes at once (bench_store.py --race)",
+        lambda d: isinstance(d, dict) and "race" in d,
+        lambda d: (
+            f"{d['processes']} processes, {d['store_mb']:,} MB: "
+            + ", ".join(f"{r['start']} {r['wall_s']} s" for r in d["race"])
+        ),
+    ),  # fmt: skip
+    (
         "memory over a run (analyze_samples.py)",
         lambda d: isinstance(d, dict) and "worst_rss_slope_mib_per_min" in d,
         lambda d: f"{d['duration_s']:.0f} s, worst RSS slope {d['worst_rss_slope_mib_per_min']} MiB/min",
