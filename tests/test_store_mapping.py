@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import mmap
 import resource
+import uuid
 
 import numpy as np
 import pytest
@@ -57,7 +58,8 @@ def faults_per_page(putter_prefault: bool) -> float:
             faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
             return faults * mmap.PAGESIZE / (40 * batch.nbytes)
 
-    actor = Putting.remote()
+    # A process of its own (a runtime env no other worker has): a pooled worker may have touched the store before.
+    actor = Putting.options(runtime_env={"env_vars": {"PEAKNET_TEST_PROCESS": uuid.uuid4().hex}}).remote()
     try:
         return ray.get(actor.run.remote(putter_prefault), timeout=120)
     finally:
@@ -69,7 +71,7 @@ def test_prefaulted_puts_do_not_fault(ray_session):
     if populated < 0:
         pytest.skip("this kernel has no MADV_POPULATE_WRITE (Linux 5.14+)")
     fresh = faults_per_page(False)
-    assert populated < 0.01 < fresh, (populated, fresh)
+    assert populated < 0.05 < fresh, (populated, fresh)  # about 0.005 against 0.6-1.0 here
 
 
 def test_a_mapping_it_cannot_populate_is_logged_and_skipped(caplog):
