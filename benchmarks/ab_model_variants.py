@@ -117,7 +117,7 @@ def main() -> int:
             runs.append({"variant": variant, "swapped": swapped, **model_only(cfg, args.iters, model=model)})
             print(runs[-1], file=sys.stderr)
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    emit_json({"gpu": gpu, "config": args.config, "max_abs_diff": checks, "runs": runs}, args.output)
+    emit_json({"gpu": gpu, "config": args.config, "max_rel_logit_diff": checks, "runs": runs}, args.output)
     return 0
 
 
