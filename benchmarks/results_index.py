@@ -33,6 +33,9 @@ CARDS = {
     "h200x2": "2 x H200",
     "h200x4": "4 x H200",
     "h200x4b": "4 x H200 (a second host)",
+    "h200x4c": "4 x H200 (a third host)",
+    "h200x4d": "4 x H200 (a fourth host)",
+    "h200x4e": "4 x H200 (a fifth host)",
     "local": "CPU (2 cores)",
 }
 
