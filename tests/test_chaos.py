@@ -104,8 +104,15 @@ def test_kill_9_of_a_restartable_actor_restarts_it_and_the_run_completes(ray_ses
     assert report.frames.lost < 240 / 2
 
 
+def worker_log(ray, pid: int) -> str:
+    """What the Ray worker process `pid` wrote to stderr (its log file in the session's logs folder)."""
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    return "".join(p.read_text() for p in logs.glob(f"worker-*-{pid}.err"))
+
+
 def test_kill_9_of_a_producer_counts_its_frames_and_the_others_go_on(ray_session, cpu_config, tmp_path):
     cfg = chaos_config(cpu_config, tmp_path)
+    cfg.ray.prefault_store = True  # a producer killed with its store mapping thread running
     run = Background(cfg)
     victim = member_once(ray_session, cfg.ray.namespace, "produce", lambda m: m.frames_out >= 24)
     os.kill(victim.info["pid"], signal.SIGKILL)
@@ -116,6 +123,10 @@ def test_kill_9_of_a_producer_counts_its_frames_and_the_others_go_on(ray_session
     assert len(survivors) == 1  # the other producer's frames were written
     assert sum(i.split(":")[0] != victim.member for i in ids) == 120
     assert report.stages["produce"].members == 2 and report.error is None
+    pids = [i.get("pid") for i in report.stages["produce"].info.values()]
+    survivor = next(p for p in pids if p not in (None, victim.info["pid"]))
+    # The producer's own INFO line, in the CLI's format: stage actors configure logging at output.log_level.
+    assert " INFO peaknet_pipeline.store_mapping: mapped " in worker_log(ray_session, survivor)
 
 
 def test_a_hung_writer_stalls_the_run_which_ends_naming_the_stage(ray_session, cpu_config, tmp_path):

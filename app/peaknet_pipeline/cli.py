@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 
+from . import logs
 from .config import PipelineConfig
 from .config_sources import ConfigError, config_to_yaml, load_config
 
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"peaknet-pipeline: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=cfg.output.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(cfg.output.log_level)
     if args.command == "config":
         sys.stdout.write(config_to_yaml(cfg))
         return 0

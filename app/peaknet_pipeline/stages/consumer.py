@@ -8,6 +8,7 @@ from typing import Any
 
 import ray
 
+from .. import logs
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
 from ..records import SegmentedBatch
@@ -19,6 +20,7 @@ class Q2Consumer:
     """Base of the write-stage actors; a subclass calls _join first and _ready last in its __init__."""
 
     def _join(self, cfg: PipelineConfig, coordinator, name: str) -> None:
+        logs.configure(cfg.output.log_level)
         self._cfg = cfg
         self._member = StageMember(coordinator, "write", name)
         self._drain = InputDrain(self._member, q2_client(cfg), cfg.lifecycle.drain_timeout_s)

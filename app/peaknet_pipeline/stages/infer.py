@@ -10,6 +10,7 @@ import numpy as np
 import ray
 import torch
 
+from .. import logs
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
 from ..inference.batch_check import BatchRejected, check_batch
@@ -189,7 +190,7 @@ class InferenceWorker:
 @ray.remote(max_concurrency=2)
 class InferenceActor:
     def __init__(self, cfg: PipelineConfig, coordinator, name: str):
-        logging.basicConfig(level=cfg.output.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logs.configure(cfg.output.log_level)
         self._member = StageMember(coordinator, "infer", name)
 
         def start() -> None:  # a missing weights file, a bad model setting: said once, by the driver

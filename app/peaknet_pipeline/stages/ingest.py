@@ -15,6 +15,7 @@ import time
 import numpy as np
 import ray
 
+from .. import logs
 from ..config import PipelineConfig, SocketAddress
 from ..config_sources import ConfigError
 from ..coordinator import MemberStatus
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 @ray.remote(max_concurrency=2)
 class SocketProducer:
     def __init__(self, cfg: PipelineConfig, coordinator, name: str, address: SocketAddress):
+        logs.configure(cfg.output.log_level)
         self._cfg = cfg
         self._member = StageMember(coordinator, "produce", name)
         self._putter = Putter(cfg.ray.prefault_store)

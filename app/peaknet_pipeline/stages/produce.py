@@ -7,6 +7,7 @@ import time
 
 import ray
 
+from .. import logs
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
 from ..kinds import ProducerKind
@@ -29,6 +30,7 @@ def split_frames(total: int | None, parts: int) -> list[int | None]:
 @ray.remote(max_concurrency=2)  # a second thread serves stop() while run() works
 class SyntheticProducer:
     def __init__(self, cfg: PipelineConfig, coordinator, name: str, index: int, frames: int | None):
+        logs.configure(cfg.output.log_level)
         self._cfg = cfg
         self._frames = frames
         self._member = StageMember(coordinator, "produce", name)

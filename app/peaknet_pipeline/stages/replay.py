@@ -7,6 +7,7 @@ import time
 
 import ray
 
+from .. import logs
 from ..config import PipelineConfig
 from ..coordinator import MemberStatus
 from ..ingest.files import FileBatch, FrameFile, resolve_paths
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 @ray.remote(max_concurrency=2)  # a second thread serves stop() while run() works
 class FileProducer:
     def __init__(self, cfg: PipelineConfig, coordinator, name: str, paths: list[str]):
+        logs.configure(cfg.output.log_level)
         self._cfg = cfg
         self._member = StageMember(coordinator, "produce", name)
         self._putter = Putter(cfg.ray.prefault_store)
