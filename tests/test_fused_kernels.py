@@ -43,36 +43,63 @@ def tk():
     return triton_kernels
 
 
+def tma_param(device: str, tma: bool) -> bool:
+    """Both kernels in the interpreter; on a GPU the TMA one only where it has the copy engine."""
+    if tma and device == "cuda" and torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("the TMA kernel needs compute capability 9.0 or later")
+    return tma
+
+
+KERNELS = pytest.mark.parametrize("tma", [False, True], ids=["loads", "tma"])
+
+
+@KERNELS
 @pytest.mark.parametrize("device", DEVICES)
-def test_linear_gelu_sumsq_gives_gelu_output_and_its_per_frame_column_norms(tk, device):
+def test_linear_gelu_sumsq_gives_gelu_output_and_its_per_frame_column_norms(tk, device, tma):
     frames, hw, k, n = 3, 48, 40, 72  # 48 rows: 16-row tiles; K and N not multiples of the tiles
     a = randn(frames * hw, k, seed=1, device=device)
     weight, bias = randn(n, k, seed=2, device=device, scale=0.2), randn(n, seed=3, device=device)
-    out, sumsq = tk.linear(a, weight, bias, hw, gelu_sumsq=True)
+    out, sumsq = tk.linear(a, weight, bias, hw, gelu_sumsq=True, tma=tma_param(device, tma))
     expected = F.gelu(a @ weight.t() + bias)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(sumsq, expected.view(frames, hw, n).square().sum(1), rtol=1e-4, atol=1e-3)
 
 
+@KERNELS
 @pytest.mark.parametrize("device", DEVICES)
-def test_gelu_epilogue_is_the_exact_gelu_to_within_fp32_rounding(tk, device):
+def test_gelu_epilogue_is_the_exact_gelu_to_within_fp32_rounding(tk, device, tma):
     # identity weight: the kernel's output is its GELU of `a`, over the range activations take and beyond
     a = torch.linspace(-12, 12, 64 * 16, device=device).view(64, 16)
-    out, _ = tk.linear(a, torch.eye(16, device=device), torch.zeros(16, device=device), 64, gelu_sumsq=True)
+    eye, zeros = torch.eye(16, device=device), torch.zeros(16, device=device)
+    out, _ = tk.linear(a, eye, zeros, 64, gelu_sumsq=True, tma=tma_param(device, tma))
     expected = F.gelu(a.double()).float()
     torch.testing.assert_close(out, expected, rtol=0, atol=2e-6)
 
 
+@KERNELS
 @pytest.mark.parametrize("device", DEVICES)
-def test_linear_scales_input_columns_per_frame_and_adds_bias_and_residual(tk, device):
-    frames, hw, k, n = 2, 64, 72, 24  # K not a multiple of the 32-wide K tile
+def test_linear_scales_input_columns_per_frame_and_adds_bias_and_residual(tk, device, tma):
+    frames, hw, k, n = 2, 64, 72, 152  # K and N not multiples of the tiles: N spans two or three column tiles
     a, residual = randn(frames * hw, k, seed=1, device=device), randn(frames * hw, n, seed=4, device=device)
     weight, bias = randn(n, k, seed=2, device=device, scale=0.2), randn(n, seed=3, device=device)
     scale = randn(frames, k, seed=5, device=device) + 1  # a different column scale for each frame
-    out, sumsq = tk.linear(a, weight, bias, hw, residual=residual, a_scale=scale)
+    out, sumsq = tk.linear(a, weight, bias, hw, residual=residual, a_scale=scale, tma=tma_param(device, tma))
     expected = (a.view(frames, hw, k) * scale[:, None, :]).view(-1, k) @ weight.t() + bias + residual
     assert sumsq is None
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_tma_is_chosen_only_on_a_gpu_with_the_copy_engine_and_for_aligned_rows(tk):
+    a = torch.zeros(64, 40)
+    assert not tk.use_tma(a)  # CPU tensors: per-thread loads
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():  # traced for torch.compile, even on a GPU: inductor refuses the descriptors
+        assert not tk.use_tma(torch.empty(64, 40, device="cuda"))
+    assert tk.tma_fits(a, torch.zeros(72, 40)) and not tk.tma_fits(torch.zeros(64, 6))  # 24-byte rows
+    assert not tk.tma_fits(torch.zeros(64 * 40 + 1)[1:].view(64, 40))  # a start 4 bytes past a boundary
+    with pytest.raises(ValueError, match="16-byte"):
+        tk.linear(torch.zeros(64, 6), torch.zeros(8, 6), torch.zeros(8), 64, tma=True)
 
 
 def test_linear_refuses_frames_that_do_not_tile(tk):

@@ -8,6 +8,11 @@ took passes of their own. The kernels fold them into the GEMMs:
   column (GRN's statistic, so the wide tensor is never read again) or adds a residual; it may scale its
   input's columns per frame first (GRN's scale, applied as pwconv2 reads the GELU output).
 
+On GPUs with Hopper's bulk tensor copy engine (TMA, compute capability 9.0 on) `linear` runs the same GEMM
+with its operand tiles, residual and output moved as whole tiles through tensor descriptors, which the copy
+engine fetches into shared memory (zero-filled past the edges, so no masks) while the threads compute; elsewhere,
+and where a row's bytes do not meet the copy engine's 16-byte alignment, by per-thread loads.
+
 Launchers take `wrap` (torch.library.wrap_triton under torch.compile, identity in eager) and run under
 TRITON_INTERPRET=1 on CPU tensors, which is how CI checks them without a GPU.
 """
@@ -20,6 +25,8 @@ from collections.abc import Callable
 import torch
 import triton
 import triton.language as tl
+from torch._subclasses.fake_tensor import is_fake
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 ROW_BLOCKS = (128, 64, 32, 16)  # GEMM row tiles; tl.dot needs at least 16
 # Triton's CPU interpreter (3.9) returns garbage from tl.dot on bf16 operands: there, and only there, the
@@ -79,14 +86,49 @@ def _linear_kernel(
             a = a.to(tl.float32)
             w = w.to(tl.float32)
         acc = tl.dot(a, w, acc, input_precision=DOT)
-    acc += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
+    acc = _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ)
     offs = rm[:, None] * N + rn[None, :]
-    if GELU_SUMSQ:
-        acc = _gelu(acc)
-        tl.store(part_ptr + pid_m * N + rn, tl.sum(acc * acc, axis=0), mask=nmask)
     if RESIDUAL:
         acc += tl.load(res_ptr + offs, mask=nmask[None, :], other=0.0).to(tl.float32)
     tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=nmask[None, :])
+
+
+@triton.jit
+def _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ: tl.constexpr):
+    """The epilogue both kernels share: bias, then GELU and its per-column sums of squares for this row tile."""
+    acc += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
+    if GELU_SUMSQ:
+        acc = _gelu(acc)
+        tl.store(part_ptr + pid_m * N + rn, tl.sum(acc * acc, axis=0), mask=nmask)
+    return acc
+
+
+@triton.jit
+def _tma_linear_kernel(
+    a_desc, w_desc, res_desc, out_desc, bias_ptr, part_ptr, scale_ptr, N, K, HW,
+    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, UPCAST: tl.constexpr,
+    DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    pid_m, rm, rn, nmask = _tile(N, BLOCK_M, BLOCK_N)
+    off_m = pid_m * BLOCK_M
+    off_n = (tl.program_id(0) % tl.cdiv(N, BLOCK_N)) * BLOCK_N
+    frame = off_m // HW
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        a = a_desc.load([off_m, k0])
+        w = w_desc.load([off_n, k0]).T  # the weight's (BLOCK_N, BLOCK_K) rows as the (K, N) operand
+        if SCALE_A:
+            kk = k0 + tl.arange(0, BLOCK_K)
+            s = tl.load(scale_ptr + frame * K + kk, mask=kk < K, other=0.0)
+            a = (a.to(tl.float32) * s[None, :]).to(a.dtype)
+        if UPCAST:
+            a = a.to(tl.float32)
+            w = w.to(tl.float32)
+        acc = tl.dot(a, w, acc, input_precision=DOT)
+    acc = _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ)
+    if RESIDUAL:
+        acc += res_desc.load([off_m, off_n]).to(tl.float32)
+    out_desc.store([off_m, off_n], acc.to(out_desc.dtype))
 
 
 Wrap = Callable[[object], object]
@@ -98,6 +140,12 @@ MEASURED = {
     ("residual", 1536, 384): {"BLOCK_N": 128, "BLOCK_K": 64, "num_warps": 8, "num_stages": 3},
     ("gelu", 768, 3072): {"BLOCK_N": 128, "BLOCK_K": 64, "num_warps": 4, "num_stages": 3},
 }
+# The same for the TMA kernel, from its sweep at batch 64 on the H200 (bench_gemm_tma.py).
+MEASURED_TMA = {
+    ("residual", 768, 192): {"BLOCK_N": 64, "num_warps": 4, "num_stages": 3},
+    ("residual", 3072, 768): {"BLOCK_N": 256},
+}
+USE_TMA = True  # False: per-thread loads on every GPU (the A/B arms of benchmarks/ab_gemm_settings.py)
 
 
 def _identity(kernel):
@@ -107,6 +155,36 @@ def _identity(kernel):
 def row_block(hw: int) -> int | None:
     """The largest GEMM row tile that divides a frame's pixel count; None where none does."""
     return next((b for b in ROW_BLOCKS if hw % b == 0), None)
+
+
+def tma_fits(*tensors: torch.Tensor) -> bool:
+    """The copy engine needs each row (and each tensor's start) on a 16-byte boundary."""
+    return all((t.stride(0) * t.element_size()) % 16 == 0 and (t.storage_offset() * t.element_size()) % 16 == 0
+               for t in tensors)  # fmt: skip
+
+
+def use_tma(a: torch.Tensor) -> bool:
+    """The TMA kernel where the GPU has the copy engine (compute capability 9.0 on), in eager mode only: traced
+    for torch.compile (fake tensors), inductor 2.11 refuses the host-side tensor descriptors of a triton_op (a
+    TypeError in its index-width check), so compiled models keep per-thread loads."""
+    if not USE_TMA or INTERPRET or is_fake(a) or not a.is_cuda:
+        return False
+    return torch.cuda.get_device_capability(a.device)[0] >= 9
+
+
+def launch_settings(kind: str, k: int, n: int, block_m: int, tma: bool) -> dict:
+    """BLOCK_M/N/K, warps and stages for one of the two GEMMs (kind "gelu" or "residual") from the kernel
+    sweeps (docs/performance.md): narrow column tiles for the GELU GEMM and the narrow outputs, wider ones for
+    the residual GEMM."""
+    if tma:
+        wide = kind == "residual"
+        params = {"BLOCK_M": block_m, "BLOCK_N": 128 if wide else 64, "BLOCK_K": 64 if wide or k >= 768 else 32}
+        params |= {"num_warps": 8 if wide and n >= 384 else 4, "num_stages": 4 if wide and n < 384 else 3}
+        return params | MEASURED_TMA.get((kind, k, n), {})
+    wide = kind == "residual" and n >= 384
+    params = {"BLOCK_M": block_m, "BLOCK_N": 256 if wide else 64, "BLOCK_K": 64 if k >= 384 else 32}
+    params |= {"num_warps": 8 if wide else 4, "num_stages": 3}
+    return params | MEASURED.get((kind, k, n), {})
 
 
 def linear(
@@ -119,11 +197,13 @@ def linear(
     a_scale: torch.Tensor | None = None,
     wrap: Wrap = _identity,
     tune: dict | None = None,
+    tma: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """a (M, K) with M a whole number of frames of hw rows; weight (N, K); bias (N,); a_scale (frames, K) fp32
     scales a's columns per frame before the product (GRN's scale). Returns (out (M, N) in a's dtype, the
     per-frame column sums of squares (frames, N) fp32 of GELU's output when gelu_sumsq, else None). Needs
-    row_block(hw); `tune` overrides BLOCK_M (dividing hw), BLOCK_N, BLOCK_K, num_warps, num_stages."""
+    row_block(hw); `tune` overrides BLOCK_M (dividing hw), BLOCK_N, BLOCK_K, num_warps, num_stages. `tma`:
+    the TMA kernel (True), per-thread loads (False), or the TMA kernel where use_tma and tma_fits say (None)."""
     a, weight = a.contiguous(), weight.contiguous()  # dense row-major, as the kernel indexes them
     residual = residual.contiguous() if residual is not None else None
     m, k = a.shape
@@ -131,23 +211,35 @@ def linear(
     block_m = row_block(hw)
     if block_m is None or m % hw:
         raise ValueError(f"linear: a frame of {hw} rows is not a whole number of {ROW_BLOCKS[-1]}-row tiles")
-    # From the kernel sweep (docs/performance.md): narrow column tiles for the GELU GEMM and the narrow
-    # outputs, wide ones for the residual GEMM once its output has 384 columns or more.
-    wide = residual is not None and n >= 384
-    params = {"BLOCK_M": block_m, "BLOCK_N": 256 if wide else 64, "BLOCK_K": 64 if k >= 384 else 32}
-    params |= {"num_warps": 8 if wide else 4, "num_stages": 3}
-    params |= MEASURED.get(("gelu" if gelu_sumsq else "residual", k, n), {}) | (tune or {})
-    tiles_m = m // params["BLOCK_M"]
     out = torch.empty((m, n), dtype=a.dtype, device=a.device)
+    operands = [t for t in (a, weight, residual, out) if t is not None]
+    if tma is None:
+        tma = use_tma(a) and tma_fits(*operands)
+    elif tma and not tma_fits(*operands):
+        raise ValueError("linear: rows not on 16-byte boundaries cannot move by TMA")
+    params = launch_settings("gelu" if gelu_sumsq else "residual", k, n, block_m, tma) | (tune or {})
+    tiles_m = m // params["BLOCK_M"]
     part = torch.empty((tiles_m, n) if gelu_sumsq else (1,), dtype=torch.float32, device=a.device)
     grid = (tiles_m * triton.cdiv(n, params["BLOCK_N"]),)
-    wrap(_linear_kernel)[grid](
-        a, weight, bias, residual if residual is not None else out, out, part,
-        a_scale.contiguous() if a_scale is not None else part, m, n, k, hw,
-        GELU_SUMSQ=gelu_sumsq, RESIDUAL=residual is not None, SCALE_A=a_scale is not None,
-        EVEN_K=k % params["BLOCK_K"] == 0, UPCAST=INTERPRET,
-        DOT="ieee" if a.dtype == torch.float32 else "tf32",  # fp32 models get fp32 products, not TF32
-        **params,
-    )  # fmt: skip
+    res = residual if residual is not None else out
+    scale = a_scale.contiguous() if a_scale is not None else part
+    flags = dict(
+        GELU_SUMSQ=gelu_sumsq,
+        RESIDUAL=residual is not None,
+        SCALE_A=a_scale is not None,
+        UPCAST=INTERPRET,
+        DOT="ieee" if a.dtype == torch.float32 else "tf32",
+    )  # fp32 models get fp32 products, not TF32
+    if tma:
+        bm, bn, bk = params["BLOCK_M"], params["BLOCK_N"], params["BLOCK_K"]
+        wrap(_tma_linear_kernel)[grid](
+            TensorDescriptor.from_tensor(a, [bm, bk]), TensorDescriptor.from_tensor(weight, [bn, bk]),
+            TensorDescriptor.from_tensor(res, [bm, bn]), TensorDescriptor.from_tensor(out, [bm, bn]),
+            bias, part, scale, n, k, hw, **flags, **params,
+        )  # fmt: skip
+    else:
+        wrap(_linear_kernel)[grid](
+            a, weight, bias, res, out, part, scale, m, n, k, hw, EVEN_K=k % params["BLOCK_K"] == 0, **flags, **params
+        )
     sumsq = part.view(m // hw, hw // params["BLOCK_M"], n).sum(1) if gelu_sumsq else None
     return out, sumsq
