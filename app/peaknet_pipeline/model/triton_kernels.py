@@ -145,7 +145,6 @@ MEASURED_TMA = {
     ("residual", 768, 192): {"BLOCK_N": 64, "num_warps": 4, "num_stages": 3},
     ("residual", 3072, 768): {"BLOCK_N": 256},
 }
-USE_TMA = True  # False: per-thread loads on every GPU (the A/B arms of benchmarks/ab_gemm_settings.py)
 
 
 def _identity(kernel):
@@ -164,10 +163,10 @@ def tma_fits(*tensors: torch.Tensor) -> bool:
 
 
 def use_tma(a: torch.Tensor) -> bool:
-    """The TMA kernel where the GPU has the copy engine (compute capability 9.0 on), in eager mode only: traced
-    for torch.compile (fake tensors), inductor 2.11 refuses the host-side tensor descriptors of a triton_op (a
-    TypeError in its index-width check), so compiled models keep per-thread loads."""
-    if not USE_TMA or INTERPRET or is_fake(a) or not a.is_cuda:
+    """The TMA kernel where the GPU has the copy engine (compute capability 9.0 on), in eager mode only: the
+    registered ops' tracing for torch.compile (fake tensors) does not capture tensor descriptors (torch 2.11 and
+    2.13; inductor then fails on them), so compiled models keep per-thread loads."""
+    if INTERPRET or is_fake(a) or not a.is_cuda:
         return False
     return torch.cuda.get_device_capability(a.device)[0] >= 9
 
