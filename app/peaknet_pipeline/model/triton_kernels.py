@@ -227,8 +227,8 @@ def linear(
         RESIDUAL=residual is not None,
         SCALE_A=a_scale is not None,
         UPCAST=INTERPRET,
-        DOT="ieee" if a.dtype == torch.float32 else "tf32",
-    )  # fp32 models get fp32 products, not TF32
+        DOT="ieee" if a.dtype == torch.float32 else "tf32",  # fp32 models get fp32 products, not TF32
+    )
     if tma:
         bm, bn, bk = params["BLOCK_M"], params["BLOCK_N"], params["BLOCK_K"]
         wrap(_tma_linear_kernel)[grid](
