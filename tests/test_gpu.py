@@ -1,6 +1,8 @@
 """The CUDA engine (streams, pinned buffers, events) against the CPU path. Needs a GPU: CI has none,
 so these skip there; they run on the lent H100 (see benchmarks/results/README.md)."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -41,3 +43,29 @@ def test_peaknet_bf16_on_gpu_agrees_with_fp32_on_cpu():
     gpu_spec = EngineSpec(3, (1, 64, 64), np.dtype("float32"), precision="bf16", channels_last=True, cast_weights=True)
     gpu = run("cuda", seg, frames, gpu_spec)
     assert (gpu == cpu).mean() > 0.97  # bf16 flips only near-tied pixels
+
+
+class SlowThreshold(ThresholdSegmenter):
+    """The threshold model behind ~0.2 s of GPU time per batch, so the engine's wait for its masks is long."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.cuda._sleep(int(4e8))  # GPU clock cycles
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("wait", ["spin", "sleep"])
+def test_gpu_wait_sleep_frees_the_waiting_thread_and_spin_keeps_it_busy(wait):
+    seg = Segmenter(SlowThreshold(6.0), 1, False, "none", None)
+    spec = EngineSpec(2, (1, 64, 64), np.dtype("float32"), num_buffers=1, gpu_wait=wait)
+    engine = make_engine(seg, spec, "cuda", lambda tag, m: None)
+    engine.submit(np.zeros((2, 1, 64, 64), np.float32), 0)
+    engine.flush()  # compiled and warm: the next wait is the GPU's alone
+    engine.submit(np.zeros((2, 1, 64, 64), np.float32), 1)
+    wall, cpu = time.perf_counter(), time.thread_time()
+    engine.flush()
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    assert wall > 0.05, "the GPU work was too short to tell spinning from sleeping"
+    if wait == "sleep":
+        assert cpu < 0.3 * wall
+    else:
+        assert cpu > 0.7 * wall  # CUDA's default with one context: the thread polls

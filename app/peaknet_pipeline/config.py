@@ -188,6 +188,11 @@ class InferenceSection(Section):
         "~2 min more compile, cached with inductor's cache (TORCHINDUCTOR_CACHE_DIR)",
     )
     num_buffers: int = Field(2, ge=1, le=8, description="batches in flight per actor (N-way buffering)")
+    gpu_wait: Literal["spin", "sleep"] = Field(
+        "spin",
+        description="how the actor waits for a batch's masks: spin (CUDA's default, a core busy per GPU) or sleep "
+        "(blocking sync: that core free for the node's other stages, woken by the driver)",
+    )
     warmup_iters: int = Field(3, ge=0)
     num_cpus: float = Field(1.0, ge=0, description="Ray CPUs reserved per inference actor")
     cpu_threads: PositiveInt | None = Field(None, description="torch threads on the CPU path (null: num_cpus)")

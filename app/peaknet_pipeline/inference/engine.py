@@ -39,6 +39,7 @@ class EngineSpec:
     channels_last: bool = False
     cast_weights: bool = False  # reduced precision by casting weights once, not per-op autocast
     fused_kernels: str = "none"  # PeakNet's ConvNeXt blocks as Triton kernels (fused_ops.MODES), where Triton runs
+    gpu_wait: str = "spin"  # "sleep": the wait for a batch's masks blocks the thread instead of polling
 
 
 def spec_from_config(cfg: PipelineConfig, frame_shape: tuple[int, int, int]) -> EngineSpec:
@@ -56,6 +57,7 @@ def spec_from_config(cfg: PipelineConfig, frame_shape: tuple[int, int, int]) -> 
         channels_last=peaknet and pn.channels_last,
         cast_weights=peaknet and pn.cast_weights,
         fused_kernels=fused_ops.mode_for(pn.preset, pn.fused_kernels) if peaknet else "none",
+        gpu_wait=inf.gpu_wait,
     )
 
 
@@ -191,7 +193,9 @@ class _Slot:
         self.h2d_done = torch.cuda.Event()
         self.compute_start = torch.cuda.Event(enable_timing=True)
         self.compute_done = torch.cuda.Event(enable_timing=True)
-        self.d2h_done = torch.cuda.Event()
+        # The event the actor's thread waits on: spinning keeps a core busy for the whole batch; a blocking
+        # event lets the thread sleep until the driver wakes it.
+        self.d2h_done = torch.cuda.Event(blocking=spec.gpu_wait == "sleep")
         self.tag: Any = None
         self.size = 0
 
