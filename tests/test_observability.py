@@ -170,7 +170,10 @@ def test_the_bench_names_the_stage_that_limits():
     # Q1 was full once (it fills while the model compiles), but inference waited for input 40% of the time.
     assert bench_pipeline.limiter(rates, fed, 1000.0, 0.4).startswith("produce: inference waited for input 40%")
     assert bench_pipeline.limiter(rates, fed, 1000.0, 0.02).startswith("infer: 600.0 frames/s, waiting")
-    assert bench_pipeline.limiter(rates, fed, 650.0, 0.4) == "none (within 10% of model-only)"
+    close = bench_pipeline.limiter(rates, fed, 650.0, 0.4)  # within 10%, and still the stage is named
+    assert close.startswith("produce: inference waited") and close.endswith("; within 10% of model-only")
+    busy = bench_pipeline.limiter({"infer": 907.0, "write": 950.0}, fed, 1000.0, 0.01)
+    assert busy == "infer: 907.0 frames/s, waiting for input 1% of the time; within 10% of model-only"
 
 
 def test_the_bench_sweeper_deletes_published_files_and_counts_them(tmp_path):
