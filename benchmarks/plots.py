@@ -27,6 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from analyze_samples import MIB, load_samples  # noqa: E402
+from results_index import override  # noqa: E402
 
 COLOURS = {"compute": "tab:blue", "h2d": "tab:orange", "d2h": "tab:green", "d2d": "tab:gray"}
 
@@ -104,7 +105,7 @@ RUN_LABELS = {"infer": "(b) infer -> Q2", "peaks": "(c) + peaks CXI", "images": 
 
 def label_of(r: dict) -> str:
     shape = "x".join(str(d) for d in r["frame_shape"])
-    preset = next((o.split("=")[1] for o in r["overrides"] if o.startswith("model.peaknet.preset=")), "base")
+    preset = override(r, "model.peaknet.preset") or "base"
     card = (r["machine"].get("gpu") or "CPU").removeprefix("NVIDIA ").split(" 80GB")[0]
     return f"{preset} {shape} b{r['batch_size']} ({card})"
 
@@ -116,7 +117,7 @@ def scaling(results: list[dict], out: Path) -> None:
     for r in results:
         gpus = r.get("gpus", 1)
         alone[gpus] = r["model_only"]["frames_per_s"] * gpus
-        dtype = next((o.split("=")[1] for o in r.get("overrides", []) if o.startswith("data.dtype=")), "float32")
+        dtype = override(r, "data.dtype") or "float32"
         for run, v in r["runs"].items():
             if v.get("end_to_end_frames_per_s"):
                 label = RUN_LABELS[run] + ("" if dtype == "float32" else f", {dtype} frames")
