@@ -59,7 +59,7 @@ def test_gpu_wait_sleep_frees_the_waiting_thread_and_spin_keeps_it_busy(wait):
     spec = EngineSpec(2, (1, 64, 64), np.dtype("float32"), num_buffers=1, gpu_wait=wait)
     engine = make_engine(seg, spec, "cuda", lambda tag, m: None)
     engine.submit(np.zeros((2, 1, 64, 64), np.float32), 0)
-    engine.flush()  # compiled and warm: the next wait is the GPU's alone
+    engine.flush()  # the CUDA context and kernels loaded: the next wait is the GPU's alone
     engine.submit(np.zeros((2, 1, 64, 64), np.float32), 1)
     wall, cpu = time.perf_counter(), time.thread_time()
     engine.flush()

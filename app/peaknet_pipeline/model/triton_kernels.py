@@ -47,14 +47,22 @@ def _gelu(x):
 
 
 @triton.jit
-def _tile(N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """This program's output tile: its row tile's index, rows (int64), columns and the columns' mask. Column
-    tiles of one row tile run back to back, so the row tile of `a` is read from L2 after the first."""
+def _tile_origin(N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's output tile: its row tile's index, first row and first column. Column tiles of one row
+    tile run back to back, so the row tile of `a` is read from L2 after the first."""
     pid = tl.program_id(0)
     num_n = tl.cdiv(N, BLOCK_N)
     pid_m = pid // num_n
-    rm = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
-    rn = (pid % num_n) * BLOCK_N + tl.arange(0, BLOCK_N)
+    return pid_m, pid_m * BLOCK_M, (pid % num_n) * BLOCK_N
+
+
+@triton.jit
+def _tile(N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's output tile (_tile_origin) as its row tile's index, rows (int64), columns and the
+    columns' mask."""
+    pid_m, off_m, off_n = _tile_origin(N, BLOCK_M, BLOCK_N)
+    rm = (off_m + tl.arange(0, BLOCK_M)).to(tl.int64)
+    rn = off_n + tl.arange(0, BLOCK_N)
     return pid_m, rm, rn, rn < N
 
 
@@ -109,9 +117,9 @@ def _tma_linear_kernel(
     GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, UPCAST: tl.constexpr,
     DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    pid_m, rm, rn, nmask = _tile(N, BLOCK_M, BLOCK_N)
-    off_m = pid_m * BLOCK_M
-    off_n = (tl.program_id(0) % tl.cdiv(N, BLOCK_N)) * BLOCK_N
+    pid_m, off_m, off_n = _tile_origin(N, BLOCK_M, BLOCK_N)  # whole tiles by descriptor, from their corner
+    rn = off_n + tl.arange(0, BLOCK_N)  # the columns, for the bias and the sums of squares
+    nmask = rn < N
     frame = off_m // HW
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
