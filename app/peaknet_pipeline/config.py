@@ -26,8 +26,8 @@ class RaySection(Section):
     prefault_store: bool = Field(
         False,
         description="each stage that puts batches (producers, inference actors) maps the node's whole object store "
-        "into its page tables after its first put (madvise MADV_POPULATE_WRITE, Linux 5.14+), so its puts stop "
-        "faulting on pages new to it; the store becomes resident at once. false: as puts first touch them",
+        "into its page tables as it starts, before its first batch (madvise MADV_POPULATE_WRITE, Linux 5.14+), so its "
+        "puts do not fault on pages new to it; the store becomes resident at once. false: as puts first touch them",
     )
 
 

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import ray
 
 log = logging.getLogger(__name__)
@@ -105,16 +106,30 @@ def prefault() -> int:
 
 
 class Putter:
-    """ray.put for a stage that puts batches. With `prefault` (ray.prefault_store), the first put also starts
-    prefault() in a thread: the store is mapped from a process's first object on, and madvise releases the GIL,
-    so puts go on meanwhile."""
+    """ray.put for a stage that puts batches. With `prefault` (ray.prefault_store) the store is mapped as the
+    stage starts, not at its first batch: one object makes Ray map the store into this process, and prefault()
+    fills the page tables on a thread (madvise releases the GIL) while the model warms up and the producers
+    start, so that the run's first batches do not wait behind it."""
+
+    TOUCH_BYTES = 1 << 20  # an object Ray keeps in the store, not inline with its reference
 
     def __init__(self, prefault: bool):
-        self._pending = prefault
+        self.mapped_bytes = 0
+        self._mapping: threading.Thread | None = None
+        if prefault:
+            # Held for the putter's life: the store stays mapped whatever else this process frees.
+            self._touch = ray.put(np.zeros(self.TOUCH_BYTES, np.uint8))
+            self._mapping = threading.Thread(target=self._prefault, name="prefault-store", daemon=True)
+            self._mapping.start()
+
+    def _prefault(self) -> None:
+        self.mapped_bytes = prefault()
+
+    def wait_mapped(self, timeout_s: float | None = None) -> int:
+        """Bytes mapped up front, once the mapping thread is done (0 without prefault or where it cannot)."""
+        if self._mapping is not None:
+            self._mapping.join(timeout_s)
+        return self.mapped_bytes
 
     def put(self, value: object) -> ray.ObjectRef:
-        ref = ray.put(value)
-        if self._pending:
-            self._pending = False
-            threading.Thread(target=prefault, name="prefault-store", daemon=True).start()
-        return ref
+        return ray.put(value)
