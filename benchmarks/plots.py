@@ -8,7 +8,7 @@
                   $R/h200x4-e2e-base-512-gpus-2-images-w6.json $R/h200x4-e2e-base-512-gpus-4-infer.json \
                   $R/h200x4-e2e-base-512-gpus-4-w6.json $R/h200x4-e2e-base-512-gpus-4-images-w8.json \
                   $R/h200x2-e2e-base-512-gpus-2-images-w4-uint16.json \
-                  $R/h200x4d-e2e-base-512-gpus-4-images-w8-store-48g-prefault-uint16.json \
+                  $R/h200x4h-e2e-base-512-gpus-4-infer-images-w8-store-48g-prefault-uint16-mapped-at-start.json \
         --trace $R/h100-trace-summary.json --samples $R/h100-memory-samples.jsonl --out docs/img
 
 Needs matplotlib (pip install matplotlib); nothing else in peaknet does.

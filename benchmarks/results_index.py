@@ -36,6 +36,9 @@ CARDS = {
     "h200x4c": "4 x H200 (a third host)",
     "h200x4d": "4 x H200 (a fourth host)",
     "h200x4e": "4 x H200 (a fifth host)",
+    "h200x4f": "4 x H200 (a sixth host)",
+    "h200x4g": "4 x H200 (a seventh host)",
+    "h200x4h": "4 x H200 (an eighth host)",
     "local": "CPU (2 cores)",
 }
 

@@ -189,9 +189,9 @@ class InferenceSection(Section):
     )
     num_buffers: int = Field(2, ge=1, le=8, description="batches in flight per actor (N-way buffering)")
     gpu_wait: Literal["spin", "sleep"] = Field(
-        "spin",
-        description="how the actor waits for a batch's masks: spin (CUDA's default, a core busy per GPU) or sleep "
-        "(blocking sync: that core free for the node's other stages, woken by the driver)",
+        "sleep",
+        description="how the actor waits for a batch's masks: sleep (blocking sync: the core free for the node's "
+        "other stages, woken by the driver) or spin (CUDA's default: a core polls through every batch)",
     )
     warmup_iters: int = Field(3, ge=0)
     num_cpus: float = Field(1.0, ge=0, description="Ray CPUs reserved per inference actor")

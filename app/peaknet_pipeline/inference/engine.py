@@ -39,7 +39,7 @@ class EngineSpec:
     channels_last: bool = False
     cast_weights: bool = False  # reduced precision by casting weights once, not per-op autocast
     fused_kernels: str = "none"  # PeakNet's ConvNeXt blocks as Triton kernels (fused_ops.MODES), where Triton runs
-    gpu_wait: str = "spin"  # "sleep": the wait for a batch's masks blocks the thread instead of polling
+    gpu_wait: str = "sleep"  # the wait for a batch's masks blocks the thread; "spin" polls (CUDA's default)
 
 
 def spec_from_config(cfg: PipelineConfig, frame_shape: tuple[int, int, int]) -> EngineSpec:
