@@ -1,7 +1,7 @@
 """The ConvNeXt GEMM kernels' variants in the whole model: model-only frames/s at the gpu-512 settings,
 alternating, in one process on one card.
 
-    python3 benchmarks/ab_gemm_settings.py --arms tma-inline loads-inline loads --output h200-model-gemm-tma.json
+    python3 benchmarks/ab_gemm_settings.py --arms tma-device tma-inline loads --output h200-model-gemm-tma.json
     python3 benchmarks/ab_gemm_settings.py --arms loads rule --output h100-model-gemm-settings.json
 
 Arms:
@@ -13,12 +13,16 @@ Arms:
   registered ops, with TMA or with per-thread loads. Dynamo traces such launches itself and captures their
   tensor descriptors, which the registered ops' tracing does not (torch 2.11 and 2.13: "TMA descriptor
   capturing not yet supported in non-dynamo tracing"), so this is how the TMA kernel can run compiled;
-  `loads-inline` separates what launching inline changes from what TMA does.
+  `loads-inline` separates what launching inline changes from what TMA does;
+- `tma-device`: the two GEMMs behind registered ops as in `loads`, by the TMA kernel that makes its descriptors
+  on the device (`linear(..., descriptors="device")`), whose arguments are plain tensors that the registered
+  ops' tracing takes.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from contextlib import contextmanager
 
@@ -30,7 +34,7 @@ from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.model import fused_ops
 from peaknet_pipeline.model import triton_kernels as tk
 
-ARMS = ("loads", "rule", "tma-inline", "loads-inline")
+ARMS = ("loads", "rule", "tma-inline", "loads-inline", "tma-device")
 
 
 def inline_ops(tma: bool):
@@ -45,6 +49,30 @@ def inline_ops(tma: bool):
     return gelu_sumsq, scaled_residual
 
 
+@functools.cache
+def device_tma_ops():
+    """fused_ops' two registered ops, registered again under other names with the TMA kernel whose descriptors
+    the kernel makes on the device."""
+    from torch.library import triton_op, wrap_triton
+
+    @triton_op("peaknet_ab::linear_gelu_sumsq_tma", mutates_args=())
+    def gelu_sumsq(
+        a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return tk.linear(a, weight, bias, hw, gelu_sumsq=True, wrap=wrap_triton, tma=True, descriptors="device")
+
+    @triton_op("peaknet_ab::linear_scaled_residual_tma", mutates_args=())
+    def scaled_residual(
+        a: torch.Tensor, a_scale: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor,
+        hw: int,
+    ) -> torch.Tensor:  # fmt: skip
+        return tk.linear(
+            a, weight, bias, hw, residual=residual, a_scale=a_scale, wrap=wrap_triton, tma=True, descriptors="device"
+        )[0]
+
+    return gelu_sumsq, scaled_residual
+
+
 @contextmanager
 def arm(label: str):
     """The kernels' settings and launch path of one arm, restored afterwards."""
@@ -54,6 +82,8 @@ def arm(label: str):
         tk.MEASURED.clear()
     if label.endswith("-inline"):
         fused_ops.linear_gelu_sumsq, fused_ops.linear_scaled_residual = inline_ops(tma=label == "tma-inline")
+    if label == "tma-device":
+        fused_ops.linear_gelu_sumsq, fused_ops.linear_scaled_residual = device_tma_ops()
     try:
         yield
     finally:
@@ -64,7 +94,7 @@ def arm(label: str):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="examples/configs/gpu-512.yaml")
-    ap.add_argument("--arms", nargs="+", choices=ARMS, default=["tma-inline", "loads-inline", "loads"])
+    ap.add_argument("--arms", nargs="+", choices=ARMS, default=["tma-device", "tma-inline", "loads"])
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--output")
