@@ -114,12 +114,11 @@ def _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ: t
 
 
 @triton.jit
-def _tma_gemm(
+def _tma_linear_kernel(
     a_desc, w_desc, res_desc, out_desc, bias_ptr, part_ptr, scale_ptr, N, K, HW,
     GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, UPCAST: tl.constexpr,
     DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    """The TMA kernels' body, whichever side made their descriptors."""
     pid_m, off_m, off_n = _tile_origin(N, BLOCK_M, BLOCK_N)  # whole tiles by descriptor, from their corner
     rn = off_n + tl.arange(0, BLOCK_N)  # the columns, for the bias and the sums of squares
     nmask = rn < N
@@ -143,29 +142,19 @@ def _tma_gemm(
 
 
 @triton.jit
-def _tma_linear_kernel(
-    a_desc, w_desc, res_desc, out_desc, bias_ptr, part_ptr, scale_ptr, N, K, HW,
-    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, UPCAST: tl.constexpr,
-    DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-):  # fmt: skip
-    _tma_gemm(a_desc, w_desc, res_desc, out_desc, bias_ptr, part_ptr, scale_ptr, N, K, HW,
-              GELU_SUMSQ, RESIDUAL, SCALE_A, UPCAST, DOT, BLOCK_M, BLOCK_N, BLOCK_K)  # fmt: skip
-
-
-@triton.jit
 def _tma_device_linear_kernel(
     a_ptr, w_ptr, res_ptr, out_ptr, bias_ptr, part_ptr, scale_ptr, M, N, K, HW,
     GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, UPCAST: tl.constexpr,
     DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    """The descriptors made on the device from plain row-major tensors, so that the kernel's arguments are
-    tensors and numbers, which a registered op's tracing takes as they are."""
+    """_tma_linear_kernel with its descriptors made on the device from plain row-major tensors, so that the
+    kernel's arguments are tensors and numbers, which a registered op's tracing takes as they are."""
     a_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[K, 1], block_shape=[BLOCK_M, BLOCK_K])
     w_desc = tl.make_tensor_descriptor(w_ptr, shape=[N, K], strides=[K, 1], block_shape=[BLOCK_N, BLOCK_K])
     res_desc = tl.make_tensor_descriptor(res_ptr, shape=[M, N], strides=[N, 1], block_shape=[BLOCK_M, BLOCK_N])
     out_desc = tl.make_tensor_descriptor(out_ptr, shape=[M, N], strides=[N, 1], block_shape=[BLOCK_M, BLOCK_N])
-    _tma_gemm(a_desc, w_desc, res_desc, out_desc, bias_ptr, part_ptr, scale_ptr, N, K, HW,
-              GELU_SUMSQ, RESIDUAL, SCALE_A, UPCAST, DOT, BLOCK_M, BLOCK_N, BLOCK_K)  # fmt: skip
+    _tma_linear_kernel(a_desc, w_desc, res_desc, out_desc, bias_ptr, part_ptr, scale_ptr, N, K, HW,
+                       GELU_SUMSQ, RESIDUAL, SCALE_A, UPCAST, DOT, BLOCK_M, BLOCK_N, BLOCK_K)  # fmt: skip
 
 
 def _scratch(size: int, alignment: int, stream: int | None) -> torch.Tensor:
