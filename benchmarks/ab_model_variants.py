@@ -8,6 +8,8 @@ built model; numerics are checked against the plain model in eager mode before a
   fuses into one kernel with the LayerNorm after it (cuDNN's conv has one input channel: K of 16).
 - dwconv-products: each ConvNeXt block's depthwise 7x7 as 49 shifted products summed in fp32, left to
   inductor to generate as one elementwise kernel over the NHWC tensor.
+- fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES); its kernels have their
+  own tests against the plain path, so no check here.
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ def apply(model: nn.Module, variant: str, eager: bool = False) -> int:
     return swapped
 
 
+def variant_config(cfg, variant: str):
+    """The config a variant runs: a fused-<mode> variant sets the ConvNeXt blocks' kernels, others keep it."""
+    if not variant.startswith("fused-"):
+        return cfg
+    out = cfg.model_copy(deep=True)
+    out.model.peaknet.fused_kernels = variant.removeprefix("fused-")
+    return out
+
+
 def check(cfg, variant: str) -> float:
     """Largest |difference| of the variant's logits from the plain model's, eager, fp32, on the CPU."""
     model, _ = build_model(cfg.model)
@@ -106,15 +117,16 @@ def main() -> int:
     cfg = load_config(args.config)
     small = cfg.model_copy(deep=True)
     small.data.frame_shape = tuple(args.check_shape)
-    checks = {v: check(small, v) for v in args.variants if v != "plain"}
+    checks = {v: check(small, v) for v in args.variants if v != "plain" and not v.startswith("fused-")}
     print("max |logit difference| / max |logit| against the plain model (CPU, fp32, eager):", checks, file=sys.stderr)
     runs = []
     for _ in range(args.rounds):
         for variant in args.variants:
-            model, _ = build_model(cfg.model)
+            vcfg = variant_config(cfg, variant)
+            model, _ = build_model(vcfg.model)
             swapped = apply(model, variant)
             torch._dynamo.reset()
-            runs.append({"variant": variant, "swapped": swapped, **model_only(cfg, args.iters, model=model)})
+            runs.append({"variant": variant, "swapped": swapped, **model_only(vcfg, args.iters, model=model)})
             print(runs[-1], file=sys.stderr)
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     emit_json({"gpu": gpu, "config": args.config, "max_rel_logit_diff": checks, "runs": runs}, args.output)

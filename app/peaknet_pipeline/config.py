@@ -149,11 +149,11 @@ class PeakNetModel(Section):
     uses_learned_upsample: bool | None = None
     channels_last: bool = Field(True, description="NHWC activations on GPU (faster convolutions)")
     cast_weights: bool = Field(True, description="on GPU with bf16/fp16, cast weights once instead of autocast")
-    fused_kernels: Literal["none", "gemm"] | None = Field(
+    fused_kernels: Literal["none", "gemm", "all"] | None = Field(
         None,
         description="on GPU, ConvNeXt blocks as fused Triton kernels (same weights): gemm = both linear layers with "
-        "GELU, GRN and the residual in their epilogues; none = PyTorch ops; null = what measured fastest for the "
-        "preset on the H100 (base: gemm; 673m and custom sizes: none)",
+        "GELU, GRN and the residual in their epilogues; all = gemm and the depthwise 7x7; none = PyTorch ops; "
+        "null = what measured fastest for the preset on the H100 (base: gemm; 673m and custom sizes: none)",
     )
 
 

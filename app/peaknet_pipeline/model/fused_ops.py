@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 try:
+    from . import dwconv_kernel as dk
     from . import triton_kernels as tk
 except ImportError:  # no Triton (CPU-only installs): the plain forward is used
-    tk = None
+    dk = tk = None
 
 
 def available(device: torch.device) -> bool:
@@ -35,6 +36,10 @@ if tk is not None:
     ) -> torch.Tensor:  # fmt: skip
         return tk.linear(a, weight, bias, hw, residual=residual, a_scale=a_scale, wrap=wrap_triton)[0]
 
+    @triton_op("peaknet::dwconv7", mutates_args=())
+    def dwconv7(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return dk.dwconv7(x, weight, bias, wrap=wrap_triton)
+
 
 MIN_ROW_BLOCK = 64  # narrower row tiles starve the tensor cores: such blocks (1920's last stage) stay plain
 
@@ -44,7 +49,7 @@ def fusable(x: torch.Tensor) -> bool:
     return tk is not None and (tk.row_block(x.shape[2] * x.shape[3]) or 0) >= MIN_ROW_BLOCK
 
 
-MODES = ("none", "gemm")
+MODES = ("none", "gemm", "all")  # all: gemm and the depthwise 7x7 too
 # The faster mode per preset, as measured (docs/performance.md): Triton's GEMMs trail cuBLAS once the layers
 # are wide and the work is compute-bound, so 673m stays on PyTorch ops.
 PRESET_MODES = {"base": "gemm", "673m": "none"}
@@ -57,11 +62,16 @@ def mode_for(preset: str | None, configured: str | None) -> str:
 
 def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """ConvNeXtV2Block.forward on (N, C, H, W): pwconv1+GELU+GRN statistic, and pwconv2 with GRN's per-frame
-    scale on its input plus the residual, each one kernel; the depthwise conv and LayerNorm stay PyTorch ops."""
+    scale on its input plus the residual, each one kernel; in mode all the depthwise conv too. LayerNorm stays a
+    PyTorch op."""
     n, c, h, w = x.shape
     hw = h * w
     x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free under channels_last
-    y = block.layernorm(block.dwconv(x).permute(0, 2, 3, 1)).contiguous()
+    if block.fused == "all":
+        y = dwconv7(x_nhwc, block.dwconv.weight, block.dwconv.bias)
+    else:
+        y = block.dwconv(x).permute(0, 2, 3, 1)
+    y = block.layernorm(y).contiguous()
     pw1, pw2, grn = block.pwconv1, block.pwconv2, block.grn
     rows, residual = y.view(n * hw, c), x_nhwc.view(n * hw, c)
     a, sumsq = linear_gelu_sumsq(rows, pw1.weight, pw1.bias, hw)
