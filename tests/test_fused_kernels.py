@@ -116,21 +116,24 @@ def test_linear_refuses_frames_that_do_not_tile(tk):
         tk.linear(a, torch.zeros(8, 8), torch.zeros(8), 12)
 
 
-def block_pair(channels: int, device: str, dtype: torch.dtype) -> tuple[ConvNeXtV2Block, ConvNeXtV2Block]:
+def block_pair(
+    channels: int, device: str, dtype: torch.dtype, mode: str = "gemm"
+) -> tuple[ConvNeXtV2Block, ConvNeXtV2Block]:
     plain = ConvNeXtV2Block(channels)
     with torch.no_grad():
         for i, p in enumerate(plain.parameters()):
             p.copy_(randn(*p.shape, seed=10 + i, device="cpu", scale=0.2))
     fused = ConvNeXtV2Block(channels)
     fused.load_state_dict(plain.state_dict())  # same parameters: checkpoints load unchanged
-    assert fused_ops.enable(fused, "gemm") == 1
+    assert fused_ops.enable(fused, mode) == 1
     to = dict(device=device, dtype=dtype, memory_format=torch.channels_last)
     return plain.to(**to), fused.to(**to)
 
 
+@pytest.mark.parametrize("mode", ["gemm", "all"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_fused_block_is_the_plain_block(device):
-    plain, fused = block_pair(24, device, torch.float32)
+def test_fused_block_is_the_plain_block(device, mode):
+    plain, fused = block_pair(24, device, torch.float32, mode)
     x = randn(2, 24, 8, 8, seed=1, device=device).to(memory_format=torch.channels_last)
     with torch.no_grad():
         torch.testing.assert_close(fused(x), plain(x), rtol=1e-4, atol=1e-4)
@@ -139,14 +142,15 @@ def test_fused_block_is_the_plain_block(device):
         torch.testing.assert_close(fused(odd), plain(odd), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("mode", ["gemm", "all"])
 @pytest.mark.skipif(not (HAS_TRITON and CUDA), reason="needs a CUDA GPU with Triton (none in CI)")
-def test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16():
+def test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16(mode):
     arch = PeakNetArch(backbone_hidden_sizes=(32, 64, 128, 256), backbone_depths=(1, 1, 2, 1), bifpn_num_features=64,
                        seg_out_channels=64)  # fmt: skip
     plain = PeakNet(arch).eval()
     fused = PeakNet(arch).eval()
     fused.load_state_dict(plain.state_dict())
-    assert fused_ops.enable(fused, "gemm") == sum(arch.backbone_depths)
+    assert fused_ops.enable(fused, mode) == sum(arch.backbone_depths)
     to = dict(device="cuda", dtype=torch.bfloat16, memory_format=torch.channels_last)
     plain, fused = plain.to(**to), torch.compile(fused.to(**to))
     x = randn(4, 1, 128, 128, seed=1, device="cuda").bfloat16()
@@ -163,7 +167,7 @@ def test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16():
 
 def test_unknown_mode_is_refused_and_none_switches_nothing():
     block = ConvNeXtV2Block(8)
-    with pytest.raises(ValueError, match="expected one of none, gemm"):
+    with pytest.raises(ValueError, match="expected one of none, gemm, all"):
         fused_ops.enable(block, "fast")
     assert fused_ops.enable(block, "none") == 0 and block.fused == "none"
 

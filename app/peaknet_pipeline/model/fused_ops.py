@@ -37,8 +37,10 @@ if tk is not None:
         return tk.linear(a, weight, bias, hw, residual=residual, a_scale=a_scale, wrap=wrap_triton)[0]
 
     @triton_op("peaknet::dwconv7", mutates_args=())
-    def dwconv7(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return dk.dwconv7(x, weight, bias, wrap=wrap_triton)
+    def dwconv7(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """The depthwise 7x7 on frames of h x w pixels given as (pixels, C) rows; returns rows."""
+        c = rows.shape[1]
+        return dk.dwconv7(rows.view(-1, h, w, c), weight, bias, wrap=wrap_triton).view(-1, c)
 
 
 MIN_ROW_BLOCK = 64  # narrower row tiles starve the tensor cores: such blocks (1920's last stage) stay plain
@@ -66,14 +68,15 @@ def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     PyTorch op."""
     n, c, h, w = x.shape
     hw = h * w
-    x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free under channels_last
+    # The block's input as (pixels, C) rows, free under channels_last; the residual and, in mode all, the
+    # depthwise conv's input both take this one view, so the compiled graph holds one buffer for them.
+    residual = x.permute(0, 2, 3, 1).contiguous().view(n * hw, c)
     if block.fused == "all":
-        y = dwconv7(x_nhwc, block.dwconv.weight, block.dwconv.bias)
+        y = dwconv7(residual, block.dwconv.weight, block.dwconv.bias, h, w)
     else:
         y = block.dwconv(x).permute(0, 2, 3, 1)
-    y = block.layernorm(y).contiguous()
+    rows = block.layernorm(y).contiguous().view(n * hw, c)
     pw1, pw2, grn = block.pwconv1, block.pwconv2, block.grn
-    rows, residual = y.view(n * hw, c), x_nhwc.view(n * hw, c)
     a, sumsq = linear_gelu_sumsq(rows, pw1.weight, pw1.bias, hw)
     scale = grn.scale_from_norm(sumsq.sqrt())  # fp32 (N, 4C), applied to `a` as pwconv2's kernel reads it
     out = linear_scaled_residual(a, scale, pw2.weight, grn.folded_bias(pw2), residual, hw)
