@@ -87,7 +87,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
-    result = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "batch": args.batch, "stages": []}
+    result = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "batch": args.batch, "size": args.size}
+    result["stages"] = []
     for channels, down in STAGES:
         row = stage_row(args.batch, args.size, channels, down)
         result["stages"].append(row)

@@ -156,7 +156,7 @@ KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
         lambda d: ", ".join(f"{r['variant']} {r['frames_per_s']:,.0f}" for r in d["runs"]),
     ),  # fmt: skip
     (
-        "kernels (bench_kernels.py, bench_gemm_epilogue.py, bench_gemm_tma.py)",
+        "kernels (bench_kernels.py, bench_gemm_epilogue.py, bench_gemm_tma.py, bench_dwconv.py)",
         lambda d: isinstance(d, dict) and "stages" in d and "gpu" in d,
         lambda d: f"per ConvNeXt stage at {d['size']}, microseconds per kernel",
     ),  # fmt: skip

@@ -179,7 +179,7 @@ def test_preset_default_mode_is_the_measured_one_and_config_overrides_it():
     def mode(*overrides: str) -> str:
         return spec_from_config(load_config(None, list(overrides)), (1, 64, 64)).fused_kernels
 
-    assert mode() == "gemm"
+    assert mode() == "all"
     assert mode("model.peaknet.preset=673m") == "none"
     assert mode("model.peaknet.preset=673m", "model.peaknet.fused_kernels=gemm") == "gemm"
     assert mode("model.kind=threshold") == "none"

@@ -153,7 +153,7 @@ class PeakNetModel(Section):
         None,
         description="on GPU, ConvNeXt blocks as fused Triton kernels (same weights): gemm = both linear layers with "
         "GELU, GRN and the residual in their epilogues; all = gemm and the depthwise 7x7; none = PyTorch ops; "
-        "null = what measured fastest for the preset on the H100 (base: gemm; 673m and custom sizes: none)",
+        "null = what measured fastest for the preset (base: all; 673m and custom sizes: none)",
     )
 
 

@@ -54,7 +54,7 @@ def fusable(x: torch.Tensor) -> bool:
 MODES = ("none", "gemm", "all")  # all: gemm and the depthwise 7x7 too
 # The faster mode per preset, as measured (docs/performance.md): Triton's GEMMs trail cuBLAS once the layers
 # are wide and the work is compute-bound, so 673m stays on PyTorch ops.
-PRESET_MODES = {"base": "gemm", "673m": "none"}
+PRESET_MODES = {"base": "all", "673m": "none"}
 
 
 def mode_for(preset: str | None, configured: str | None) -> str:
