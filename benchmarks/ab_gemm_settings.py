@@ -1,7 +1,7 @@
 """The ConvNeXt GEMM kernels' variants in the whole model: model-only frames/s at the gpu-512 settings,
 alternating, in one process on one card.
 
-    python3 benchmarks/ab_gemm_settings.py --arms tma-device tma-inline loads --output h200-model-gemm-tma.json
+    python3 benchmarks/ab_gemm_settings.py --arms tma-inline loads --output h200-model-gemm-tma.json
     python3 benchmarks/ab_gemm_settings.py --arms loads rule --output h100-model-gemm-settings.json
 
 Arms:
@@ -13,16 +13,14 @@ Arms:
   registered ops, with TMA or with per-thread loads. Dynamo traces such launches itself and captures their
   tensor descriptors, which the registered ops' tracing does not (torch 2.11 and 2.13: "TMA descriptor
   capturing not yet supported in non-dynamo tracing"), so this is how the TMA kernel can run compiled;
-  `loads-inline` separates what launching inline changes from what TMA does;
-- `tma-device`: the model's own registered ops as in `loads`, with `linear` running the TMA kernel that makes its
-  descriptors on the device (`linear(..., tma=True, descriptors="device")`), whose arguments are plain tensors
-  that the registered ops' tracing takes.
+  `loads-inline` separates what launching inline changes from what TMA does.
+The arm `tma-device` of h200-model-gemm-tma.json ran the TMA kernel with its descriptors made on the device,
+measured slower and removed (commit cf3d7b0 has it).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from contextlib import contextmanager
 
@@ -34,7 +32,7 @@ from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.model import fused_ops
 from peaknet_pipeline.model import triton_kernels as tk
 
-ARMS = ("loads", "rule", "tma-inline", "loads-inline", "tma-device")
+ARMS = ("loads", "rule", "tma-inline", "loads-inline")
 
 
 def inline_ops(tma: bool):
@@ -52,26 +50,23 @@ def inline_ops(tma: bool):
 @contextmanager
 def arm(label: str):
     """The kernels' settings and launch path of one arm, restored afterwards."""
-    measured, linear = dict(tk.MEASURED), tk.linear
+    measured = dict(tk.MEASURED)
     ops = fused_ops.linear_gelu_sumsq, fused_ops.linear_scaled_residual
     if label == "rule":
         tk.MEASURED.clear()
     if label.endswith("-inline"):
         fused_ops.linear_gelu_sumsq, fused_ops.linear_scaled_residual = inline_ops(tma=label == "tma-inline")
-    if label == "tma-device":  # the registered ops look tk.linear up as they trace
-        tk.linear = functools.partial(linear, tma=True, descriptors="device")
     try:
         yield
     finally:
         tk.MEASURED.update(measured)
-        tk.linear = linear
         fused_ops.linear_gelu_sumsq, fused_ops.linear_scaled_residual = ops
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="examples/configs/gpu-512.yaml")
-    ap.add_argument("--arms", nargs="+", choices=ARMS, default=["tma-device", "tma-inline", "loads"])
+    ap.add_argument("--arms", nargs="+", choices=ARMS, default=["tma-inline", "loads"])
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--output")

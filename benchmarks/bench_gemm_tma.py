@@ -4,8 +4,8 @@ triton_kernels.linear's TMA kernel (operand tiles, residual and output moved thr
 copy engine fetches whole tiles into shared memory, zero-filled past the edges, and the output tile leaves by
 one bulk store) timed per base-model stage at batch 64 over a few launch settings, next to its per-thread-load
 kernel at that kernel's settings and cuBLAS's plain GEMM; each setting's output is compared with the
-per-thread-load kernel's first. `device_desc_*_us`: the TMA kernel at its own launch settings with the
-descriptors made by the kernel on the device instead of on the host.
+per-thread-load kernel's first. (`device_desc_*_us` in h200-kernels-base-512-b64-tma.json: the TMA kernel with
+its descriptors made on the device, since removed; commit cf3d7b0 has it.)
 
     python3 benchmarks/bench_gemm_tma.py --output h200-kernels-base-512-b64-tma.json
 
@@ -79,13 +79,9 @@ def stage(batch: int, size: int, c: int, stride: int) -> dict:
     r["cublas_pw1_us"] = time_us(lambda: F.linear(y, w1, b1))
     r["cur_pw1_us"] = time_us(lambda: tk.linear(y, w1, b1, hw, gelu_sumsq=True, tma=False))
     r |= compare("pw1", ref1, lambda t: tma_linear(y, w1, b1, hw, t, gelu_sumsq=True))
-    r["device_desc_pw1_us"] = time_us(lambda: tk.linear(y, w1, b1, hw, gelu_sumsq=True, tma=True, descriptors="device"))
     r["cublas_pw2_us"] = time_us(lambda: F.linear(a, w2, b2))
     r["cur_pw2_us"] = time_us(lambda: tk.linear(a, w2, b2, hw, residual=res, a_scale=s2, tma=False))
     r |= compare("pw2", ref2, lambda t: tma_linear(a, w2, b2, hw, t, residual=res, a_scale=s2))
-    r["device_desc_pw2_us"] = time_us(
-        lambda: tk.linear(a, w2, b2, hw, residual=res, a_scale=s2, tma=True, descriptors="device")
-    )
     print(json.dumps({k: v for k, v in r.items() if not isinstance(v, dict)}), flush=True)
     return r
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
 #   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-fused|model-fp8|
-#       model-tma|model-profile
+#       model-tma|model-dwconv|model-profile
 #   (results under $OUT, default benchmarks/results/raw)
 # On the lent device only a few files of $OUT come back per call: run with OUT elsewhere and tar it into $OUT.
 # Needs peaknet and the ray CLI on PATH/PYTHONPATH.
@@ -133,12 +133,19 @@ case ${1:?part} in
       673m-512-b64-reduce-overhead 673m-512-b64-reduce-overhead-fp8-default 673m-512-b32-reduce-overhead \
       673m-512-b32-reduce-overhead-fp8-default > "$OUT/model.log" 2>&1
     ;;
-  model-tma)  # issue 23: the GEMMs by TMA, per kernel, then compiled (descriptors made on the device; launched inline)
+  model-tma)  # issue 23: the GEMMs by TMA, per kernel, then compiled (launched inline from traced code)
     python3 -m pytest -q tests/test_fused_kernels.py > "$OUT/pytest-fused-kernels.log" 2>&1
     tail -1 "$OUT/pytest-fused-kernels.log"
     python3 benchmarks/bench_gemm_tma.py --output "$OUT/kernels-base-512-b64-tma.json" | tail -4
-    timeout 420 python3 benchmarks/ab_gemm_settings.py --arms loads tma-device tma-inline --rounds 1 --iters 60 \
+    timeout 420 python3 benchmarks/ab_gemm_settings.py --arms loads tma-inline --rounds 1 --iters 60 \
       --output "$OUT/model-gemm-tma.json"
+    ;;
+  model-dwconv)  # issue 23: the depthwise 7x7 kernel per stage, then the model with it (all) against gemm
+    python3 -m pytest -q tests/test_dwconv_kernel.py tests/test_fused_kernels.py > "$OUT/pytest-kernels.log" 2>&1
+    tail -1 "$OUT/pytest-kernels.log"
+    python3 benchmarks/bench_dwconv.py --output "$OUT/kernels-base-512-b64-dwconv.json"
+    timeout 300 python3 benchmarks/ab_model_variants.py --variants fused-gemm fused-all --rounds 2 --iters 60 \
+      --output "$OUT/ab-dwconv.json" 2>&1 | grep "^{'variant"
     ;;
   model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager
     python3 benchmarks/profile_model.py --config $C512 --output "$OUT/h100-profile-base-512.json" | head -30

@@ -50,19 +50,17 @@ def tma_param(device: str, tma: bool) -> bool:
     return tma
 
 
-# (tma, descriptors): per-thread loads, TMA with descriptors made on the host, made by the kernel on the device
-KERNELS = pytest.mark.parametrize(
-    "tma, descriptors", [(False, "host"), (True, "host"), (True, "device")], ids=["loads", "tma", "tma-device"]
-)
+# per-thread loads, or tiles moved by the copy engine through tensor descriptors
+KERNELS = pytest.mark.parametrize("tma", [False, True], ids=["loads", "tma"])
 
 
 @KERNELS
 @pytest.mark.parametrize("device", DEVICES)
-def test_linear_gelu_sumsq_gives_gelu_output_and_its_per_frame_column_norms(tk, device, tma, descriptors):
+def test_linear_gelu_sumsq_gives_gelu_output_and_its_per_frame_column_norms(tk, device, tma):
     frames, hw, k, n = 3, 48, 40, 72  # 48 rows: 16-row tiles; K and N not multiples of the tiles
     a = randn(frames * hw, k, seed=1, device=device)
     weight, bias = randn(n, k, seed=2, device=device, scale=0.2), randn(n, seed=3, device=device)
-    out, sumsq = tk.linear(a, weight, bias, hw, gelu_sumsq=True, tma=tma_param(device, tma), descriptors=descriptors)
+    out, sumsq = tk.linear(a, weight, bias, hw, gelu_sumsq=True, tma=tma_param(device, tma))
     expected = F.gelu(a @ weight.t() + bias)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(sumsq, expected.view(frames, hw, n).square().sum(1), rtol=1e-4, atol=1e-3)
@@ -70,25 +68,23 @@ def test_linear_gelu_sumsq_gives_gelu_output_and_its_per_frame_column_norms(tk, 
 
 @KERNELS
 @pytest.mark.parametrize("device", DEVICES)
-def test_gelu_epilogue_is_the_exact_gelu_to_within_fp32_rounding(tk, device, tma, descriptors):
+def test_gelu_epilogue_is_the_exact_gelu_to_within_fp32_rounding(tk, device, tma):
     # identity weight: the kernel's output is its GELU of `a`, over the range activations take and beyond
     a = torch.linspace(-12, 12, 64 * 16, device=device).view(64, 16)
     eye, zeros = torch.eye(16, device=device), torch.zeros(16, device=device)
-    out, _ = tk.linear(a, eye, zeros, 64, gelu_sumsq=True, tma=tma_param(device, tma), descriptors=descriptors)
+    out, _ = tk.linear(a, eye, zeros, 64, gelu_sumsq=True, tma=tma_param(device, tma))
     expected = F.gelu(a.double()).float()
     torch.testing.assert_close(out, expected, rtol=0, atol=2e-6)
 
 
 @KERNELS
 @pytest.mark.parametrize("device", DEVICES)
-def test_linear_scales_input_columns_per_frame_and_adds_bias_and_residual(tk, device, tma, descriptors):
+def test_linear_scales_input_columns_per_frame_and_adds_bias_and_residual(tk, device, tma):
     frames, hw, k, n = 2, 64, 72, 152  # K and N not multiples of the tiles: N spans two or three column tiles
     a, residual = randn(frames * hw, k, seed=1, device=device), randn(frames * hw, n, seed=4, device=device)
     weight, bias = randn(n, k, seed=2, device=device, scale=0.2), randn(n, seed=3, device=device)
     scale = randn(frames, k, seed=5, device=device) + 1  # a different column scale for each frame
-    out, sumsq = tk.linear(
-        a, weight, bias, hw, residual=residual, a_scale=scale, tma=tma_param(device, tma), descriptors=descriptors
-    )
+    out, sumsq = tk.linear(a, weight, bias, hw, residual=residual, a_scale=scale, tma=tma_param(device, tma))
     expected = (a.view(frames, hw, k) * scale[:, None, :]).view(-1, k) @ weight.t() + bias + residual
     assert sumsq is None
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
@@ -105,8 +101,6 @@ def test_tma_is_chosen_only_on_a_gpu_with_the_copy_engine_and_for_aligned_rows(t
     assert not tk.tma_fits(torch.zeros(64 * 40 + 1)[1:].view(64, 40))  # a start 4 bytes past a boundary
     with pytest.raises(ValueError, match="16-byte"):
         tk.linear(torch.zeros(64, 6), torch.zeros(8, 6), torch.zeros(8), 64, tma=True)
-    with pytest.raises(ValueError, match="descriptors 'gpu'"):
-        tk.linear(a, torch.zeros(8, 40), torch.zeros(8), 64, descriptors="gpu")
 
 
 def test_linear_refuses_frames_that_do_not_tile(tk):

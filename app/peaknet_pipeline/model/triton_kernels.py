@@ -11,9 +11,7 @@ took passes of their own. The kernels fold them into the GEMMs:
 On GPUs with Hopper's bulk tensor copy engine (TMA, compute capability 9.0 on) `linear` runs the same GEMM
 with its operand tiles, residual and output moved as whole tiles through tensor descriptors, which the copy
 engine fetches into shared memory (zero-filled past the edges, so no masks) while the threads compute; elsewhere,
-and where a row's bytes do not meet the copy engine's 16-byte alignment, by per-thread loads. Its descriptors are
-made on the host, or (`descriptors="device"`) by the kernel itself from plain tensors, which torch.compile's
-tracing of a registered op can take (not yet measured on a GPU; the model does not use it).
+and where a row's bytes do not meet the copy engine's 16-byte alignment, by per-thread loads.
 
 Launchers take `wrap` (torch.library.wrap_triton under torch.compile, identity in eager) and run under
 TRITON_INTERPRET=1 on CPU tensors, which is how CI checks them without a GPU.
@@ -141,27 +139,6 @@ def _tma_linear_kernel(
     out_desc.store([off_m, off_n], acc.to(out_desc.dtype))
 
 
-@triton.jit
-def _tma_device_linear_kernel(
-    a_ptr, w_ptr, res_ptr, out_ptr, bias_ptr, part_ptr, scale_ptr, M, N, K, HW,
-    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, UPCAST: tl.constexpr,
-    DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-):  # fmt: skip
-    """_tma_linear_kernel with its descriptors made on the device from plain row-major tensors, so that the
-    kernel's arguments are tensors and numbers, which a registered op's tracing takes as they are."""
-    a_desc = tl.make_tensor_descriptor(a_ptr, shape=[M, K], strides=[K, 1], block_shape=[BLOCK_M, BLOCK_K])
-    w_desc = tl.make_tensor_descriptor(w_ptr, shape=[N, K], strides=[K, 1], block_shape=[BLOCK_N, BLOCK_K])
-    res_desc = tl.make_tensor_descriptor(res_ptr, shape=[M, N], strides=[N, 1], block_shape=[BLOCK_M, BLOCK_N])
-    out_desc = tl.make_tensor_descriptor(out_ptr, shape=[M, N], strides=[N, 1], block_shape=[BLOCK_M, BLOCK_N])
-    _tma_linear_kernel(a_desc, w_desc, res_desc, out_desc, bias_ptr, part_ptr, scale_ptr, N, K, HW,
-                       GELU_SUMSQ, RESIDUAL, SCALE_A, UPCAST, DOT, BLOCK_M, BLOCK_N, BLOCK_K)  # fmt: skip
-
-
-def _scratch(size: int, alignment: int, stream: int | None) -> torch.Tensor:
-    """Global memory for descriptors made on the device (Triton asks for it at launch)."""
-    return torch.empty(size, dtype=torch.int8, device="cuda")
-
-
 Wrap = Callable[[object], object]
 
 # Launch settings that beat the rule in `linear` for the base model's shapes, by (kernel, K, N), from the tile
@@ -228,14 +205,12 @@ def linear(
     wrap: Wrap = _identity,
     tune: dict | None = None,
     tma: bool | None = None,
-    descriptors: str = "host",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """a (M, K) with M a whole number of frames of hw rows; weight (N, K); bias (N,); a_scale (frames, K) fp32
     scales a's columns per frame before the product (GRN's scale). Returns (out (M, N) in a's dtype, the
     per-frame column sums of squares (frames, N) fp32 of GELU's output when gelu_sumsq, else None). Needs
     row_block(hw); `tune` overrides BLOCK_M (dividing hw), BLOCK_N, BLOCK_K, num_warps, num_stages. `tma`:
-    the TMA kernel (True), per-thread loads (False), or the TMA kernel where use_tma and tma_fits say (None);
-    its descriptors made on the host ("host") or by the kernel on the device ("device")."""
+    the TMA kernel (True), per-thread loads (False), or the TMA kernel where use_tma and tma_fits say (None)."""
     a, weight = a.contiguous(), weight.contiguous()  # dense row-major, as the kernel indexes them
     residual = residual.contiguous() if residual is not None else None
     m, k = a.shape
@@ -245,8 +220,6 @@ def linear(
         raise ValueError(f"linear: a frame of {hw} rows is not a whole number of {ROW_BLOCKS[-1]}-row tiles")
     out = torch.empty((m, n), dtype=a.dtype, device=a.device)
     operands = [t for t in (a, weight, residual, out) if t is not None]
-    if descriptors not in ("host", "device"):
-        raise ValueError(f"linear: descriptors {descriptors!r}: expected 'host' or 'device'")
     if tma is None:
         tma = use_tma(a) and tma_fits(*operands)
     elif tma and not tma_fits(*operands):
@@ -264,11 +237,7 @@ def linear(
         UPCAST=INTERPRET,
         DOT="ieee" if a.dtype == torch.float32 else "tf32",  # fp32 models get fp32 products, not TF32
     )
-    if tma and descriptors == "device":
-        if not INTERPRET:
-            triton.set_allocator(_scratch)
-        wrap(_tma_device_linear_kernel)[grid](a, weight, res, out, bias, part, scale, m, n, k, hw, **flags, **params)
-    elif tma:
+    if tma:
         bm, bn, bk = params["BLOCK_M"], params["BLOCK_N"], params["BLOCK_K"]
         wrap(_tma_linear_kernel)[grid](
             TensorDescriptor.from_tensor(a, [bm, bk]), TensorDescriptor.from_tensor(weight, [bn, bk]),
