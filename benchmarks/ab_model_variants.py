@@ -10,6 +10,7 @@ built model; numerics are checked against the plain model in eager mode before a
   inductor to generate as one elementwise kernel over the NHWC tensor.
 - fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES); its kernels have their
   own tests against the plain path, so no check here.
+- fused-all-fold: fused-all with the blocks' LayerNorm inside pwconv1's kernel (fused_ops.FOLD_LAYERNORM).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import nn
 from peaknet_pipeline.bench import emit_json, model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
+from peaknet_pipeline.model import fused_ops
 
 
 class ProductsConv(nn.Module):
@@ -88,7 +90,7 @@ def variant_config(cfg, variant: str):
     if not variant.startswith("fused-"):
         return cfg
     out = cfg.model_copy(deep=True)
-    out.model.peaknet.fused_kernels = variant.removeprefix("fused-")
+    out.model.peaknet.fused_kernels = variant.removeprefix("fused-").removesuffix("-fold")
     return out
 
 
@@ -126,7 +128,11 @@ def main() -> int:
             model, _ = build_model(vcfg.model)
             swapped = apply(model, variant)
             torch._dynamo.reset()
-            runs.append({"variant": variant, "swapped": swapped, **model_only(vcfg, args.iters, model=model)})
+            fused_ops.FOLD_LAYERNORM = variant.endswith("-fold")  # read as the model is traced
+            try:
+                runs.append({"variant": variant, "swapped": swapped, **model_only(vcfg, args.iters, model=model)})
+            finally:
+                fused_ops.FOLD_LAYERNORM = False
             print(runs[-1], file=sys.stderr)
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     emit_json({"gpu": gpu, "config": args.config, "max_rel_logit_diff": checks, "runs": runs}, args.output)
