@@ -89,22 +89,46 @@ def _linear_kernel(
         else:
             a = tl.load(a_ptrs, mask=kk[None, :] < K, other=0.0)
             w = tl.load(w_ptrs, mask=nmask[None, :] & (kk[:, None] < K), other=0.0)
-        if SCALE_A:  # in registers, where the tensor cores take `a` from (the weight stays shared, in L2)
-            s = tl.load(scale_ptr + frame * K + kk, mask=kk < K, other=0.0)
-            a = (a.to(tl.float32) * s[None, :]).to(a_ptr.dtype.element_ty)
-        if LAYERNORM:
-            row_sum, row_sumsq = _row_moments(a, row_sum, row_sumsq)
-        if UPCAST:
-            a = a.to(tl.float32)
-            w = w.to(tl.float32)
-        acc = tl.dot(a, w, acc, input_precision=DOT)
-    if LAYERNORM:
-        acc = _layernorm_fold(acc, row_sum, row_sumsq, colsum_ptr, rn, nmask, K, eps)
-    acc = _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ)
+        acc, row_sum, row_sumsq = _accumulate(
+            acc, a, w, row_sum, row_sumsq, scale_ptr, frame, k0, K, SCALE_A, LAYERNORM, UPCAST, DOT, BLOCK_K
+        )
+    acc = _epilogue(acc, row_sum, row_sumsq, colsum_ptr, eps, bias_ptr, part_ptr, pid_m, rn, nmask, N, K,
+                    LAYERNORM, GELU_SUMSQ)  # fmt: skip
     offs = rm[:, None] * N + rn[None, :]
     if RESIDUAL:
         acc += tl.load(res_ptr + offs, mask=nmask[None, :], other=0.0).to(tl.float32)
     tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=nmask[None, :])
+
+
+@triton.jit
+def _accumulate(
+    acc, a, w, row_sum, row_sumsq, scale_ptr, frame, k0, K,
+    SCALE_A: tl.constexpr, LAYERNORM: tl.constexpr, UPCAST: tl.constexpr, DOT: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    """One K tile of both kernels: `a` scaled per column for this frame (in registers, where the tensor cores
+    take it from; the weight stays shared, in L2), its rows' moments gathered, the product added. Past K, `a`
+    holds zeros (masked or zero-filled loads), so the moments need no mask."""
+    if SCALE_A:
+        kk = k0 + tl.arange(0, BLOCK_K)
+        s = tl.load(scale_ptr + frame * K + kk, mask=kk < K, other=0.0)
+        a = (a.to(tl.float32) * s[None, :]).to(a.dtype)
+    if LAYERNORM:
+        row_sum, row_sumsq = _row_moments(a, row_sum, row_sumsq)
+    if UPCAST:
+        a = a.to(tl.float32)
+        w = w.to(tl.float32)
+    return tl.dot(a, w, acc, input_precision=DOT), row_sum, row_sumsq
+
+
+@triton.jit
+def _epilogue(
+    acc, row_sum, row_sumsq, colsum_ptr, eps, bias_ptr, part_ptr, pid_m, rn, nmask, N, K,
+    LAYERNORM: tl.constexpr, GELU_SUMSQ: tl.constexpr,
+):  # fmt: skip
+    """What both kernels do to the product before the residual: LayerNorm's fold, bias, GELU and its sums."""
+    if LAYERNORM:
+        acc = _layernorm_fold(acc, row_sum, row_sumsq, colsum_ptr, rn, nmask, K, eps)
+    return _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ)
 
 
 @triton.jit
@@ -150,19 +174,11 @@ def _tma_linear_kernel(
     for k0 in range(0, K, BLOCK_K):
         a = a_desc.load([off_m, k0])
         w = w_desc.load([off_n, k0]).T  # the weight's (BLOCK_N, BLOCK_K) rows as the (K, N) operand
-        if SCALE_A:
-            kk = k0 + tl.arange(0, BLOCK_K)
-            s = tl.load(scale_ptr + frame * K + kk, mask=kk < K, other=0.0)
-            a = (a.to(tl.float32) * s[None, :]).to(a.dtype)
-        if LAYERNORM:  # zero-filled past K, so the sums need no mask
-            row_sum, row_sumsq = _row_moments(a, row_sum, row_sumsq)
-        if UPCAST:
-            a = a.to(tl.float32)
-            w = w.to(tl.float32)
-        acc = tl.dot(a, w, acc, input_precision=DOT)
-    if LAYERNORM:
-        acc = _layernorm_fold(acc, row_sum, row_sumsq, colsum_ptr, rn, nmask, K, eps)
-    acc = _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ)
+        acc, row_sum, row_sumsq = _accumulate(
+            acc, a, w, row_sum, row_sumsq, scale_ptr, frame, k0, K, SCALE_A, LAYERNORM, UPCAST, DOT, BLOCK_K
+        )
+    acc = _epilogue(acc, row_sum, row_sumsq, colsum_ptr, eps, bias_ptr, part_ptr, pid_m, rn, nmask, N, K,
+                    LAYERNORM, GELU_SUMSQ)  # fmt: skip
     if RESIDUAL:
         acc += res_desc.load([off_m, off_n]).to(tl.float32)
     out_desc.store([off_m, off_n], acc.to(out_desc.dtype))
