@@ -15,10 +15,9 @@ import json
 
 import torch
 import torch.nn.functional as F
-import triton
 
 from bench_kernels import time_us
-from peaknet_pipeline.model.dwconv_kernel import _dwconv7_kernel, dwconv7, launch_settings
+from peaknet_pipeline.model.dwconv_kernel import _dwconv7_kernel, dwconv7, grid, launch_settings
 
 STAGES = ((96, 4), (192, 8), (384, 16), (768, 32))  # channels, downsampling of the 512x512 frame
 
@@ -33,9 +32,7 @@ def tunes(h: int) -> list[dict]:
 def registers(nhwc, weight, bias, tune: dict) -> dict:
     """Registers and spills per thread of the kernel compiled with these settings."""
     n, h, w, c = nhwc.shape
-    out = torch.empty_like(nhwc)
-    grid = (n * triton.cdiv(h, tune["BLOCK_H"]), triton.cdiv(w, tune["BLOCK_W"]), triton.cdiv(c, tune["BLOCK_C"]))
-    k = _dwconv7_kernel[grid](nhwc, weight, bias, out, h, w, c, **tune)
+    k = _dwconv7_kernel[grid(n, h, w, c, tune)](nhwc, weight, bias, torch.empty_like(nhwc), h, w, c, **tune)
     return {"n_regs": getattr(k, "n_regs", None), "n_spills": getattr(k, "n_spills", None)}
 
 

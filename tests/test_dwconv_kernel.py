@@ -56,6 +56,20 @@ def test_dwconv7_taps_are_not_symmetric_in_use(device):
     torch.testing.assert_close(out[0, 6, 2], torch.arange(1.0, c + 1, device=device))
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_dwconv7_takes_an_nhwc_view_of_an_nchw_tensor(device):
+    """A dense tensor in another memory order (an NCHW tensor's NHWC view) comes back right, dense NHWC."""
+    from peaknet_pipeline.model.dwconv_kernel import dwconv7
+
+    x, weight = randn(2, 8, 9, 10, seed=1, device=device), randn(8, 1, 7, 7, seed=2, device=device)
+    bias = randn(8, seed=3, device=device)
+    got = dwconv7(x.permute(0, 2, 3, 1), weight, bias)
+    assert got.is_contiguous()
+    torch.testing.assert_close(
+        got, F.conv2d(x, weight, bias, padding=3, groups=8).permute(0, 2, 3, 1), rtol=1e-5, atol=1e-4
+    )
+
+
 def test_dwconv7_refuses_a_kernel_that_is_not_7x7_depthwise():
     from peaknet_pipeline.model.dwconv_kernel import dwconv7
 

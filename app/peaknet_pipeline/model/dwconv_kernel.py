@@ -105,6 +105,11 @@ def launch_settings(h: int, w: int, c: int) -> dict:
     return {"BLOCK_H": min(h, 128), "BLOCK_W": 16, "BLOCK_C": 32, "num_warps": 4}
 
 
+def grid(n: int, h: int, w: int, c: int, params: dict) -> tuple[int, int, int]:
+    """The kernel's programs for n frames of (h, w, c) under launch settings `params`."""
+    return n * triton.cdiv(h, params["BLOCK_H"]), triton.cdiv(w, params["BLOCK_W"]), triton.cdiv(c, params["BLOCK_C"])
+
+
 def dwconv7(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, wrap: Wrap = _identity, tune: dict | None = None
 ) -> torch.Tensor:
@@ -113,9 +118,9 @@ def dwconv7(
     settings (benchmarks)."""
     if weight.shape[1:] != (1, 7, 7) or weight.shape[0] != x.shape[3]:
         raise ValueError(f"dwconv7: weight (C, 1, 7, 7) for C={x.shape[3]} expected, got {tuple(weight.shape)}")
+    x = x.contiguous()  # dense NHWC, as the kernel indexes it (and so is `out`)
     n, h, w, c = x.shape
     out = torch.empty_like(x)
     params = {**launch_settings(h, w, c), **(tune or {})}
-    grid = (n * triton.cdiv(h, params["BLOCK_H"]), triton.cdiv(w, params["BLOCK_W"]), triton.cdiv(c, params["BLOCK_C"]))
-    wrap(_dwconv7_kernel)[grid](x.contiguous(), weight.contiguous(), bias, out, h, w, c, **params)
+    wrap(_dwconv7_kernel)[grid(n, h, w, c, params)](x, weight.contiguous(), bias, out, h, w, c, **params)
     return out
