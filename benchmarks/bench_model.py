@@ -96,10 +96,18 @@ VARIANTS = [  # (name, overrides)
         "hf-base-512-b64-reduce-overhead",
         ["data.frame_shape=[1,512,512]", "data.batch_size=64", "inference.compile_mode=reduce-overhead"],
     ),
-    (  # the configs' defaults (fused GEMM kernels) at the other two shapes the issue asks for
-        "base-1920-b8-reduce-overhead",
-        ["data.frame_shape=[1,1920,1920]", "data.batch_size=8", "inference.compile_mode=reduce-overhead"],
-    ),
+    *[  # the configs' defaults at the other two shapes the issue asks for, and with the GEMM kernels only
+        (
+            f"base-1920-b8-reduce-overhead{suffix}",
+            [
+                "data.frame_shape=[1,1920,1920]",
+                "data.batch_size=8",
+                "inference.compile_mode=reduce-overhead",
+                *overrides,
+            ],
+        )
+        for suffix, overrides in (("", []), ("-fused-gemm", ["model.peaknet.fused_kernels=gemm"]))
+    ],
     *[
         (
             f"673m-512-b32-reduce-overhead{suffix}",
@@ -113,18 +121,31 @@ VARIANTS = [  # (name, overrides)
         )
         for suffix, overrides in (("", []), ("-fused-gemm", ["model.peaknet.fused_kernels=gemm"]))
     ],
-    (
-        "673m-512-b64-reduce-overhead",
-        [
-            "data.frame_shape=[1,512,512]",
-            "data.batch_size=64",
-            "inference.compile_mode=reduce-overhead",
-            "model.peaknet.preset=673m",
-        ],
-    ),
+    *[  # 673m at b64 (its config's batch), and with the depthwise kernel alone (-fused-dwconv)
+        (
+            f"673m-512-b64-reduce-overhead{suffix}",
+            [
+                "data.frame_shape=[1,512,512]",
+                "data.batch_size=64",
+                "inference.compile_mode=reduce-overhead",
+                "model.peaknet.preset=673m",
+                *overrides,
+            ],
+        )
+        for suffix, overrides in (("", []), ("-fused-dwconv", ["model.peaknet.fused_kernels=dwconv"]))
+    ],
     *[  # precision fp8: the ConvNeXt blocks' GEMMs in FP8 in every block (-fp8), in those of 384 channels or more
         # (-fp8-wide), or as the rule in fp8_ops.MIN_CHANNELS has it (-fp8-default)
-        (f"{name}-fp8{which}", [*overrides, "inference.compile_mode=reduce-overhead", "inference.precision=fp8"])
+        (
+            f"{name}-fp8{which}{dw}",
+            [
+                *overrides,
+                "inference.compile_mode=reduce-overhead",
+                "inference.precision=fp8",
+                *(["model.peaknet.fused_kernels=dwconv"] if dw else []),
+            ],
+        )  # fmt: skip
+        for dw in ("", "-fused-dwconv")
         for name, overrides in (
             ("base-512-b64-reduce-overhead", ["data.frame_shape=[1,512,512]", "data.batch_size=64"]),
             ("base-1920-b8-reduce-overhead", ["data.frame_shape=[1,1920,1920]", "data.batch_size=8"]),
@@ -236,7 +257,8 @@ def main() -> int:
             continue
         cfg = load_config(None, base + overrides)
         inductor = next((patch for suffix, patch in INDUCTOR.items() if name.endswith(suffix)), {})
-        fp8_min = next((v for k, v in FP8_MIN_CHANNELS.items() if name.endswith(f"-fp8{k}")), fp8_ops.MIN_CHANNELS)
+        stem = name.removesuffix("-fused-dwconv")
+        fp8_min = next((v for k, v in FP8_MIN_CHANNELS.items() if stem.endswith(f"-fp8{k}")), fp8_ops.MIN_CHANNELS)
         try:
             with torch._inductor.config.patch(inductor), mock.patch.object(fp8_ops, "MIN_CHANNELS", fp8_min):
                 row = {"variant": name, "overrides": overrides, **model_only(cfg, args.iters, build(name, cfg))}

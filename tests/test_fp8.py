@@ -3,13 +3,15 @@ too, so the numerics are checked here; the speed and the peak-level accuracy gat
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.engine import ModelRunner, enable_fp8, spec_from_config
 from peaknet_pipeline.inference.models import build_model
-from peaknet_pipeline.model import fp8_ops
+from peaknet_pipeline.model import fp8_ops, fused_ops
 from peaknet_pipeline.model.backbone import ConvNeXtV2Block
 
 
@@ -77,3 +79,21 @@ def test_precision_fp8_says_so_when_no_block_is_wide_enough_to_gain(monkeypatch)
         assert enable_fp8(model, torch.device("cpu")) == 0
     monkeypatch.setattr(fp8_ops, "MIN_CHANNELS", 32)  # the demo preset's widest stages: 32, 64, 128
     assert enable_fp8(model, torch.device("cpu")) == sum(1 for m in model.modules() if getattr(m, "fp8", False)) > 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton (its CPU interpreter)")
+def test_fp8_block_in_mode_dwconv_takes_its_depthwise_conv_from_the_kernel(monkeypatch):
+    torch.manual_seed(0)
+    block = ConvNeXtV2Block(32).eval()
+    x = torch.randn(2, 32, 16, 16).to(memory_format=torch.channels_last)
+    monkeypatch.setattr(fp8_ops, "MIN_CHANNELS", 0)
+    fp8_ops.enable(block)
+    calls = []
+    kernel = fused_ops.depthwise
+    monkeypatch.setattr(fused_ops, "depthwise", lambda conv, t: calls.append(t.shape) or kernel(conv, t))
+    with torch.no_grad():
+        want = block(x)
+        assert fused_ops.enable(block, "dwconv") == 1
+        got = block(x)
+    assert calls == [x.shape]  # the kernel ran once, in the second forward only
+    assert (got - want).norm() / (want - x).norm() < 0.01

@@ -149,10 +149,11 @@ class PeakNetModel(Section):
     uses_learned_upsample: bool | None = None
     channels_last: bool = Field(True, description="NHWC activations on GPU (faster convolutions)")
     cast_weights: bool = Field(True, description="on GPU with bf16/fp16, cast weights once instead of autocast")
-    fused_kernels: Literal["none", "gemm", "all"] | None = Field(
+    fused_kernels: Literal["none", "dwconv", "gemm", "all"] | None = Field(
         None,
         description="on GPU, ConvNeXt blocks as fused Triton kernels (same weights): gemm = both linear layers with "
-        "GELU, GRN and the residual in their epilogues; all = gemm and the depthwise 7x7; none = PyTorch ops; "
+        "GELU, GRN and the residual in their epilogues; dwconv = the depthwise 7x7 only (the linear layers by "
+        "cuBLAS, or in FP8 with precision fp8); all = gemm and dwconv; none = PyTorch ops; "
         "null = what measured fastest for the preset (base: all; 673m and custom sizes: none)",
     )
 

@@ -63,11 +63,16 @@ class ConvNeXtV2Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fp8:
             return fp8_ops.convnext_block(self, x)
-        if self.fused != "none" and fused_ops.fusable(x):
+        if self.fused in fused_ops.GEMM_MODES and fused_ops.fusable(x):
             return fused_ops.convnext_block(self, x)
-        y = self.dwconv(x).permute(0, 2, 3, 1)
-        y = grn_linear(F.gelu(self.pwconv1(self.layernorm(y))), self.grn, self.pwconv2)
+        y = grn_linear(F.gelu(self.pwconv1(self.layernorm(self.depthwise(x)))), self.grn, self.pwconv2)
         return x + y.permute(0, 3, 1, 2)
+
+    def depthwise(self, x: torch.Tensor) -> torch.Tensor:
+        """The depthwise 7x7 of (N, C, H, W) as (N, H, W, C): cuDNN's, or the Triton kernel's (fused modes)."""
+        if self.fused in fused_ops.DWCONV_MODES:
+            return fused_ops.depthwise(self.dwconv, x)
+        return self.dwconv(x).permute(0, 2, 3, 1)
 
 
 class ConvNeXtV2Stage(nn.Module):

@@ -59,7 +59,9 @@ def fusable(x: torch.Tensor) -> bool:
     return tk is not None and (tk.row_block(x.shape[2] * x.shape[3]) or 0) >= MIN_ROW_BLOCK
 
 
-MODES = ("none", "gemm", "all")  # all: gemm and the depthwise 7x7 too
+MODES = ("none", "dwconv", "gemm", "all")  # dwconv: the depthwise 7x7 only; all: gemm and dwconv
+GEMM_MODES = ("gemm", "all")
+DWCONV_MODES = ("dwconv", "all")
 # In mode all, the block's LayerNorm inside pwconv1's kernel (rows normalised as they enter the product) instead
 # of a pass of its own. A candidate for issue 23, switched by benchmarks/ab_model_variants.py until measured.
 FOLD_LAYERNORM = False
@@ -71,6 +73,13 @@ PRESET_MODES = {"base": "all", "673m": "none"}
 def mode_for(preset: str | None, configured: str | None) -> str:
     """The configured mode, or the measured one for the preset (none for custom sizes)."""
     return configured or PRESET_MODES.get(preset or "", "none")
+
+
+def depthwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """conv (the block's depthwise 7x7) of (N, C, H, W) by the Triton kernel, as (N, H, W, C)."""
+    n, c, h, w = x.shape
+    rows = x.permute(0, 2, 3, 1).contiguous().view(n * h * w, c)
+    return dwconv7(rows, conv.weight, conv.bias, h, w).view(n, h, w, c)
 
 
 def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:

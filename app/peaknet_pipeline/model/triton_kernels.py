@@ -143,7 +143,9 @@ def _layernorm_fold(acc, row_sum, row_sumsq, colsum_ptr, rn, nmask, K, eps):
     """The product of LayerNorm's output with the weight, from the product of its input: (x - mean) / std . w
     = (x . w - mean * sum(w)) / std, with LayerNorm's scale already in w and its shift in the bias."""
     mean = row_sum / K
-    rstd = 1.0 / tl.sqrt(tl.maximum(row_sumsq / K - mean * mean, 0.0) + eps)
+    # eps may arrive as fp64 (inductor passes Python floats so): the product stays fp32 for the epilogue
+    var = (tl.maximum(row_sumsq / K - mean * mean, 0.0) + eps).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(var)
     colsum = tl.load(colsum_ptr + rn, mask=nmask, other=0.0)
     return (acc - mean[:, None] * colsum[None, :]) * rstd[:, None]
 
