@@ -140,12 +140,17 @@ case ${1:?part} in
     timeout 420 python3 benchmarks/ab_gemm_settings.py --arms loads tma-inline --rounds 1 --iters 60 \
       --output "$OUT/model-gemm-tma.json"
     ;;
-  model-dwconv)  # issue 23: the model with the depthwise 7x7 kernel (all), and with LayerNorm folded into
-                 # pwconv1 too, against gemm (the kernel alone: bench_dwconv.py)
+  model-dwconv)  # issue 23: the depthwise 7x7 kernel in the whole model: base 512 all against gemm (alternating in
+                 # one process), 1920 all against gemm, 673m dwconv against none in bf16 and fp8 (the kernel
+                 # alone: bench_dwconv.py)
     python3 -m pytest -q tests/test_dwconv_kernel.py tests/test_fused_kernels.py > "$OUT/pytest-kernels.log" 2>&1
     tail -1 "$OUT/pytest-kernels.log"
-    timeout 450 python3 benchmarks/ab_model_variants.py --variants fused-gemm fused-all fused-all-fold --rounds 2 \
-      --iters 60 --output "$OUT/ab-dwconv-fold.json" 2>&1 | grep "^{'variant"
+    timeout 300 python3 benchmarks/ab_model_variants.py --variants fused-gemm fused-all --rounds 2 \
+      --iters 60 --output "$OUT/ab-dwconv.json" 2>&1 | grep "^{'variant"
+    python3 benchmarks/bench_model.py --iters 20 --output "$OUT/model-dwconv.jsonl" --only \
+      base-1920-b8-reduce-overhead base-1920-b8-reduce-overhead-fused-gemm 673m-512-b64-reduce-overhead \
+      673m-512-b64-reduce-overhead-fused-dwconv 673m-512-b64-reduce-overhead-fp8-default \
+      673m-512-b64-reduce-overhead-fp8-default-fused-dwconv > "$OUT/model-dwconv.log" 2>&1
     ;;
   model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager
     python3 benchmarks/profile_model.py --config $C512 --output "$OUT/h100-profile-base-512.json" | head -30

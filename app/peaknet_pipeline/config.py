@@ -154,7 +154,7 @@ class PeakNetModel(Section):
         description="on GPU, ConvNeXt blocks as fused Triton kernels (same weights): gemm = both linear layers with "
         "GELU, GRN and the residual in their epilogues; dwconv = the depthwise 7x7 only (the linear layers by "
         "cuBLAS, or in FP8 with precision fp8); all = gemm and dwconv; none = PyTorch ops; "
-        "null = what measured fastest for the preset (base: all; 673m and custom sizes: none)",
+        "null = what measured fastest for the preset (base: all; 673m: dwconv; custom sizes: none)",
     )
 
 

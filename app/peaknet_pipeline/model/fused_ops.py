@@ -36,14 +36,6 @@ if tk is not None:
     ) -> torch.Tensor:  # fmt: skip
         return tk.linear(a, weight, bias, hw, residual=residual, a_scale=a_scale, wrap=wrap_triton)[0]
 
-    @triton_op("peaknet::layernorm_linear_gelu_sumsq", mutates_args=())
-    def layernorm_linear_gelu_sumsq(
-        x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, colsum: torch.Tensor, hw: int, eps: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return tk.linear(
-            x, weight, bias, hw, gelu_sumsq=True, layernorm_colsum=colsum, layernorm_eps=eps, wrap=wrap_triton
-        )
-
     @triton_op("peaknet::dwconv7", mutates_args=())
     def dwconv7(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """The depthwise 7x7 on frames of h x w pixels given as (pixels, C) rows; returns rows."""
@@ -62,12 +54,9 @@ def fusable(x: torch.Tensor) -> bool:
 MODES = ("none", "dwconv", "gemm", "all")  # dwconv: the depthwise 7x7 only; all: gemm and dwconv
 GEMM_MODES = ("gemm", "all")
 DWCONV_MODES = ("dwconv", "all")
-# In mode all, the block's LayerNorm inside pwconv1's kernel (rows normalised as they enter the product) instead
-# of a pass of its own. A candidate for issue 23, switched by benchmarks/ab_model_variants.py until measured.
-FOLD_LAYERNORM = False
 # The faster mode per preset, as measured (docs/performance.md): Triton's GEMMs trail cuBLAS once the layers
-# are wide and the work is compute-bound, so 673m stays on PyTorch ops.
-PRESET_MODES = {"base": "all", "673m": "none"}
+# are wide and the work is compute-bound, so 673m keeps PyTorch's GEMMs (or FP8's) and takes the depthwise kernel.
+PRESET_MODES = {"base": "all", "673m": "dwconv"}
 
 
 def mode_for(preset: str | None, configured: str | None) -> str:
@@ -84,8 +73,8 @@ def depthwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """ConvNeXtV2Block.forward on (N, C, H, W): pwconv1+GELU+GRN statistic, and pwconv2 with GRN's per-frame
-    scale on its input plus the residual, each one kernel; in mode all the depthwise conv too. LayerNorm is a
-    PyTorch op, or with FOLD_LAYERNORM (mode all) part of pwconv1's kernel."""
+    scale on its input plus the residual, each one kernel; in mode all the depthwise conv too. LayerNorm stays a
+    PyTorch op."""
     n, c, h, w = x.shape
     hw = h * w
     # The block's input as (pixels, C) rows, free under channels_last; the residual and, in mode all, the
@@ -96,11 +85,7 @@ def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         y = dwconv7(residual, block.dwconv.weight, block.dwconv.bias, h, w)
     else:
         y = block.dwconv(x).permute(0, 2, 3, 1)
-    if block.fused == "all" and FOLD_LAYERNORM:
-        weight, bias, colsum = tk.layernorm_folded(norm, pw1)
-        a, sumsq = layernorm_linear_gelu_sumsq(y, weight, bias, colsum, hw, norm.eps)
-    else:
-        a, sumsq = linear_gelu_sumsq(norm(y).contiguous().view(n * hw, c), pw1.weight, pw1.bias, hw)
+    a, sumsq = linear_gelu_sumsq(norm(y).contiguous().view(n * hw, c), pw1.weight, pw1.bias, hw)
     scale = grn.scale_from_norm(sumsq.sqrt())  # fp32 (N, 4C), applied to `a` as pwconv2's kernel reads it
     out = linear_scaled_residual(a, scale, pw2.weight, grn.folded_bias(pw2), residual, hw)
     return out.view(n, h, w, c).permute(0, 3, 1, 2)

@@ -68,8 +68,8 @@ def _tile(N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
 
 @triton.jit
 def _linear_kernel(
-    a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, part_ptr, scale_ptr, colsum_ptr, M, N, K, HW, eps,
-    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, LAYERNORM: tl.constexpr,
+    a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, part_ptr, scale_ptr, M, N, K, HW,
+    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr,
     EVEN_K: tl.constexpr, UPCAST: tl.constexpr, DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
@@ -77,8 +77,6 @@ def _linear_kernel(
     rk = tl.arange(0, BLOCK_K)
     frame = (pid_m * BLOCK_M) // HW  # BLOCK_M divides HW: a row tile never spans two frames
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    row_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
-    row_sumsq = tl.zeros([BLOCK_M], dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         kk = k0 + rk
         a_ptrs = a_ptr + rm[:, None] * K + kk[None, :]
@@ -89,11 +87,8 @@ def _linear_kernel(
         else:
             a = tl.load(a_ptrs, mask=kk[None, :] < K, other=0.0)
             w = tl.load(w_ptrs, mask=nmask[None, :] & (kk[:, None] < K), other=0.0)
-        acc, row_sum, row_sumsq = _accumulate(
-            acc, a, w, row_sum, row_sumsq, scale_ptr, frame, k0, K, SCALE_A, LAYERNORM, UPCAST, DOT, BLOCK_K
-        )
-    acc = _epilogue(acc, row_sum, row_sumsq, colsum_ptr, eps, bias_ptr, part_ptr, pid_m, rn, nmask, N, K,
-                    LAYERNORM, GELU_SUMSQ)  # fmt: skip
+        acc = _accumulate(acc, a, w, scale_ptr, frame, k0, K, SCALE_A, UPCAST, DOT, BLOCK_K)
+    acc = _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ)
     offs = rm[:, None] * N + rn[None, :]
     if RESIDUAL:
         acc += tl.load(res_ptr + offs, mask=nmask[None, :], other=0.0).to(tl.float32)
@@ -102,52 +97,19 @@ def _linear_kernel(
 
 @triton.jit
 def _accumulate(
-    acc, a, w, row_sum, row_sumsq, scale_ptr, frame, k0, K,
-    SCALE_A: tl.constexpr, LAYERNORM: tl.constexpr, UPCAST: tl.constexpr, DOT: tl.constexpr, BLOCK_K: tl.constexpr,
+    acc, a, w, scale_ptr, frame, k0, K,
+    SCALE_A: tl.constexpr, UPCAST: tl.constexpr, DOT: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     """One K tile of both kernels: `a` scaled per column for this frame (in registers, where the tensor cores
-    take it from; the weight stays shared, in L2), its rows' moments gathered, the product added. Past K, `a`
-    holds zeros (masked or zero-filled loads), so the moments need no mask."""
+    take it from; the weight stays shared, in L2), the product added."""
     if SCALE_A:
         kk = k0 + tl.arange(0, BLOCK_K)
         s = tl.load(scale_ptr + frame * K + kk, mask=kk < K, other=0.0)
         a = (a.to(tl.float32) * s[None, :]).to(a.dtype)
-    if LAYERNORM:
-        row_sum, row_sumsq = _row_moments(a, row_sum, row_sumsq)
     if UPCAST:
         a = a.to(tl.float32)
         w = w.to(tl.float32)
-    return tl.dot(a, w, acc, input_precision=DOT), row_sum, row_sumsq
-
-
-@triton.jit
-def _epilogue(
-    acc, row_sum, row_sumsq, colsum_ptr, eps, bias_ptr, part_ptr, pid_m, rn, nmask, N, K,
-    LAYERNORM: tl.constexpr, GELU_SUMSQ: tl.constexpr,
-):  # fmt: skip
-    """What both kernels do to the product before the residual: LayerNorm's fold, bias, GELU and its sums."""
-    if LAYERNORM:
-        acc = _layernorm_fold(acc, row_sum, row_sumsq, colsum_ptr, rn, nmask, K, eps)
-    return _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ)
-
-
-@triton.jit
-def _row_moments(a, row_sum, row_sumsq):
-    """Adds this K tile of each row to the row's sum and sum of squares (LayerNorm's statistics)."""
-    af = a.to(tl.float32)
-    return row_sum + tl.sum(af, axis=1), row_sumsq + tl.sum(af * af, axis=1)
-
-
-@triton.jit
-def _layernorm_fold(acc, row_sum, row_sumsq, colsum_ptr, rn, nmask, K, eps):
-    """The product of LayerNorm's output with the weight, from the product of its input: (x - mean) / std . w
-    = (x . w - mean * sum(w)) / std, with LayerNorm's scale already in w and its shift in the bias."""
-    mean = row_sum / K
-    # eps may arrive as fp64 (inductor passes Python floats so): the product stays fp32 for the epilogue
-    var = (tl.maximum(row_sumsq / K - mean * mean, 0.0) + eps).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(var)
-    colsum = tl.load(colsum_ptr + rn, mask=nmask, other=0.0)
-    return (acc - mean[:, None] * colsum[None, :]) * rstd[:, None]
+    return tl.dot(a, w, acc, input_precision=DOT)
 
 
 @triton.jit
@@ -162,8 +124,8 @@ def _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ: t
 
 @triton.jit
 def _tma_linear_kernel(
-    a_desc, w_desc, res_desc, out_desc, bias_ptr, part_ptr, scale_ptr, colsum_ptr, N, K, HW, eps,
-    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, LAYERNORM: tl.constexpr,
+    a_desc, w_desc, res_desc, out_desc, bias_ptr, part_ptr, scale_ptr, N, K, HW,
+    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr,
     UPCAST: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     pid_m, off_m, off_n = _tile_origin(N, BLOCK_M, BLOCK_N)  # whole tiles by descriptor, from their corner
@@ -171,16 +133,11 @@ def _tma_linear_kernel(
     nmask = rn < N
     frame = off_m // HW
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    row_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
-    row_sumsq = tl.zeros([BLOCK_M], dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         a = a_desc.load([off_m, k0])
         w = w_desc.load([off_n, k0]).T  # the weight's (BLOCK_N, BLOCK_K) rows as the (K, N) operand
-        acc, row_sum, row_sumsq = _accumulate(
-            acc, a, w, row_sum, row_sumsq, scale_ptr, frame, k0, K, SCALE_A, LAYERNORM, UPCAST, DOT, BLOCK_K
-        )
-    acc = _epilogue(acc, row_sum, row_sumsq, colsum_ptr, eps, bias_ptr, part_ptr, pid_m, rn, nmask, N, K,
-                    LAYERNORM, GELU_SUMSQ)  # fmt: skip
+        acc = _accumulate(acc, a, w, scale_ptr, frame, k0, K, SCALE_A, UPCAST, DOT, BLOCK_K)
+    acc = _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ)
     if RESIDUAL:
         acc += res_desc.load([off_m, off_n]).to(tl.float32)
     out_desc.store([off_m, off_n], acc.to(out_desc.dtype))
@@ -241,16 +198,6 @@ def launch_settings(kind: str, k: int, n: int, block_m: int, tma: bool) -> dict:
     return params | MEASURED.get((kind, k, n), {})
 
 
-def layernorm_folded(norm: torch.nn.LayerNorm, linear_layer: torch.nn.Linear):
-    """`linear`'s weight, bias and layernorm_colsum for linear_layer(norm(x)) computed from x: the scale goes
-    into the weight (rounded to its dtype, and the column sums taken of what the kernel multiplies), the shift
-    into the bias."""
-    w32 = linear_layer.weight.float()
-    weight = (w32 * norm.weight.float()).to(linear_layer.weight.dtype)
-    bias = linear_layer.bias.float() + w32 @ norm.bias.float()
-    return weight, bias, weight.float().sum(1)
-
-
 def linear(
     a: torch.Tensor,
     weight: torch.Tensor,
@@ -262,17 +209,12 @@ def linear(
     wrap: Wrap = _identity,
     tune: dict | None = None,
     tma: bool | None = None,
-    layernorm_colsum: torch.Tensor | None = None,
-    layernorm_eps: float = 1e-6,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """a (M, K) with M a whole number of frames of hw rows; weight (N, K); bias (N,); a_scale (frames, K) fp32
     scales a's columns per frame before the product (GRN's scale). Returns (out (M, N) in a's dtype, the
     per-frame column sums of squares (frames, N) fp32 of GELU's output when gelu_sumsq, else None). Needs
     row_block(hw); `tune` overrides BLOCK_M (dividing hw), BLOCK_N, BLOCK_K, num_warps, num_stages. `tma`:
-    the TMA kernel (True), per-thread loads (False), or the TMA kernel where use_tma and tma_fits say (None).
-    `layernorm_colsum` (N,) fp32: `a` is LayerNorm's input, each row normalised (eps `layernorm_eps`) on its way
-    into the product; weight must carry LayerNorm's scale, bias its shift, layernorm_colsum = weight's row sums
-    (layernorm_folded)."""
+    the TMA kernel (True), per-thread loads (False), or the TMA kernel where use_tma and tma_fits say (None)."""
     a, weight = a.contiguous(), weight.contiguous()  # dense row-major, as the kernel indexes them
     residual = residual.contiguous() if residual is not None else None
     m, k = a.shape
@@ -292,12 +234,10 @@ def linear(
     grid = (tiles_m * triton.cdiv(n, params["BLOCK_N"]),)
     res = residual if residual is not None else out
     scale = a_scale.contiguous() if a_scale is not None else part
-    colsum = layernorm_colsum if layernorm_colsum is not None else part
     flags = dict(
         GELU_SUMSQ=gelu_sumsq,
         RESIDUAL=residual is not None,
         SCALE_A=a_scale is not None,
-        LAYERNORM=layernorm_colsum is not None,
         UPCAST=INTERPRET,
         DOT="ieee" if a.dtype == torch.float32 else "tf32",  # fp32 models get fp32 products, not TF32
     )
@@ -306,11 +246,11 @@ def linear(
         wrap(_tma_linear_kernel)[grid](
             TensorDescriptor.from_tensor(a, [bm, bk]), TensorDescriptor.from_tensor(weight, [bn, bk]),
             TensorDescriptor.from_tensor(res, [bm, bn]), TensorDescriptor.from_tensor(out, [bm, bn]),
-            bias, part, scale, colsum, n, k, hw, layernorm_eps, **flags, **params,
+            bias, part, scale, n, k, hw, **flags, **params,
         )  # fmt: skip
     else:
         wrap(_linear_kernel)[grid](
-            a, weight, bias, res, out, part, scale, colsum, m, n, k, hw, layernorm_eps,
+            a, weight, bias, res, out, part, scale, m, n, k, hw,
             EVEN_K=k % params["BLOCK_K"] == 0, **flags, **params,
         )  # fmt: skip
     sumsq = part.view(m // hw, hw // params["BLOCK_M"], n).sum(1) if gelu_sumsq else None
