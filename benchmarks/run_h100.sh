@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
 #   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-fused|model-fp8|
-#       model-tma|model-dwconv|model-profile
+#       model-tma|model-dwconv|model-groups|model-profile
 #   (results under $OUT, default benchmarks/results/raw)
 # On the lent device only a few files of $OUT come back per call: run with OUT elsewhere and tar it into $OUT.
 # Needs peaknet and the ray CLI on PATH/PYTHONPATH.
@@ -151,6 +151,15 @@ case ${1:?part} in
       base-1920-b8-reduce-overhead base-1920-b8-reduce-overhead-fused-gemm 673m-512-b64-reduce-overhead \
       673m-512-b64-reduce-overhead-fused-dwconv 673m-512-b64-reduce-overhead-fp8-default \
       673m-512-b64-reduce-overhead-fp8-default-fused-dwconv > "$OUT/model-dwconv.log" 2>&1
+    ;;
+  model-groups)  # issue 23: where the time goes with the depthwise kernel: per layer group at 512 (the default,
+                 # all), and per kernel at 1920 with all and with gemm
+    timeout 330 python3 benchmarks/profile_groups.py --config $C512 --iters 30 --output "$OUT/groups-base-512-all.json" \
+      > "$OUT/groups.log" 2>&1
+    for mode in all gemm; do
+      timeout 120 python3 benchmarks/profile_model.py --config $C1920 --set model.peaknet.fused_kernels=$mode \
+        --iters 10 --top 30 --output "$OUT/profile-base-1920-$mode.json" > "$OUT/profile-1920-$mode.log" 2>&1
+    done
     ;;
   model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager
     python3 benchmarks/profile_model.py --config $C512 --output "$OUT/h100-profile-base-512.json" | head -30
