@@ -17,16 +17,14 @@ The output file is rewritten after every run, so a run cut short by a time limit
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import torch
 import torch._inductor.config as inductor_config
 import torch.nn.functional as F
 from torch import nn
 
-from peaknet_pipeline.bench import emit_json, model_only
+from peaknet_pipeline.bench import emit_json, keep_json, model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
 
@@ -132,8 +130,7 @@ def main() -> int:
             torch._dynamo.reset()
             runs.append({"variant": variant, "swapped": swapped, **model_only(vcfg, args.iters, model=model)})
             print(runs[-1], file=sys.stderr)
-            if args.output:
-                Path(args.output).write_text(json.dumps(result(args.config, checks, runs), indent=2) + "\n")
+            keep_json(result(args.config, checks, runs), args.output)
     emit_json(result(args.config, checks, runs), args.output)
     return 0
 

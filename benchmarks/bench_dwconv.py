@@ -24,8 +24,8 @@ STAGES = ((96, 4), (192, 8), (384, 16), (768, 32))  # channels, downsampling of 
 
 def tunes(h: int) -> list[dict]:
     """Launch settings to try: strip width, rows per program, warps (BLOCK_C 32: one channel per thread)."""
-    grid = itertools.product((16, 32), (32, 64, 128), (2, 4))
-    rows = [{"BLOCK_W": bw, "BLOCK_H": bh, "BLOCK_C": 32, "num_warps": nw} for bw, bh, nw in grid if bh <= h]
+    combos = itertools.product((16, 32), (32, 64, 128), (2, 4))
+    rows = [{"BLOCK_W": bw, "BLOCK_H": bh, "BLOCK_C": 32, "num_warps": nw} for bw, bh, nw in combos if bh <= h]
     return rows + [{"BLOCK_W": 64, "BLOCK_H": min(64, h), "BLOCK_C": 32, "num_warps": 8}]
 
 

@@ -14,6 +14,8 @@ from peaknet_pipeline.inference.models import build_model
 from peaknet_pipeline.model import fp8_ops, fused_ops
 from peaknet_pipeline.model.backbone import ConvNeXtV2Block
 
+from .test_fused_kernels import record_depthwise_calls
+
 
 def rows_of_many_magnitudes(m: int, k: int) -> torch.Tensor:
     """Rows whose scales span six decades: one scale for the whole tensor would flush the small rows to zero."""
@@ -88,9 +90,7 @@ def test_fp8_block_in_mode_dwconv_takes_its_depthwise_conv_from_the_kernel(monke
     x = torch.randn(2, 32, 16, 16).to(memory_format=torch.channels_last)
     monkeypatch.setattr(fp8_ops, "MIN_CHANNELS", 0)
     fp8_ops.enable(block)
-    calls = []
-    kernel = fused_ops.depthwise
-    monkeypatch.setattr(fused_ops, "depthwise", lambda conv, t: calls.append(t.shape) or kernel(conv, t))
+    calls = record_depthwise_calls(monkeypatch)
     with torch.no_grad():
         want = block(x)
         assert fused_ops.enable(block, "dwconv") == 1

@@ -32,6 +32,15 @@ DEVICES = [
 ]
 
 
+def record_depthwise_calls(monkeypatch) -> list:
+    """The input shapes fused_ops.depthwise (the Triton depthwise kernel's entry) is called with from now on; it
+    still runs."""
+    calls = []
+    kernel = fused_ops.depthwise
+    monkeypatch.setattr(fused_ops, "depthwise", lambda conv, t: calls.append(t.shape) or kernel(conv, t))
+    return calls
+
+
 def randn(*shape: int, seed: int, device: str, scale: float = 1.0) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).mul(scale).to(device)
 
@@ -136,9 +145,7 @@ def test_fused_block_is_the_plain_block(device, mode, monkeypatch):
         torch.testing.assert_close(fused(x), plain(x), rtol=1e-4, atol=1e-4)
         odd = x[:, :, :4, :4]  # 16 pixels per frame: too few for a GEMM tile, so PyTorch's linear layers run
         assert not fused_ops.fusable(odd)
-        calls = []  # the depthwise kernel (dwconv, all) runs for such frames too, summing in its own order
-        kernel = fused_ops.depthwise
-        monkeypatch.setattr(fused_ops, "depthwise", lambda conv, t: calls.append(t.shape) or kernel(conv, t))
+        calls = record_depthwise_calls(monkeypatch)  # the kernel (dwconv, all) runs for such frames too
         exact = mode not in fused_ops.DWCONV_MODES
         torch.testing.assert_close(fused(odd), plain(odd), rtol=0 if exact else 1e-4, atol=0 if exact else 1e-4)
         assert calls == ([] if exact else [odd.shape])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,10 +61,12 @@ def sync(device: torch.device) -> None:
 
 def emit_json(result: dict, output: str | None) -> None:
     """Benchmarks print their result and, when asked, keep it as a file for benchmarks/results/."""
-    import json
-    from pathlib import Path
+    print(json.dumps(result, indent=2))
+    keep_json(result, output)
 
-    text = json.dumps(result, indent=2)
-    print(text)
+
+def keep_json(result: dict, output: str | None) -> None:
+    """The result as a file for benchmarks/results/ (when `output`); benchmarks call it as they go too, so a
+    run cut short keeps what it measured."""
     if output:
-        Path(output).write_text(text + "\n")
+        Path(output).write_text(json.dumps(result, indent=2) + "\n")

@@ -64,11 +64,16 @@ def mode_for(preset: str | None, configured: str | None) -> str:
     return configured or PRESET_MODES.get(preset or "", "none")
 
 
+def pixel_rows(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) as (pixels, C) rows, free under channels_last."""
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).contiguous().view(n * h * w, c)
+
+
 def depthwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """conv (the block's depthwise 7x7) of (N, C, H, W) by the Triton kernel, as (N, H, W, C)."""
     n, c, h, w = x.shape
-    rows = x.permute(0, 2, 3, 1).contiguous().view(n * h * w, c)
-    return dwconv7(rows, conv.weight, conv.bias, h, w).view(n, h, w, c)
+    return dwconv7(pixel_rows(x), conv.weight, conv.bias, h, w).view(n, h, w, c)
 
 
 def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -77,15 +82,15 @@ def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     PyTorch op."""
     n, c, h, w = x.shape
     hw = h * w
-    # The block's input as (pixels, C) rows, free under channels_last; the residual and, in mode all, the
-    # depthwise conv's input both take this one view, so the compiled graph holds one buffer for them.
-    residual = x.permute(0, 2, 3, 1).contiguous().view(n * hw, c)
-    pw1, pw2, grn, norm = block.pwconv1, block.pwconv2, block.grn, block.layernorm
-    if block.fused == "all":
+    # The residual and, in mode all, the depthwise conv's input take this one view of the block's input, so the
+    # compiled graph holds one buffer for them.
+    residual = pixel_rows(x)
+    pw1, pw2, grn = block.pwconv1, block.pwconv2, block.grn
+    if block.fused in DWCONV_MODES:
         y = dwconv7(residual, block.dwconv.weight, block.dwconv.bias, h, w)
     else:
-        y = block.dwconv(x).permute(0, 2, 3, 1)
-    a, sumsq = linear_gelu_sumsq(norm(y).contiguous().view(n * hw, c), pw1.weight, pw1.bias, hw)
+        y = block.depthwise(x)
+    a, sumsq = linear_gelu_sumsq(block.layernorm(y).contiguous().view(n * hw, c), pw1.weight, pw1.bias, hw)
     scale = grn.scale_from_norm(sumsq.sqrt())  # fp32 (N, 4C), applied to `a` as pwconv2's kernel reads it
     out = linear_scaled_residual(a, scale, pw2.weight, grn.folded_bias(pw2), residual, hw)
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
