@@ -10,6 +10,8 @@ built model; numerics are checked against the plain model in eager mode before a
   inductor to generate as one elementwise kernel over the NHWC tensor.
 - fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES); its kernels have their
   own tests against the plain path, so no check here.
+- head-pytorch: the head's 3x3 convs by PyTorch's conv (cuDNN) whatever the mode.
+- KEY=VALUE: the config with that one setting changed (inference.precision=fp8).
 
 The output file is rewritten after every run, so a run cut short by a time limit keeps what it measured.
 """
@@ -27,6 +29,7 @@ from torch import nn
 from peaknet_pipeline.bench import emit_json, keep_json, model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
+from peaknet_pipeline.model.head_conv import HeadConv
 
 
 class ProductsConv(nn.Module):
@@ -77,6 +80,10 @@ def apply(model: nn.Module, variant: str, eager: bool = False) -> int:
         for name, child in list(module.named_children()):
             if not isinstance(child, nn.Conv2d):
                 continue
+            if variant == "head-pytorch" and isinstance(child, HeadConv):  # a plain conv: no mode switches it
+                setattr(module, name, plain_conv(child))
+                swapped += 1
+                continue
             depthwise = name == "dwconv"  # the ConvNeXt blocks' (the BiFPN's reads its weight itself)
             stem = name == "patch_embeddings"
             if (variant == "dwconv-products" and depthwise) or (variant == "stem-products" and stem):
@@ -85,8 +92,17 @@ def apply(model: nn.Module, variant: str, eager: bool = False) -> int:
     return swapped
 
 
-def variant_config(cfg, variant: str):
-    """The config a variant runs: a fused-<mode> variant sets the ConvNeXt blocks' kernels, others keep it."""
+def plain_conv(conv: HeadConv) -> nn.Conv2d:
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=3, padding=1)
+    out.load_state_dict(conv.state_dict())
+    return out
+
+
+def variant_config(path: str, cfg, variant: str):
+    """The config a variant runs: a fused-<mode> variant sets the ConvNeXt blocks' kernels, KEY=VALUE that
+    setting; others keep it."""
+    if "=" in variant:
+        return load_config(path, [variant])
     if not variant.startswith("fused-"):
         return cfg
     out = cfg.model_copy(deep=True)
@@ -119,12 +135,12 @@ def main() -> int:
     cfg = load_config(args.config)
     small = cfg.model_copy(deep=True)
     small.data.frame_shape = tuple(args.check_shape)
-    checks = {v: check(small, v) for v in args.variants if v != "plain" and not v.startswith("fused-")}
+    checks = {v: check(small, v) for v in args.variants if v in ("stem-products", "dwconv-products", "head-pytorch")}
     print("max |logit difference| / max |logit| against the plain model (CPU, fp32, eager):", checks, file=sys.stderr)
     runs = []
     for _ in range(args.rounds):
         for variant in args.variants:
-            vcfg = variant_config(cfg, variant)
+            vcfg = variant_config(args.config, cfg, variant)
             model, _ = build_model(vcfg.model)
             swapped = apply(model, variant)
             torch._dynamo.reset()
