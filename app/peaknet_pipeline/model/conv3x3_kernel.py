@@ -23,7 +23,7 @@ import triton.language as tl
 from .triton_kernels import Wrap, _identity
 
 FP8_MAX = 448.0  # e4m3's largest finite value
-FP8_LIMIT: tl.constexpr = FP8_MAX
+FP8_LIMIT = tl.constexpr(FP8_MAX)  # the same, as Triton kernels may read a global
 
 
 @triton.jit
@@ -72,7 +72,7 @@ def launch_settings(hw: int, c: int, n_out: int, fp8: bool) -> dict:
     best or next to best at every head resolution of a 512x512 frame (bench_head_conv.py)."""
     return {
         "BLOCK_M": 128 if hw % 128 == 0 else 64,
-        "BLOCK_N": 256 if n_out % 256 == 0 else 128,
+        "BLOCK_N": next((b for b in (256, 128, 64) if n_out % b == 0), 64),
         "BLOCK_K": 128 if fp8 else 64,
         "num_warps": 8,
         "num_stages": 3,
