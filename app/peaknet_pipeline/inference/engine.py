@@ -87,12 +87,17 @@ def enable_fp8(model: torch.nn.Module, device: torch.device) -> int:
 
 
 def compile_options(spec: EngineSpec) -> dict:
-    """torch.compile's inductor options for the spec: its mode's, plus kernel tuning when asked for."""
+    """torch.compile's inductor options for the spec: its mode's, plus kernel tuning when asked for, and for a
+    channels_last model its intermediates kept channels_last. Inductor decides that by the graph's count of
+    convolutions, and with the convs on our kernels (registered ops, not convolutions to it) PeakNet has too
+    few left: its buffers would fall back to NCHW while the kernels read and write NHWC."""
     from torch._inductor import list_mode_options  # compiling only: a heavy import
 
     options = dict(list_mode_options(spec.compile_mode))
     if spec.tune_kernels:
         options["coordinate_descent_tuning"] = True
+    if spec.channels_last:
+        options["force_layout_optimization"] = True
     return options
 
 

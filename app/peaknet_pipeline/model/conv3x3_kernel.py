@@ -73,7 +73,7 @@ def launch_settings(hw: int, c: int, n_out: int, fp8: bool) -> dict:
     return {
         "BLOCK_M": 128 if hw % 128 == 0 else 64,
         "BLOCK_N": next((b for b in (256, 128, 64) if n_out % b == 0), 64),
-        "BLOCK_K": 128 if fp8 else 64,
+        "BLOCK_K": 128 if fp8 and c % 128 == 0 else 64,
         "num_warps": 8,
         "num_stages": 3,
     }
