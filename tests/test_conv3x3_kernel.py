@@ -57,9 +57,9 @@ def test_fp8_conv_divides_each_frame_by_its_own_scale(ck, device):
     xq, x_scale = ck.quantize_frames(rows)
     out = ck.conv3x3(xq, wq, bias, torch.float32, x_scale, w_scale, tune=SMALL)
     # exactly the conv of the dequantised operands, up to fp32 summation order
-    xd = (xq.float() / x_scale[:, None, None, None]).permute(0, 3, 1, 2)
-    wd = (wq.float() / w_scale[:, None]).view(64, 3, 3, 64).permute(0, 3, 1, 2)
-    ref = F.conv2d(xd, wd, bias, padding=1).permute(0, 2, 3, 1)
+    xd = (xq.double() / x_scale[:, None, None, None]).permute(0, 3, 1, 2)  # fp64: no TF32 in the reference
+    wd = (wq.double() / w_scale[:, None]).view(64, 3, 3, 64).permute(0, 3, 1, 2)
+    ref = F.conv2d(xd, wd, bias.double(), padding=1).permute(0, 2, 3, 1).float()
     for frame in range(2):
         torch.testing.assert_close(out[frame], ref[frame], rtol=1e-4, atol=1e-4 * float(ref[frame].abs().max()))
     # and near the full-precision conv: e4m3 keeps 3 mantissa bits
