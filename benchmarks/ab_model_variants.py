@@ -10,7 +10,6 @@ built model; numerics are checked against the plain model in eager mode before a
   inductor to generate as one elementwise kernel over the NHWC tensor.
 - fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES); its kernels have their
   own tests against the plain path, so no check here.
-- head-pytorch: the head's 3x3 convs by PyTorch's conv (cuDNN) whatever the mode.
 - KEY=VALUE: the config with that one setting changed (inference.precision=fp8).
 
 The output file is rewritten after every run, so a run cut short by a time limit keeps what it measured.
@@ -29,7 +28,6 @@ from torch import nn
 from peaknet_pipeline.bench import emit_json, keep_json, model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
-from peaknet_pipeline.model.head_conv import HeadConv
 
 
 class ProductsConv(nn.Module):
@@ -80,22 +78,12 @@ def apply(model: nn.Module, variant: str, eager: bool = False) -> int:
         for name, child in list(module.named_children()):
             if not isinstance(child, nn.Conv2d):
                 continue
-            if variant == "head-pytorch" and isinstance(child, HeadConv):  # a plain conv: no mode switches it
-                setattr(module, name, plain_conv(child))
-                swapped += 1
-                continue
             depthwise = name == "dwconv"  # the ConvNeXt blocks' (the BiFPN's reads its weight itself)
             stem = name == "patch_embeddings"
             if (variant == "dwconv-products" and depthwise) or (variant == "stem-products" and stem):
                 setattr(module, name, ProductsConv(child, eager))
                 swapped += 1
     return swapped
-
-
-def plain_conv(conv: HeadConv) -> nn.Conv2d:
-    out = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=3, padding=1)
-    out.load_state_dict(conv.state_dict())
-    return out
 
 
 def variant_config(path: str, cfg, variant: str):
@@ -135,7 +123,7 @@ def main() -> int:
     cfg = load_config(args.config)
     small = cfg.model_copy(deep=True)
     small.data.frame_shape = tuple(args.check_shape)
-    checks = {v: check(small, v) for v in args.variants if v in ("stem-products", "dwconv-products", "head-pytorch")}
+    checks = {v: check(small, v) for v in args.variants if v in ("stem-products", "dwconv-products")}
     print("max |logit difference| / max |logit| against the plain model (CPU, fp32, eager):", checks, file=sys.stderr)
     runs = []
     for _ in range(args.rounds):

@@ -161,6 +161,21 @@ KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
         lambda d: f"per ConvNeXt stage at {d['size']}, microseconds per kernel",
     ),  # fmt: skip
     (
+        "kernels, the head's 3x3 convs (bench_head_conv.py, commit 4063c46)",
+        lambda d: isinstance(d, dict) and "levels" in d and "gpu" in d,
+        lambda d: (
+            ", ".join(
+                f"1/{r['stride']}: cuDNN {r['cudnn_us']:,.0f}, "
+                + ", ".join(
+                    f"{k} {r[k + '_best']['us']:,.0f}" for k in ("bf16", "fp8", "fp8_inline") if r.get(k + "_best")
+                )
+                for r in d["levels"]
+            )
+            + " us per conv, b"
+            + str(d["batch"])
+        ),
+    ),  # fmt: skip
+    (
         "peak finding and writing (bench_peaks.py)",
         lambda d: isinstance(d, dict) and "cases" in d,
         lambda d: f"{len(d['cases'])} cases, frames/s per core and writer MB/s",

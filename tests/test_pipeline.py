@@ -24,7 +24,6 @@ def test_cpu_pipeline_accounts_for_every_frame(ray_session, cpu_config):
     infer_info = next(iter(stages["infer"].info.values()))
     assert infer_info["warmup_shape"] == [1, 64, 64]  # pre-warm-up on the configured shape
     assert infer_info["fused_blocks"] == infer_info["fp8_blocks"] == 0  # which kernels ran: on CPU, PyTorch ops
-    assert infer_info["head_kernel"] == "pytorch"
     assert all(q.depth_at_end == 0 and 1 <= q.high_water <= 4 for q in report.queues)
     # run removes the detached actors it created
     for name in shared_actor_names(cpu_config):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..config import PipelineConfig
-from ..model import fp8_ops, fused_ops, head_conv
+from ..model import fp8_ops, fused_ops
 from ..model.segmenter import Segmenter
 from ..profiling import Nvtx
 
@@ -67,8 +67,7 @@ def effective_precision(precision: str, device: str) -> str:
 
 
 def enable_fp8(model: torch.nn.Module, device: torch.device) -> int:
-    """precision fp8: the wide ConvNeXt blocks' GEMMs in FP8 where the GPU has FP8 tensor cores, and the head's
-    3x3 convs by the FP8 kernel where Triton runs; refused on other GPUs. Returns the blocks in FP8."""
+    """precision fp8: the ConvNeXt blocks' GEMMs in FP8 where the GPU has FP8 tensor cores; refused elsewhere."""
     if not fp8_ops.supported(device):
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
         raise ValueError(
@@ -76,28 +75,22 @@ def enable_fp8(model: torch.nn.Module, device: torch.device) -> int:
             f" or newer (Hopper); {name} is not one: use bf16"
         )
     blocks = fp8_ops.enable(model)
-    heads = head_conv.enable_fp8(model) if fused_ops.available(device) else 0
-    if not blocks and not heads:
+    if not blocks:
         warnings.warn(
-            f"inference.precision=fp8: no ConvNeXt block is {fp8_ops.MIN_CHANNELS} channels wide or more and no "
-            "head conv runs on the FP8 kernel; the model runs bf16",
+            f"inference.precision=fp8: no ConvNeXt block is {fp8_ops.MIN_CHANNELS} channels wide or more; "
+            "the model runs bf16",
             stacklevel=2,
         )
     return blocks
 
 
 def compile_options(spec: EngineSpec) -> dict:
-    """torch.compile's inductor options for the spec: its mode's, plus kernel tuning when asked for, and for a
-    channels_last model its intermediates kept channels_last. Inductor decides that by the graph's count of
-    convolutions, and with the convs on our kernels (registered ops, not convolutions to it) PeakNet has too
-    few left: its buffers would fall back to NCHW while the kernels read and write NHWC."""
+    """torch.compile's inductor options for the spec: its mode's, plus kernel tuning when asked for."""
     from torch._inductor import list_mode_options  # compiling only: a heavy import
 
     options = dict(list_mode_options(spec.compile_mode))
     if spec.tune_kernels:
         options["coordinate_descent_tuning"] = True
-    if spec.channels_last:
-        options["force_layout_optimization"] = True
     return options
 
 
@@ -119,12 +112,8 @@ class ModelRunner:
             model = model.to(self._cast)
         if spec.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        fused = fused_ops.available(device)
-        self.fused_blocks = fused_ops.enable(model, spec.fused_kernels) if fused else 0
-        if fused:
-            head_conv.enable(model, spec.fused_kernels)
+        self.fused_blocks = fused_ops.enable(model, spec.fused_kernels) if fused_ops.available(device) else 0
         self.fp8_blocks = enable_fp8(model, device) if precision == "fp8" else 0
-        self.head_kernel = head_conv.kernel_of(model)
         options = compile_options(spec) if spec.compile_mode != "none" else {}
         self._graphs = bool(options.get("triton.cudagraphs")) and device.type == "cuda"
         if spec.compile_mode != "none":
@@ -171,7 +160,6 @@ class CpuEngine:
         self._runner = ModelRunner(model, spec, torch.device("cpu"))
         self.fused_blocks = self._runner.fused_blocks  # always 0: Triton kernels are GPU-only
         self.fp8_blocks = self._runner.fp8_blocks  # always 0: a CPU runs fp32
-        self.head_kernel = self._runner.head_kernel  # PyTorch's conv on a CPU
         self._on_result = on_result
         self.busy_s = 0.0
 
@@ -218,7 +206,6 @@ class CudaEngine:
         self._device = torch.device("cuda", torch.cuda.current_device())
         self._runner = ModelRunner(model, spec, self._device)
         self.fused_blocks, self.fp8_blocks = self._runner.fused_blocks, self._runner.fp8_blocks
-        self.head_kernel = self._runner.head_kernel
         self._on_result = on_result
         self._nvtx = nvtx or Nvtx(False)
         self._h2d = torch.cuda.Stream()

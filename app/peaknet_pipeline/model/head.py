@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .head_conv import HeadConv
 from .layers import GroupNorm, resize_bilinear, upsample_fp32
 
 SUBLAYERS_PER_LEVEL = (1, 1, 2, 3)  # strides 4, 8, 16, 32
@@ -19,7 +18,7 @@ class Upsample2x(nn.Module):
 
 
 def lateral_sublayer(in_ch: int, out_ch: int, upsample: bool) -> nn.Sequential:
-    parts = [HeadConv(in_ch, out_ch), GroupNorm(GROUPS, out_ch), nn.GELU()]
+    parts = [nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1), GroupNorm(GROUPS, out_ch), nn.GELU()]
     if upsample:
         parts.append(Upsample2x())
     return nn.Sequential(*parts)

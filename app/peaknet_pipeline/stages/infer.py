@@ -79,15 +79,13 @@ class InferenceWorker:
             seconds = warm_up(self._engine, inf.warmup_iters)
         self._engine.busy_s = 0.0
         self._frame_shape = frame_shape
-        fused, fp8, head = self._engine.fused_blocks, self._engine.fp8_blocks, self._engine.head_kernel
+        fused, fp8 = self._engine.fused_blocks, self._engine.fp8_blocks
         self._member.status.info.update(
-            warmup_s=round(seconds, 3), warmup_shape=list(frame_shape), fused_blocks=fused, fp8_blocks=fp8,
-            head_kernel=head,
-        )  # fmt: skip
+            warmup_s=round(seconds, 3), warmup_shape=list(frame_shape), fused_blocks=fused, fp8_blocks=fp8
+        )
         log.info(
-            "%s: warm-up on %s done in %.1fs (%s, %d ConvNeXt blocks on fused kernels, %d with FP8 GEMMs, "
-            "head convs by %s)",
-            self._member.name, frame_shape, seconds, self._device, fused, fp8, head,
+            "%s: warm-up on %s done in %.1fs (%s, %d ConvNeXt blocks on fused kernels, %d with FP8 GEMMs)",
+            self._member.name, frame_shape, seconds, self._device, fused, fp8,
         )  # fmt: skip
 
     def run(self) -> MemberStatus:
