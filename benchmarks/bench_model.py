@@ -21,6 +21,13 @@ from peaknet_pipeline.inference.models import build_model
 from peaknet_pipeline.model import fp8_ops, fused_ops
 
 FP8_MIN_CHANNELS = {"": 0, "-wide": 384, "-default": fp8_ops.MIN_CHANNELS}  # variant suffix -> fp8 blocks' width
+
+
+def with_fused(name: str, overrides: list[str], mode: str) -> list[tuple[str, list[str]]]:
+    """A variant, and the same with the ConvNeXt blocks' kernels in `mode` (named <name>-fused-<mode>)."""
+    return [(name, overrides), (f"{name}-fused-{mode}", [*overrides, f"model.peaknet.fused_kernels={mode}"])]
+
+
 VARIANTS = [  # (name, overrides)
     ("base-512-b32-eager", ["data.frame_shape=[1,512,512]", "data.batch_size=32", "inference.compile_mode=none"]),
     (
@@ -96,44 +103,27 @@ VARIANTS = [  # (name, overrides)
         "hf-base-512-b64-reduce-overhead",
         ["data.frame_shape=[1,512,512]", "data.batch_size=64", "inference.compile_mode=reduce-overhead"],
     ),
-    *[  # the configs' defaults at the other two shapes the issue asks for, and with the GEMM kernels only
-        (
-            f"base-1920-b8-reduce-overhead{suffix}",
-            [
-                "data.frame_shape=[1,1920,1920]",
-                "data.batch_size=8",
-                "inference.compile_mode=reduce-overhead",
-                *overrides,
-            ],
-        )
-        for suffix, overrides in (("", []), ("-fused-gemm", ["model.peaknet.fused_kernels=gemm"]))
-    ],
-    *[
-        (
-            f"673m-512-b32-reduce-overhead{suffix}",
+    # the configs' defaults at the other two shapes the issue asks for, and with the GEMM kernels only; 673m at
+    # b64 (its config's batch) also with the depthwise kernel alone
+    *with_fused(
+        "base-1920-b8-reduce-overhead",
+        ["data.frame_shape=[1,1920,1920]", "data.batch_size=8", "inference.compile_mode=reduce-overhead"],
+        "gemm",
+    ),
+    *(
+        variant
+        for b, mode in ((32, "gemm"), (64, "dwconv"))
+        for variant in with_fused(
+            f"673m-512-b{b}-reduce-overhead",
             [
                 "data.frame_shape=[1,512,512]",
-                "data.batch_size=32",
+                f"data.batch_size={b}",
                 "inference.compile_mode=reduce-overhead",
                 "model.peaknet.preset=673m",
-                *overrides,
             ],
+            mode,
         )
-        for suffix, overrides in (("", []), ("-fused-gemm", ["model.peaknet.fused_kernels=gemm"]))
-    ],
-    *[  # 673m at b64 (its config's batch), and with the depthwise kernel alone (-fused-dwconv)
-        (
-            f"673m-512-b64-reduce-overhead{suffix}",
-            [
-                "data.frame_shape=[1,512,512]",
-                "data.batch_size=64",
-                "inference.compile_mode=reduce-overhead",
-                "model.peaknet.preset=673m",
-                *overrides,
-            ],
-        )
-        for suffix, overrides in (("", []), ("-fused-dwconv", ["model.peaknet.fused_kernels=dwconv"]))
-    ],
+    ),
     *[  # precision fp8: the ConvNeXt blocks' GEMMs in FP8 in every block (-fp8), in those of 384 channels or more
         # (-fp8-wide), or as the rule in fp8_ops.MIN_CHANNELS has it (-fp8-default)
         (
