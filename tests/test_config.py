@@ -88,9 +88,10 @@ def choices(section, field: str) -> set[str]:
 def test_the_configs_choices_are_the_ones_the_code_implements():
     """config.py names each choice without importing torch or h5py; this ties the names to the code."""
     from peaknet_pipeline.inference.engine import AUTOCAST
-    from peaknet_pipeline.model.fused_ops import MODES
+    from peaknet_pipeline.model.fused_ops import GELU_FORMS, MODES
     from peaknet_pipeline.output.cxi import FILTERS
 
     assert choices(WriterSection, "compression") == set(FILTERS)
     assert choices(PeakNetModel, "fused_kernels") == set(MODES)
+    assert choices(PeakNetModel, "mlp_gelu") == set(GELU_FORMS)
     assert choices(InferenceSection, "precision") == {"fp32", *AUTOCAST}

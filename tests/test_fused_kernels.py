@@ -86,6 +86,17 @@ def test_gelu_epilogue_is_the_exact_gelu_to_within_fp32_rounding(tk, device, tma
     torch.testing.assert_close(out, expected, rtol=0, atol=2e-6)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_cublaslt_gelu_path_gives_tanh_gelu_and_its_per_frame_column_norms(device):
+    frames, hw, k, n = 3, 64, 40, 72
+    a = randn(frames * hw, k, seed=1, device=device)
+    weight, bias = randn(n, k, seed=2, device=device, scale=0.2), randn(n, seed=3, device=device)
+    out, sumsq = fused_ops.lt_gelu_tanh_sumsq(a, weight, bias, hw)
+    expected = F.gelu(a @ weight.t() + bias, approximate="tanh")
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(sumsq, expected.view(frames, hw, n).square().sum(1), rtol=1e-4, atol=1e-3)
+
+
 @KERNELS
 @pytest.mark.parametrize("device", DEVICES)
 def test_linear_scales_input_columns_per_frame_and_adds_bias_and_residual(tk, device, tma):
@@ -120,7 +131,7 @@ def test_linear_refuses_frames_that_do_not_tile(tk):
 
 
 def block_pair(
-    channels: int, device: str, dtype: torch.dtype, mode: str = "gemm"
+    channels: int, device: str, dtype: torch.dtype, mode: str = "gemm", gelu: str = "exact"
 ) -> tuple[ConvNeXtV2Block, ConvNeXtV2Block]:
     plain = ConvNeXtV2Block(channels)
     with torch.no_grad():
@@ -129,11 +140,35 @@ def block_pair(
     fused = ConvNeXtV2Block(channels)
     fused.load_state_dict(plain.state_dict())  # same parameters: checkpoints load unchanged
     assert fused_ops.enable(fused, mode) == 1
+    assert fused_ops.set_gelu(plain, gelu) == fused_ops.set_gelu(fused, gelu) == 1
     to = dict(device=device, dtype=dtype, memory_format=torch.channels_last)
     return plain.to(**to), fused.to(**to)
 
 
 MODES = pytest.mark.parametrize("mode", ["dwconv", "gemm", "all"])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_block_with_tanh_gelu_is_the_plain_block_with_it(device):
+    plain, fused = block_pair(24, device, torch.float32, "all", gelu="tanh")
+    x = randn(2, 24, 8, 8, seed=1, device=device).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), plain(x), rtol=1e-4, atol=1e-4)
+        fused_ops.set_gelu(plain, "exact")
+        assert (fused(x) - plain(x)).abs().max() > 1e-5  # the form reaches the output
+
+
+def test_gelu_form_per_preset_and_unknown_form_refused():
+    from peaknet_pipeline.config_sources import load_config
+    from peaknet_pipeline.inference.engine import spec_from_config
+
+    def form(*overrides: str) -> str:
+        return spec_from_config(load_config(None, list(overrides)), (1, 64, 64)).mlp_gelu
+
+    assert form() == "tanh" and form("model.peaknet.preset=673m") == "exact"
+    assert form("model.peaknet.mlp_gelu=exact") == "exact" and form("model.kind=threshold") == "exact"
+    with pytest.raises(ValueError, match="expected one of exact, tanh"):
+        fused_ops.set_gelu(ConvNeXtV2Block(8), "erf")
 
 
 @MODES
@@ -152,14 +187,16 @@ def test_fused_block_is_the_plain_block(device, mode, monkeypatch):
 
 
 @MODES
+@pytest.mark.parametrize("gelu", ["exact", "tanh"])
 @pytest.mark.skipif(not (HAS_TRITON and CUDA), reason="needs a CUDA GPU with Triton (none in CI)")
-def test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16(mode):
+def test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16(mode, gelu):
     arch = PeakNetArch(backbone_hidden_sizes=(32, 64, 128, 256), backbone_depths=(1, 1, 2, 1), bifpn_num_features=64,
                        seg_out_channels=64)  # fmt: skip
     plain = PeakNet(arch).eval()
     fused = PeakNet(arch).eval()
     fused.load_state_dict(plain.state_dict())
     assert fused_ops.enable(fused, mode) == sum(arch.backbone_depths)
+    fused_ops.set_gelu(plain, gelu), fused_ops.set_gelu(fused, gelu)  # with tanh, pwconv1 by cuBLASLt
     to = dict(device="cuda", dtype=torch.bfloat16, memory_format=torch.channels_last)
     plain, fused = plain.to(**to), torch.compile(fused.to(**to))
     x = randn(4, 1, 128, 128, seed=1, device="cuda").bfloat16()
@@ -167,6 +204,7 @@ def test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16(mo
         expected, got = plain(x).float(), fused(x).float()
     reference = PeakNet(arch).eval()
     reference.load_state_dict(plain.state_dict())
+    fused_ops.set_gelu(reference, gelu)
     with torch.inference_mode():
         exact = reference.cuda()(x.float())
     # the fused model is as close to the fp32 model as the plain bf16 model is

@@ -156,6 +156,12 @@ class PeakNetModel(Section):
         "cuBLAS, or in FP8 with precision fp8); all = gemm and dwconv; none = PyTorch ops; "
         "null = what measured fastest for the preset (base: all; 673m: dwconv; custom sizes: none)",
     )
+    mlp_gelu: Literal["exact", "tanh"] | None = Field(
+        None,
+        description="the GELU between the ConvNeXt blocks' two linear layers (same weights): exact (erf), or its "
+        "tanh form (PyTorch's approximate='tanh'), which on GPU runs in cuBLASLt's GEMM epilogue; "
+        "null = per preset, as the accuracy benchmark and the model benchmarks measured (base: tanh; others: exact)",
+    )
 
 
 class Preprocess(Section):

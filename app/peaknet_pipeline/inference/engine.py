@@ -39,6 +39,7 @@ class EngineSpec:
     channels_last: bool = False
     cast_weights: bool = False  # reduced precision by casting weights once, not per-op autocast
     fused_kernels: str = "none"  # PeakNet's ConvNeXt blocks as Triton kernels (fused_ops.MODES), where Triton runs
+    mlp_gelu: str = "exact"  # the GELU of PeakNet's ConvNeXt blocks: exact or tanh (fused_ops.GELU_FORMS)
     gpu_wait: str = "sleep"  # the wait for a batch's masks blocks the thread; "spin" polls (CUDA's default)
 
 
@@ -57,6 +58,7 @@ def spec_from_config(cfg: PipelineConfig, frame_shape: tuple[int, int, int]) -> 
         channels_last=peaknet and pn.channels_last,
         cast_weights=peaknet and pn.cast_weights,
         fused_kernels=fused_ops.mode_for(pn.preset, pn.fused_kernels) if peaknet else "none",
+        mlp_gelu=fused_ops.gelu_for(pn.preset, pn.mlp_gelu) if peaknet else "exact",
         gpu_wait=inf.gpu_wait,
     )
 
@@ -113,6 +115,7 @@ class ModelRunner:
         if spec.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.fused_blocks = fused_ops.enable(model, spec.fused_kernels) if fused_ops.available(device) else 0
+        fused_ops.set_gelu(model, spec.mlp_gelu)
         self.fp8_blocks = enable_fp8(model, device) if precision == "fp8" else 0
         options = compile_options(spec) if spec.compile_mode != "none" else {}
         self._graphs = bool(options.get("triton.cudagraphs")) and device.type == "cuda"

@@ -22,7 +22,7 @@ def build_model(cfg: ModelSection) -> tuple[Segmenter, dict[str, Any]]:
 def build_peaknet(cfg: ModelSection) -> tuple[Segmenter, dict[str, Any]]:
     pre = cfg.preprocess
     pn = cfg.peaknet
-    sizes = pn.model_dump(exclude={"preset", "weights", "channels_last", "cast_weights", "fused_kernels"})
+    sizes = pn.model_dump(exclude={"preset", "weights", "channels_last", "cast_weights", "fused_kernels", "mlp_gelu"})
     arch = arch_from(pn.preset, num_channels=cfg.num_channels, num_classes=cfg.num_classes, **sizes)
     model = PeakNet(arch)
     if pn.weights is None:

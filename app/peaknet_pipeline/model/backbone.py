@@ -59,13 +59,15 @@ class ConvNeXtV2Block(nn.Module):
         self.pwconv2 = nn.Linear(4 * dim, dim)
         self.fused = "none"  # fused_ops.enable: Triton kernels instead (CUDA)
         self.fp8 = False  # fp8_ops.enable: the two GEMMs in FP8 (precision fp8; before the fused kernels)
+        self.gelu = "none"  # fused_ops.set_gelu: "tanh" for GELU's tanh form (F.gelu's approximate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fp8:
             return fp8_ops.convnext_block(self, x)
         if self.fused in fused_ops.GEMM_MODES and fused_ops.fusable(x):
             return fused_ops.convnext_block(self, x)
-        y = grn_linear(F.gelu(self.pwconv1(self.layernorm(self.depthwise(x)))), self.grn, self.pwconv2)
+        h = F.gelu(self.pwconv1(self.layernorm(self.depthwise(x))), approximate=self.gelu)
+        y = grn_linear(h, self.grn, self.pwconv2)
         return x + y.permute(0, 3, 1, 2)
 
     def depthwise(self, x: torch.Tensor) -> torch.Tensor:

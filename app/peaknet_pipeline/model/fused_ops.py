@@ -1,10 +1,12 @@
 """The ConvNeXtV2 block's two GEMMs as fused Triton kernels (triton_kernels.py), registered as torch ops so that
 torch.compile and CUDA graphs take them as they are. Same parameters and numerics (within bf16 rounding) as
-the block's plain forward, which stays the path on CPU and wherever Triton is missing."""
+the block's plain forward, which stays the path on CPU and wherever Triton is missing. With GELU's tanh form,
+pwconv1 runs on cuBLASLt with bias and GELU in its epilogue instead of the Triton kernel."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 try:
@@ -43,6 +45,17 @@ if tk is not None:
         return dk.dwconv7(rows.view(-1, h, w, c), weight, bias, wrap=wrap_triton).view(-1, c)
 
 
+def lt_gelu_tanh_sumsq(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: int):
+    """linear_gelu_sumsq with GELU's tanh form, the GEMM by cuBLASLt with bias and GELU in its epilogue (on CPU
+    tensors, where torch's fused op computes the exact GELU, by the same ops apart); GRN's per-frame column sums
+    of squares from the rounded output, one reduction that inductor generates."""
+    if a.is_cuda:
+        out = torch._addmm_activation(bias, a, weight.t(), use_gelu=True)
+    else:
+        out = F.gelu(torch.addmm(bias, a, weight.t()), approximate="tanh")
+    return out, out.float().square().view(-1, hw, out.shape[1]).sum(1)
+
+
 MIN_ROW_BLOCK = 64  # narrower row tiles starve the tensor cores: such blocks (1920's last stage) stay plain
 
 
@@ -64,6 +77,27 @@ def mode_for(preset: str | None, configured: str | None) -> str:
     return configured or PRESET_MODES.get(preset or "", "none")
 
 
+GELU_FORMS = {"exact": "none", "tanh": "tanh"}  # model.peaknet.mlp_gelu -> F.gelu's approximate
+# The form per preset, as measured (docs/performance.md): the tanh form passed the accuracy benchmark's gate
+# for base and runs in the GEMM's epilogue; presets not measured keep the exact GELU.
+PRESET_GELU = {"base": "tanh"}
+
+
+def gelu_for(preset: str | None, configured: str | None) -> str:
+    """The configured GELU form, or the measured one for the preset (exact for custom sizes)."""
+    return configured or PRESET_GELU.get(preset or "", "exact")
+
+
+def set_gelu(model: nn.Module, form: str) -> int:
+    """Set the GELU form (GELU_FORMS) of every ConvNeXtV2 block of `model`; returns how many blocks."""
+    if form not in GELU_FORMS:
+        raise ValueError(f"GELU form {form!r}: expected one of {', '.join(GELU_FORMS)}")
+    blocks = [m for m in model.modules() if hasattr(m, "gelu")]
+    for m in blocks:
+        m.gelu = GELU_FORMS[form]
+    return len(blocks)
+
+
 def pixel_rows(x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) as (pixels, C) rows, free under channels_last."""
     n, c, h, w = x.shape
@@ -77,9 +111,9 @@ def depthwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """ConvNeXtV2Block.forward on (N, C, H, W): pwconv1+GELU+GRN statistic, and pwconv2 with GRN's per-frame
-    scale on its input plus the residual, each one kernel; in mode all the depthwise conv too. LayerNorm stays a
-    PyTorch op."""
+    """ConvNeXtV2Block.forward on (N, C, H, W): pwconv1+GELU+GRN statistic (one kernel, or cuBLASLt's and a
+    reduction), and pwconv2 with GRN's per-frame scale on its input plus the residual, one kernel; in mode all
+    the depthwise conv too. LayerNorm stays a PyTorch op."""
     n, c, h, w = x.shape
     hw = h * w
     # The residual and, in mode all, the depthwise conv's input take this one view of the block's input, so the
@@ -90,7 +124,9 @@ def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         y = dwconv7(residual, block.dwconv.weight, block.dwconv.bias, h, w)
     else:
         y = block.depthwise(x)
-    a, sumsq = linear_gelu_sumsq(block.layernorm(y).contiguous().view(n * hw, c), pw1.weight, pw1.bias, hw)
+    rows = block.layernorm(y).contiguous().view(n * hw, c)
+    pwconv1 = lt_gelu_tanh_sumsq if block.gelu == "tanh" else linear_gelu_sumsq
+    a, sumsq = pwconv1(rows, pw1.weight, pw1.bias, hw)
     scale = grn.scale_from_norm(sumsq.sqrt())  # fp32 (N, 4C), applied to `a` as pwconv2's kernel reads it
     out = linear_scaled_residual(a, scale, pw2.weight, grn.folded_bias(pw2), residual, hw)
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
