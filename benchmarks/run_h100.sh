@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
 #   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-fused|model-fp8|
-#       model-tma|model-dwconv|model-groups|model-profile
+#       model-tma|model-dwconv|model-groups|model-targets|model-profile
 #   (results under $OUT, default benchmarks/results/raw)
 # On the lent device only a few files of $OUT come back per call: run with OUT elsewhere and tar it into $OUT.
 # Needs peaknet and the ray CLI on PATH/PYTHONPATH.
@@ -160,6 +160,12 @@ case ${1:?part} in
       timeout 120 python3 benchmarks/profile_model.py --config $C1920 --set model.peaknet.fused_kernels=$mode \
         --iters 10 --top 30 --output "$OUT/profile-base-1920-$mode.json" > "$OUT/profile-1920-$mode.log" 2>&1
     done
+    ;;
+  model-targets)  # issue 23's three targets, model alone at the configs' defaults; base 1920 with each GELU form
+    timeout 330 python3 benchmarks/bench_model.py --iters 30 --output "$OUT/model-targets.jsonl" \
+      --only base-512-b64-reduce-overhead base-1920-b8-reduce-overhead 673m-512-b64-reduce-overhead-fp8-default
+    timeout 240 python3 benchmarks/ab_model_variants.py --config $C1920 --variants model.peaknet.mlp_gelu=exact plain \
+      --rounds 1 --iters 10 --output "$OUT/ab-1920-gelu.json" > "$OUT/ab-1920-gelu.log" 2>&1
     ;;
   model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager
     python3 benchmarks/profile_model.py --config $C512 --output "$OUT/h100-profile-base-512.json" | head -30
