@@ -167,6 +167,10 @@ def test_gelu_form_per_preset_and_unknown_form_refused():
 
     assert form() == "tanh" and form("model.peaknet.preset=673m") == "exact"
     assert form("model.peaknet.mlp_gelu=exact") == "exact" and form("model.kind=threshold") == "exact"
+    from peaknet_pipeline.inference.models import build_model
+
+    info = build_model(load_config(None, ["model.peaknet.preset=demo", "model.peaknet.mlp_gelu=tanh"]).model)[1]
+    assert info["mlp_gelu"] == "tanh"  # what the run report's model section says ran
     with pytest.raises(ValueError, match="expected one of exact, tanh"):
         fused_ops.set_gelu(ConvNeXtV2Block(8), "erf")
 

@@ -40,6 +40,7 @@ def test_the_built_wheel_installs_into_a_fresh_venv_and_runs_the_cpu_demo(tmp_pa
     assert report["accounted"] is True and report["warnings"] == []
     # The wheel carries the demo's trained weights: PeakNet finds the planted peaks.
     assert report["model"]["kind"] == "peaknet" and report["model"]["random_weights"] is False
+    assert report["model"]["mlp_gelu"] == "exact"  # the demo preset's GELU form, named in the report
     assert report["peak_quality"]["frames"] == 64 and report["peak_quality"]["recall"] > 0.95
     assert list((tmp_path / "cxi").glob("*.cxi"))
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..config import ModelSection
 from ..kinds import MODELS, ModelKind, kind_of
+from ..model import fused_ops
 from ..model.checkpoint import load_weights
 from ..model.peaknet import PeakNet, arch_from
 from ..model.segmenter import PAD_MULTIPLE, Segmenter
@@ -34,6 +35,7 @@ def build_peaknet(cfg: ModelSection) -> tuple[Segmenter, dict[str, Any]]:
         "preset": pn.preset,
         "weights": pn.weights,
         "random_weights": pn.weights is None,
+        "mlp_gelu": fused_ops.gelu_for(pn.preset, pn.mlp_gelu),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     return Segmenter(model, cfg.num_channels, pre.instance_norm, pre.pad, PAD_MULTIPLE), info

@@ -81,9 +81,8 @@ class InferenceWorker:
         self._frame_shape = frame_shape
         fused, fp8 = self._engine.fused_blocks, self._engine.fp8_blocks
         self._member.status.info.update(
-            warmup_s=round(seconds, 3), warmup_shape=list(frame_shape), fused_blocks=fused, fp8_blocks=fp8,
-            mlp_gelu=spec.mlp_gelu,
-        )  # fmt: skip
+            warmup_s=round(seconds, 3), warmup_shape=list(frame_shape), fused_blocks=fused, fp8_blocks=fp8
+        )
         log.info(
             "%s: warm-up on %s done in %.1fs (%s, %d ConvNeXt blocks on fused kernels, %d with FP8 GEMMs, GELU %s)",
             self._member.name, frame_shape, seconds, self._device, fused, fp8, spec.mlp_gelu,
