@@ -159,7 +159,7 @@ class PeakNetModel(Section):
     mlp_gelu: Literal["exact", "tanh"] | None = Field(
         None,
         description="the GELU between the ConvNeXt blocks' two linear layers (same weights): exact (erf), or its "
-        "tanh form (PyTorch's approximate='tanh'), which on GPU runs in cuBLASLt's GEMM epilogue; "
+        "tanh form (PyTorch's approximate='tanh'), which fused_kernels gemm and all run in cuBLASLt's GEMM epilogue; "
         "null = per preset, as the accuracy benchmark and the model benchmarks measured (base: tanh; others: exact)",
     )
 
