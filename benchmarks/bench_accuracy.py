@@ -26,7 +26,7 @@ from peaknet_pipeline.config import PipelineConfig
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.engine import ModelRunner, effective_precision, resolve_device, spec_from_config
 from peaknet_pipeline.inference.models import build_model
-from peaknet_pipeline.model import fp8_ops, fused_ops
+from peaknet_pipeline.model import fp8_ops
 from peaknet_pipeline.quality import PeakTally
 from peaknet_pipeline.synthetic import FrameSynthesizer, require_frame_shape
 
@@ -55,11 +55,6 @@ def mode_config(path: str, overrides: list[str], mode: str) -> PipelineConfig:
     precision, _, gelu = mode.partition("+")
     mode_overrides = [f"inference.precision={precision}", *([f"model.peaknet.mlp_gelu={gelu}"] if gelu else [])]
     return load_config(path, [*overrides, *mode_overrides])
-
-
-def gelu_of(cfg: PipelineConfig) -> str:
-    pn = cfg.model.peaknet
-    return fused_ops.gelu_for(pn.preset, pn.mlp_gelu)
 
 
 def score(masks: np.ndarray, truths: list[np.ndarray], reference: np.ndarray) -> dict:
@@ -95,7 +90,8 @@ def main() -> int:
     for mode in args.modes:
         mcfg = mode_config(args.config, args.overrides, mode)
         masks = masks_of(mcfg, batch.frames, device, reference=False)
-        ran = {"ran_as": effective_precision(mcfg.inference.precision, device), "mlp_gelu": gelu_of(mcfg)}
+        spec = spec_from_config(mcfg, tuple(batch.frames.shape[1:]))  # the GELU form as the engine resolves it
+        ran = {"ran_as": effective_precision(spec.precision, device), "mlp_gelu": spec.mlp_gelu}
         modes[mode] = {**ran, **score(masks, batch.true_peaks, reference)}
     baseline = modes.get("bf16+exact", modes.get("bf16"))
     if baseline:
