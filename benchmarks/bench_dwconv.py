@@ -17,22 +17,28 @@ import torch
 import torch.nn.functional as F
 
 from bench_kernels import time_us
-from peaknet_pipeline.model.dwconv_kernel import _dwconv7_kernel, dwconv7, grid, launch_settings
+from peaknet_pipeline.model.dwconv_kernel import KERNELS, dwconv7, grid, launch_settings
 
 STAGES = ((96, 4), (192, 8), (384, 16), (768, 32))  # channels, downsampling of the 512x512 frame
 
 
-def tunes(h: int) -> list[dict]:
-    """Launch settings to try: strip width, rows per program, warps (BLOCK_C 32: one channel per thread)."""
+def tunes(h: int) -> list[tuple[str, dict]]:
+    """(kernel, launch settings) to try. rows: strip width, rows per program, warps (BLOCK_C 32: one channel
+    per thread). strips: 4-pixel strips per program (one per warp, or two), rows per program, warps."""
     combos = itertools.product((16, 32), (32, 64, 128), (2, 4))
     rows = [{"BLOCK_W": bw, "BLOCK_H": bh, "BLOCK_C": 32, "num_warps": nw} for bw, bh, nw in combos if bh <= h]
-    return rows + [{"BLOCK_W": 64, "BLOCK_H": min(64, h), "BLOCK_C": 32, "num_warps": 8}]
+    strips = [
+        {"BLOCK_S": s * nw, "BLOCK_H": bh, "BLOCK_C": 32, "num_warps": nw}
+        for s, bh, nw in itertools.product((1, 2), (32, 64, 128), (2, 4, 8))
+        if bh <= h
+    ]
+    return [("rows", t) for t in rows] + [("strips", t) for t in strips]
 
 
-def registers(nhwc, weight, bias, tune: dict) -> dict:
+def registers(nhwc, weight, bias, kernel: str, tune: dict) -> dict:
     """Registers and spills per thread of the kernel compiled with these settings."""
     n, h, w, c = nhwc.shape
-    k = _dwconv7_kernel[grid(n, h, w, c, tune)](nhwc, weight, bias, torch.empty_like(nhwc), h, w, c, **tune)
+    k = KERNELS[kernel][grid(n, h, w, c, tune)](nhwc, weight, bias, torch.empty_like(nhwc), h, w, c, **tune)
     return {"n_regs": getattr(k, "n_regs", None), "n_spills": getattr(k, "n_spills", None)}
 
 
@@ -59,17 +65,17 @@ def stage_row(batch: int, size: int, channels: int, down: int) -> dict:
         "cudnn_channels_last_us": time_us(lambda: F.conv2d(x_cl, weight, bias, padding=3, groups=channels)),
         "cudnn_nchw_us": time_us(lambda: F.conv2d(x, weight, bias, padding=3, groups=channels)),
         "cudnn_channels_last_autotuned_us": autotuned(lambda: F.conv2d(x_cl, weight, bias, padding=3, groups=channels)),
-        "default_settings": launch_settings(h, h, channels),
+        "default_settings": {k: launch_settings(h, h, channels, k) for k in KERNELS},
         "sweep": [],
     }
     ref_nhwc = ref.permute(0, 2, 3, 1).float()
-    for tune in [{}] + tunes(h):
-        entry = {"tune": tune}
+    for kernel, tune in [(k, {}) for k in KERNELS] + tunes(h):
+        entry = {"kernel": kernel, "tune": tune}
         try:
-            out = dwconv7(nhwc, weight, bias, tune=tune)
+            out = dwconv7(nhwc, weight, bias, tune=tune, kernel=kernel)
             entry["max_abs_diff"] = float((out.float() - ref_nhwc).abs().max())
-            entry["us"] = time_us(lambda tune=tune: dwconv7(nhwc, weight, bias, tune=tune))
-            entry.update(registers(nhwc, weight, bias, {**launch_settings(h, h, channels), **tune}))
+            entry["us"] = time_us(lambda tune=tune, k=kernel: dwconv7(nhwc, weight, bias, tune=tune, kernel=k))
+            entry.update(registers(nhwc, weight, bias, kernel, {**launch_settings(h, h, channels, kernel), **tune}))
         except Exception as exc:  # a setting the compiler refuses is reported, not fatal
             entry["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
         row["sweep"].append(entry)
@@ -94,10 +100,12 @@ def main() -> None:
         print(
             channels,
             cudnn,
-            "ours default",
+            "ours default (rows, strips)",
             row["sweep"][0].get("us"),
+            row["sweep"][1].get("us"),
             "best",
             best.get("us"),
+            best.get("kernel"),
             best.get("tune"),
             flush=True,
         )

@@ -15,33 +15,41 @@ from .test_fused_kernels import DEVICES, randn
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton (interpreter)")
 
 
-def conv_pair(n: int, h: int, w: int, c: int, device: str, tune: dict | None = None):
+KERNELS = pytest.mark.parametrize("kernel", ["rows", "strips"])
+
+
+def conv_pair(n: int, h: int, w: int, c: int, device: str, kernel: str, tune: dict | None = None):
     from peaknet_pipeline.model.dwconv_kernel import dwconv7
 
     x = randn(n, c, h, w, seed=1, device=device)
     weight = randn(c, 1, 7, 7, seed=2, device=device)
     bias = randn(c, seed=3, device=device)
     expected = F.conv2d(x, weight, bias, padding=3, groups=c).permute(0, 2, 3, 1)
-    got = dwconv7(x.permute(0, 2, 3, 1).contiguous(), weight, bias, tune=tune)
+    got = dwconv7(x.permute(0, 2, 3, 1).contiguous(), weight, bias, tune=tune, kernel=kernel)
     return got, expected
 
 
 @pytest.mark.parametrize(
     "shape, tune",
     [
-        ((2, 11, 13, 40), {"BLOCK_H": 4, "BLOCK_W": 8}),  # ragged strips, rows and channel blocks; 3 row blocks
+        ((2, 11, 13, 40), {"BLOCK_H": 4}),  # ragged strips, rows and channel blocks; 3 row blocks
         ((1, 16, 16, 32), None),  # the model's launch settings: one program walks the whole column
-        ((1, 7, 5, 8), {"BLOCK_W": 8}),  # a frame narrower than the kernel: every tap reaches a border
+        ((1, 7, 5, 8), None),  # a frame narrower than the kernel: every tap reaches a border
+        ((1, 9, 18, 8), {"BLOCK_H": 2}),  # (strips: 2 programs across, the second's last strip half outside)
     ],
 )
+@KERNELS
 @pytest.mark.parametrize("device", DEVICES)
-def test_dwconv7_is_pytorch_depthwise_conv(device, shape, tune):
-    got, expected = conv_pair(*shape, device, tune)
+def test_dwconv7_is_pytorch_depthwise_conv(device, kernel, shape, tune):
+    if kernel == "rows" and tune:
+        tune = {**tune, "BLOCK_W": 8}
+    got, expected = conv_pair(*shape, device, kernel, tune)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
 
 
+@KERNELS
 @pytest.mark.parametrize("device", DEVICES)
-def test_dwconv7_taps_are_not_symmetric_in_use(device):
+def test_dwconv7_taps_are_not_symmetric_in_use(device, kernel):
     """A kernel with one tap set tells row from column and up from down: a transposed or flipped tap fails."""
     from peaknet_pipeline.model.dwconv_kernel import dwconv7
 
@@ -50,20 +58,21 @@ def test_dwconv7_taps_are_not_symmetric_in_use(device):
     x[0, 4, 4] = 1.0  # an impulse: the output is the kernel itself, flipped
     weight = torch.zeros(c, 1, 7, 7, device=device)
     weight[:, 0, 1, 5] = torch.arange(1.0, c + 1)  # dy = 1, dx = 5, a different value per channel
-    out = dwconv7(x, weight, torch.zeros(c, device=device))
+    out = dwconv7(x, weight, torch.zeros(c, device=device), kernel=kernel)
     hits = out[0].abs().sum(-1).nonzero().tolist()
     assert hits == [[4 - (1 - 3), 4 - (5 - 3)]]  # cross-correlation: output (y, x) reads input (y + dy - 3, x + dx - 3)
     torch.testing.assert_close(out[0, 6, 2], torch.arange(1.0, c + 1, device=device))
 
 
+@KERNELS
 @pytest.mark.parametrize("device", DEVICES)
-def test_dwconv7_takes_an_nhwc_view_of_an_nchw_tensor(device):
+def test_dwconv7_takes_an_nhwc_view_of_an_nchw_tensor(device, kernel):
     """A dense tensor in another memory order (an NCHW tensor's NHWC view) comes back right, dense NHWC."""
     from peaknet_pipeline.model.dwconv_kernel import dwconv7
 
     x, weight = randn(2, 8, 9, 10, seed=1, device=device), randn(8, 1, 7, 7, seed=2, device=device)
     bias = randn(8, seed=3, device=device)
-    got = dwconv7(x.permute(0, 2, 3, 1), weight, bias)
+    got = dwconv7(x.permute(0, 2, 3, 1), weight, bias, kernel=kernel)
     assert got.is_contiguous()
     torch.testing.assert_close(
         got, F.conv2d(x, weight, bias, padding=3, groups=8).permute(0, 2, 3, 1), rtol=1e-5, atol=1e-4
