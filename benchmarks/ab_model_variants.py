@@ -11,7 +11,7 @@ built model; numerics are checked against the plain model in eager mode before a
 - fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES); its kernels have their
   own tests against the plain path, so no check here.
 - KEY=VALUE: the config with that one setting changed (inference.precision=fp8).
-- dwconv-<kernel>: the config with the depthwise kernel dwconv_kernel.KERNELS[<kernel>] (rows, strips).
+- dwconv-ln-apart: the config with the blocks' LayerNorm as a PyTorch op after the depthwise kernel, not in it.
 
 The output file is rewritten after every run, so a run cut short by a time limit keeps what it measured.
 """
@@ -29,7 +29,7 @@ from torch import nn
 from peaknet_pipeline.bench import emit_json, keep_json, model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
-from peaknet_pipeline.model import dwconv_kernel
+from peaknet_pipeline.model import fused_ops
 
 
 class ProductsConv(nn.Module):
@@ -88,15 +88,6 @@ def apply(model: nn.Module, variant: str, eager: bool = False) -> int:
     return swapped
 
 
-def depthwise_kernel(variant: str) -> str:
-    """The depthwise kernel a variant runs: its own for dwconv-<kernel>, else the default."""
-    kernel = variant.removeprefix("dwconv-")
-    return kernel if kernel in dwconv_kernel.KERNELS else DEFAULT_DWCONV
-
-
-DEFAULT_DWCONV = dwconv_kernel.KERNEL
-
-
 def variant_config(path: str, variant: str):
     """The config a variant runs: a fused-<mode> variant is model.peaknet.fused_kernels=<mode>, KEY=VALUE sets
     that setting (both validated by the config model); the other variants run the config as it is."""
@@ -137,7 +128,7 @@ def main() -> int:
             vcfg = variant_config(args.config, variant)
             model, _ = build_model(vcfg.model)
             swapped = apply(model, variant)
-            dwconv_kernel.KERNEL = depthwise_kernel(variant)  # read when the model is traced
+            fused_ops.DWCONV_LAYERNORM = variant != "dwconv-ln-apart"  # read when the model is traced
             torch._dynamo.reset()
             runs.append({"variant": variant, "swapped": swapped, **model_only(vcfg, args.iters, model=model)})
             print(runs[-1], file=sys.stderr)

@@ -15,17 +15,14 @@ from .test_fused_kernels import DEVICES, randn
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton (interpreter)")
 
 
-KERNELS = pytest.mark.parametrize("kernel", ["rows", "strips"])
-
-
-def conv_pair(n: int, h: int, w: int, c: int, device: str, kernel: str, tune: dict | None = None):
+def conv_pair(n: int, h: int, w: int, c: int, device: str, tune: dict | None = None):
     from peaknet_pipeline.model.dwconv_kernel import dwconv7
 
     x = randn(n, c, h, w, seed=1, device=device)
     weight = randn(c, 1, 7, 7, seed=2, device=device)
     bias = randn(c, seed=3, device=device)
     expected = F.conv2d(x, weight, bias, padding=3, groups=c).permute(0, 2, 3, 1)
-    got = dwconv7(x.permute(0, 2, 3, 1).contiguous(), weight, bias, tune=tune, kernel=kernel)
+    got = dwconv7(x.permute(0, 2, 3, 1).contiguous(), weight, bias, tune=tune)
     return got, expected
 
 
@@ -38,18 +35,14 @@ def conv_pair(n: int, h: int, w: int, c: int, device: str, kernel: str, tune: di
         ((1, 9, 18, 8), {"BLOCK_H": 2}),  # (strips: 2 programs across, the second's last strip half outside)
     ],
 )
-@KERNELS
 @pytest.mark.parametrize("device", DEVICES)
-def test_dwconv7_is_pytorch_depthwise_conv(device, kernel, shape, tune):
-    if kernel == "rows" and tune:
-        tune = {**tune, "BLOCK_W": 8}
-    got, expected = conv_pair(*shape, device, kernel, tune)
+def test_dwconv7_is_pytorch_depthwise_conv(device, shape, tune):
+    got, expected = conv_pair(*shape, device, tune)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
 
 
-@KERNELS
 @pytest.mark.parametrize("device", DEVICES)
-def test_dwconv7_taps_are_not_symmetric_in_use(device, kernel):
+def test_dwconv7_taps_are_not_symmetric_in_use(device):
     """A kernel with one tap set tells row from column and up from down: a transposed or flipped tap fails."""
     from peaknet_pipeline.model.dwconv_kernel import dwconv7
 
@@ -58,25 +51,50 @@ def test_dwconv7_taps_are_not_symmetric_in_use(device, kernel):
     x[0, 4, 4] = 1.0  # an impulse: the output is the kernel itself, flipped
     weight = torch.zeros(c, 1, 7, 7, device=device)
     weight[:, 0, 1, 5] = torch.arange(1.0, c + 1)  # dy = 1, dx = 5, a different value per channel
-    out = dwconv7(x, weight, torch.zeros(c, device=device), kernel=kernel)
+    out = dwconv7(x, weight, torch.zeros(c, device=device))
     hits = out[0].abs().sum(-1).nonzero().tolist()
     assert hits == [[4 - (1 - 3), 4 - (5 - 3)]]  # cross-correlation: output (y, x) reads input (y + dy - 3, x + dx - 3)
     torch.testing.assert_close(out[0, 6, 2], torch.arange(1.0, c + 1, device=device))
 
 
-@KERNELS
 @pytest.mark.parametrize("device", DEVICES)
-def test_dwconv7_takes_an_nhwc_view_of_an_nchw_tensor(device, kernel):
+def test_dwconv7_takes_an_nhwc_view_of_an_nchw_tensor(device):
     """A dense tensor in another memory order (an NCHW tensor's NHWC view) comes back right, dense NHWC."""
     from peaknet_pipeline.model.dwconv_kernel import dwconv7
 
     x, weight = randn(2, 8, 9, 10, seed=1, device=device), randn(8, 1, 7, 7, seed=2, device=device)
     bias = randn(8, seed=3, device=device)
-    got = dwconv7(x.permute(0, 2, 3, 1), weight, bias, kernel=kernel)
+    got = dwconv7(x.permute(0, 2, 3, 1), weight, bias)
     assert got.is_contiguous()
     torch.testing.assert_close(
         got, F.conv2d(x, weight, bias, padding=3, groups=8).permute(0, 2, 3, 1), rtol=1e-5, atol=1e-4
     )
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 10, 24), (1, 6, 13, 32)])  # 24 channels: a block of 32, 8 masked
+@pytest.mark.parametrize("device", DEVICES)
+def test_dwconv7_with_layernorm_is_conv_then_layernorm(device, shape):
+    """LayerNorm over the channels in the kernel: per-channel weight and bias, eps, and the statistics of each
+    pixel over its own channels only (a wrong index or a masked channel counted would move every value)."""
+    from peaknet_pipeline.model.dwconv_kernel import dwconv7
+
+    n, h, w, c = shape
+    x = randn(n, c, h, w, seed=1, device=device)
+    weight, bias = randn(c, 1, 7, 7, seed=2, device=device), randn(c, seed=3, device=device)
+    ln_w, ln_b = randn(c, seed=4, device=device), randn(c, seed=5, device=device)
+    conv = F.conv2d(x, weight, bias, padding=3, groups=c).permute(0, 2, 3, 1)
+    got = dwconv7(x.permute(0, 2, 3, 1).contiguous(), weight, bias, norm=(ln_w, ln_b, 0.5))
+    torch.testing.assert_close(got, F.layer_norm(conv, (c,), ln_w, ln_b, 0.5), rtol=1e-4, atol=1e-4)
+    assert (got - F.layer_norm(conv, (c,), ln_w, ln_b, 1e-6)).abs().max() > 1e-3  # eps is the one given
+
+
+def test_dwconv7_refuses_layernorm_over_more_channels_than_one_program_holds():
+    from peaknet_pipeline.model.dwconv_kernel import LAYERNORM_MAX_C, dwconv7
+
+    c = 2 * LAYERNORM_MAX_C
+    x, ones = torch.zeros(1, 4, 4, c), torch.ones(c)
+    with pytest.raises(ValueError, match=f"up to {LAYERNORM_MAX_C} channels, got {c}"):
+        dwconv7(x, torch.zeros(c, 1, 7, 7), ones, norm=(ones, ones, 1e-6))
 
 
 def test_dwconv7_refuses_a_kernel_that_is_not_7x7_depthwise():
