@@ -11,7 +11,6 @@ built model; numerics are checked against the plain model in eager mode before a
 - fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES); its kernels have their
   own tests against the plain path, so no check here.
 - KEY=VALUE: the config with that one setting changed (inference.precision=fp8).
-- dwconv-ln-apart: the config with the blocks' LayerNorm as a PyTorch op after the depthwise kernel, not in it.
 
 The output file is rewritten after every run, so a run cut short by a time limit keeps what it measured.
 """
@@ -29,7 +28,6 @@ from torch import nn
 from peaknet_pipeline.bench import emit_json, keep_json, model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
-from peaknet_pipeline.model import fused_ops
 
 
 class ProductsConv(nn.Module):
@@ -128,7 +126,6 @@ def main() -> int:
             vcfg = variant_config(args.config, variant)
             model, _ = build_model(vcfg.model)
             swapped = apply(model, variant)
-            fused_ops.DWCONV_LAYERNORM = variant != "dwconv-ln-apart"  # read when the model is traced
             torch._dynamo.reset()
             runs.append({"variant": variant, "swapped": swapped, **model_only(vcfg, args.iters, model=model)})
             print(runs[-1], file=sys.stderr)

@@ -1,5 +1,4 @@
-"""The ConvNeXt blocks' depthwise 7x7 conv: our Triton kernel (model/dwconv_kernel.py) against cuDNN (issue 23),
-and the kernel with the block's LayerNorm in it against the kernel followed by PyTorch's LayerNorm.
+"""The ConvNeXt blocks' depthwise 7x7 conv: our Triton kernel (model/dwconv_kernel.py) against cuDNN (issue 23).
 
 Per base-model stage at 512x512, batch 64, bf16: cuDNN on the channels_last tensor the model holds (what the
 model runs today), cuDNN on a contiguous NCHW copy (for reference), and the kernel over a few launch settings,
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from bench_kernels import time_us
-from peaknet_pipeline.model.dwconv_kernel import LAYERNORM_MAX_C, _dwconv7_kernel, dwconv7, grid, launch_settings
+from peaknet_pipeline.model.dwconv_kernel import _dwconv7_kernel, dwconv7, grid, launch_settings
 
 STAGES = ((96, 4), (192, 8), (384, 16), (768, 32))  # channels, downsampling of the 512x512 frame
 
@@ -30,13 +29,10 @@ def tunes(h: int) -> list[dict]:
     return [{"BLOCK_S": s * nw, "BLOCK_H": bh, "BLOCK_C": 32, "num_warps": nw} for s, bh, nw in combos if bh <= h]
 
 
-def registers(nhwc, weight, bias, tune: dict, norm) -> dict:
+def registers(nhwc, weight, bias, tune: dict) -> dict:
     """Registers and spills per thread of the kernel compiled with these settings."""
     n, h, w, c = nhwc.shape
-    ln_w, ln_b, eps = norm or (bias, bias, 0.0)
-    k = _dwconv7_kernel[grid(n, h, w, c, tune)](
-        nhwc, weight, bias, torch.empty_like(nhwc), ln_w, ln_b, eps, h, w, c, LAYERNORM=norm is not None, **tune
-    )
+    k = _dwconv7_kernel[grid(n, h, w, c, tune)](nhwc, weight, bias, torch.empty_like(nhwc), h, w, c, **tune)
     return {"n_regs": getattr(k, "n_regs", None), "n_spills": getattr(k, "n_spills", None)}
 
 
@@ -73,34 +69,13 @@ def stage_row(batch: int, size: int, channels: int, down: int) -> dict:
             out = dwconv7(nhwc, weight, bias, tune=tune)
             entry["max_abs_diff"] = float((out.float() - ref_nhwc).abs().max())
             entry["us"] = time_us(lambda tune=tune: dwconv7(nhwc, weight, bias, tune=tune))
-            entry.update(registers(nhwc, weight, bias, {**launch_settings(h, h, channels), **tune}, None))
+            entry.update(registers(nhwc, weight, bias, {**launch_settings(h, h, channels), **tune}))
         except Exception as exc:  # a setting the compiler refuses is reported, not fatal
             entry["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
         row["sweep"].append(entry)
     timed = [e for e in row["sweep"] if "us" in e]
     row["best"] = min(timed, key=lambda e: e["us"]) if timed else None
-    if channels <= LAYERNORM_MAX_C:
-        row["layernorm"] = layernorm_row(nhwc, weight, bias, ref_nhwc)
     return row
-
-
-def layernorm_row(nhwc, weight, bias, ref_nhwc) -> dict:
-    """The kernel with the block's LayerNorm in it, against the kernel then PyTorch's LayerNorm (eager)."""
-    n, h, w, c = nhwc.shape
-    ln_w = torch.randn(c, device="cuda", dtype=torch.bfloat16)
-    ln_b = torch.randn(c, device="cuda", dtype=torch.bfloat16)
-    norm = (ln_w, ln_b, 1e-6)
-    out = dwconv7(nhwc, weight, bias, norm=norm)
-    expected = F.layer_norm(ref_nhwc, (c,), ln_w.float(), ln_b.float(), 1e-6)
-    return {
-        "settings": launch_settings(h, w, c, layernorm=True),
-        "max_abs_diff": float((out.float() - expected).abs().max()),
-        "us": time_us(lambda: dwconv7(nhwc, weight, bias, norm=norm)),
-        "kernel_then_torch_layernorm_us": time_us(
-            lambda: F.layer_norm(dwconv7(nhwc, weight, bias), (c,), ln_w, ln_b, 1e-6)
-        ),
-        **registers(nhwc, weight, bias, launch_settings(h, w, c, layernorm=True), norm),
-    }
 
 
 def main() -> None:
@@ -124,8 +99,6 @@ def main() -> None:
             "best",
             best.get("us"),
             best.get("tune"),
-            "with LayerNorm",
-            {k: v for k, v in row.get("layernorm", {}).items() if k != "settings"},
             flush=True,
         )
     with open(args.output, "w") as f:

@@ -33,12 +33,11 @@ DEVICES = [
 
 
 def record_depthwise_calls(monkeypatch) -> list:
-    """The input shapes the Triton depthwise kernel's entries (fused_ops.depthwise, and depthwise_layernorm with
-    the block's LayerNorm) are called with from now on; they still run."""
+    """The input shapes fused_ops.depthwise (the Triton depthwise kernel's entry) is called with from now on; it
+    still runs."""
     calls = []
-    for name in ("depthwise", "depthwise_layernorm"):
-        kernel = getattr(fused_ops, name)
-        monkeypatch.setattr(fused_ops, name, lambda m, t, kernel=kernel: calls.append(t.shape) or kernel(m, t))
+    kernel = fused_ops.depthwise
+    monkeypatch.setattr(fused_ops, "depthwise", lambda conv, t: calls.append(t.shape) or kernel(conv, t))
     return calls
 
 
@@ -177,10 +176,8 @@ def test_gelu_form_per_preset_and_unknown_form_refused():
 
 
 @MODES
-@pytest.mark.parametrize("ln_in_kernel", [True, False], ids=["ln-in-dwconv", "ln-apart"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_fused_block_is_the_plain_block(device, mode, ln_in_kernel, monkeypatch):
-    monkeypatch.setattr(fused_ops, "DWCONV_LAYERNORM", ln_in_kernel)
+def test_fused_block_is_the_plain_block(device, mode, monkeypatch):
     plain, fused = block_pair(24, device, torch.float32, mode)
     x = randn(2, 24, 8, 8, seed=1, device=device).to(memory_format=torch.channels_last)
     with torch.no_grad():

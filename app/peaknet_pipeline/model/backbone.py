@@ -66,15 +66,9 @@ class ConvNeXtV2Block(nn.Module):
             return fp8_ops.convnext_block(self, x)
         if self.fused in fused_ops.GEMM_MODES and fused_ops.fusable(x):
             return fused_ops.convnext_block(self, x)
-        h = F.gelu(self.pwconv1(self.normed_depthwise(x)), approximate=self.gelu)
+        h = F.gelu(self.pwconv1(self.layernorm(self.depthwise(x))), approximate=self.gelu)
         y = grn_linear(h, self.grn, self.pwconv2)
         return x + y.permute(0, 3, 1, 2)
-
-    def normed_depthwise(self, x: torch.Tensor) -> torch.Tensor:
-        """layernorm(depthwise(x)), (N, H, W, C): in fused modes one Triton kernel where it can."""
-        if self.fused in fused_ops.DWCONV_MODES and fused_ops.layernorm_in_depthwise(x.shape[1]):
-            return fused_ops.depthwise_layernorm(self, x)
-        return self.layernorm(self.depthwise(x))
 
     def depthwise(self, x: torch.Tensor) -> torch.Tensor:
         """The depthwise 7x7 of (N, C, H, W) as (N, H, W, C): cuDNN's, or the Triton kernel's (fused modes)."""

@@ -1,5 +1,4 @@
-"""The ConvNeXt block's depthwise 7x7 conv (padding 3, bias) as a Triton kernel on NHWC tensors, optionally with
-the block's LayerNorm over the channels applied before the result is stored.
+"""The ConvNeXt block's depthwise 7x7 conv (padding 3, bias) as a Triton kernel on NHWC tensors.
 
 A thread owns one channel of a strip of 4 neighbouring output pixels and walks down BLOCK_H rows. Each input row
 is loaded once per strip (the 10 pixels that 4 outputs read) and added into the 7 output rows it touches, whose
@@ -53,38 +52,20 @@ def _strip_row(x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, t0, t1, t2, t3, t4, t5, t
 
 
 @triton.jit
-def _layernorm(v, cmask, ln_w, ln_b, eps, C: tl.constexpr):
-    """LayerNorm over the channels (axis 1) of v (BLOCK_S, BLOCK_C), which holds all C of them (0 elsewhere)."""
-    mean = tl.sum(v, axis=1) / C
-    d = tl.where(cmask[None, :], v - mean[:, None], 0.0)
-    var = tl.sum(d * d, axis=1) / C
-    return d * tl.rsqrt(var + eps)[:, None] * ln_w + ln_b
-
-
-@triton.jit
-def _store_pixel(p, a, bias, m, cmask, ln_w, ln_b, eps, C: tl.constexpr, LAYERNORM: tl.constexpr):
-    v = a + bias
-    if LAYERNORM:
-        v = _layernorm(v, cmask, ln_w, ln_b, eps, C)
-    tl.store(p, v.to(p.dtype.element_ty), mask=m)
-
-
-@triton.jit
-def _store_strip(
-    p, C: tl.constexpr, a0, a1, a2, a3, bias, m0, m1, m2, m3, cmask, ln_w, ln_b, eps, LAYERNORM: tl.constexpr
-):
-    _store_pixel(p, a0, bias, m0, cmask, ln_w, ln_b, eps, C, LAYERNORM)
-    _store_pixel(p + C, a1, bias, m1, cmask, ln_w, ln_b, eps, C, LAYERNORM)
-    _store_pixel(p + 2 * C, a2, bias, m2, cmask, ln_w, ln_b, eps, C, LAYERNORM)
-    _store_pixel(p + 3 * C, a3, bias, m3, cmask, ln_w, ln_b, eps, C, LAYERNORM)
+def _store_strip(p, C: tl.constexpr, a0, a1, a2, a3, bias, m0, m1, m2, m3):
+    ty = p.dtype.element_ty
+    tl.store(p, (a0 + bias).to(ty), mask=m0)
+    tl.store(p + C, (a1 + bias).to(ty), mask=m1)
+    tl.store(p + 2 * C, (a2 + bias).to(ty), mask=m2)
+    tl.store(p + 3 * C, (a3 + bias).to(ty), mask=m3)
 
 
 @triton.jit
 def _dwconv7_kernel(
-    x_ptr, w_ptr, b_ptr, out_ptr, ln_w_ptr, ln_b_ptr, eps, H, W, C: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr, LAYERNORM: tl.constexpr,
+    x_ptr, w_ptr, b_ptr, out_ptr, H, W, C: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    """Programs: (frame and row block, strips, channel blocks). With LAYERNORM one channel block holds all C."""
+    """Programs: (frame and row block, strips, channel blocks)."""
     n_hb = tl.cdiv(H, BLOCK_H)
     frame = tl.program_id(0) // n_hb
     h0 = (tl.program_id(0) % n_hb) * BLOCK_H
@@ -94,19 +75,10 @@ def _dwconv7_kernel(
     offs = (col0[:, None] - 3) * C + c[None, :]  # input column col0 - 3, the strip's first
     in_frame = x_ptr + frame.to(tl.int64) * H * W * C
     out_frame = out_ptr + frame.to(tl.int64) * H * W * C + offs + 3 * C
-    m0, m1, m2, m3 = (
-        _col_ok(col0, W, cmask, 0),
-        _col_ok(col0, W, cmask, 1),
-        _col_ok(col0, W, cmask, 2),
-        _col_ok(col0, W, cmask, 3),
-    )
-    m4, m5, m6, m7 = (
-        _col_ok(col0, W, cmask, 4),
-        _col_ok(col0, W, cmask, 5),
-        _col_ok(col0, W, cmask, 6),
-        _col_ok(col0, W, cmask, 7),
-    )
-    m8, m9 = _col_ok(col0, W, cmask, 8), _col_ok(col0, W, cmask, 9)
+    m0, m1, m2 = _col_ok(col0, W, cmask, 0), _col_ok(col0, W, cmask, 1), _col_ok(col0, W, cmask, 2)
+    m3, m4, m5 = _col_ok(col0, W, cmask, 3), _col_ok(col0, W, cmask, 4), _col_ok(col0, W, cmask, 5)
+    m6, m7, m8 = _col_ok(col0, W, cmask, 6), _col_ok(col0, W, cmask, 7), _col_ok(col0, W, cmask, 8)
+    m9 = _col_ok(col0, W, cmask, 9)
     k00, k01, k02, k03, k04, k05, k06 = _tap_row(w_ptr, c, cmask, 0)
     k10, k11, k12, k13, k14, k15, k16 = _tap_row(w_ptr, c, cmask, 1)
     k20, k21, k22, k23, k24, k25, k26 = _tap_row(w_ptr, c, cmask, 2)
@@ -115,10 +87,6 @@ def _dwconv7_kernel(
     k50, k51, k52, k53, k54, k55, k56 = _tap_row(w_ptr, c, cmask, 5)
     k60, k61, k62, k63, k64, k65, k66 = _tap_row(w_ptr, c, cmask, 6)
     bias = tl.load(b_ptr + c, mask=cmask, other=0.0).to(tl.float32)[None, :]
-    ln_w, ln_b = bias, bias  # unused without LAYERNORM
-    if LAYERNORM:
-        ln_w = tl.load(ln_w_ptr + c, mask=cmask, other=0.0).to(tl.float32)[None, :]
-        ln_b = tl.load(ln_b_ptr + c, mask=cmask, other=0.0).to(tl.float32)[None, :]
     z = tl.zeros([BLOCK_S, BLOCK_C], dtype=tl.float32)
     # a<k>_<p>: output row r - 3 + k, pixel p of the strip; it takes input row r through kernel row 6 - k
     a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23 = z, z, z, z, z, z, z, z, z, z, z, z
@@ -159,68 +127,19 @@ def _dwconv7_kernel(
         a60, a61, a62, a63 = _strip_row(
             x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, k00, k01, k02, k03, k04, k05, k06, a60, a61, a62, a63
         )
-        o = r - 3  # row a0 has all seven input rows now
-        o_ok = ((row - 3 >= h0) & (row - 3 < H))[:, None]
+        o_ok = ((row - 3 >= h0) & (row - 3 < H))[:, None]  # output row r - 3 (a0*) has all seven input rows now
         _store_strip(
-            out_frame + o * W * C,
-            C,
-            a00,
-            a01,
-            a02,
-            a03,
-            bias,
-            m3 & o_ok,
-            m4 & o_ok,
-            m5 & o_ok,
-            m6 & o_ok,
-            cmask,
-            ln_w,
-            ln_b,
-            eps,
-            LAYERNORM,
+            out_frame + (r - 3) * W * C, C, a00, a01, a02, a03, bias, m3 & o_ok, m4 & o_ok, m5 & o_ok, m6 & o_ok
         )
-        a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23 = (
-            a10,
-            a11,
-            a12,
-            a13,
-            a20,
-            a21,
-            a22,
-            a23,
-            a30,
-            a31,
-            a32,
-            a33,
-        )
-        a30, a31, a32, a33, a40, a41, a42, a43, a50, a51, a52, a53 = (
-            a40,
-            a41,
-            a42,
-            a43,
-            a50,
-            a51,
-            a52,
-            a53,
-            a60,
-            a61,
-            a62,
-            a63,
-        )
+        a00, a01, a02, a03, a10, a11, a12, a13 = a10, a11, a12, a13, a20, a21, a22, a23
+        a20, a21, a22, a23, a30, a31, a32, a33 = a30, a31, a32, a33, a40, a41, a42, a43
+        a40, a41, a42, a43, a50, a51, a52, a53 = a50, a51, a52, a53, a60, a61, a62, a63
         a60, a61, a62, a63 = z, z, z, z
 
 
-# LayerNorm in the kernel needs one program per strip to hold every channel, one per thread: up to 512
-# (16 warps of ~115 registers each fill an SM's register file).
-LAYERNORM_MAX_C = 512
-
-
-def launch_settings(h: int, w: int, c: int, layernorm: bool = False) -> dict:
+def launch_settings(h: int, w: int, c: int) -> dict:
     """BLOCK_H, BLOCK_S, BLOCK_C and num_warps for an (h, w, c) frame: a program walks the whole column (up to 128
     rows, so few rows are loaded twice) of one strip per warp, one channel per thread (bench_dwconv.py)."""
-    if layernorm:
-        block_c = triton.next_power_of_2(c)
-        return {"BLOCK_H": min(h, 128), "BLOCK_S": 1, "BLOCK_C": block_c, "num_warps": block_c // 32}
     return {"BLOCK_H": min(h, 128), "BLOCK_S": 2, "BLOCK_C": 32, "num_warps": 2}
 
 
@@ -234,23 +153,16 @@ def grid(n: int, h: int, w: int, c: int, params: dict) -> tuple[int, int, int]:
 
 
 def dwconv7(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, wrap: Wrap = _identity, tune: dict | None = None,
-    norm: tuple[torch.Tensor, torch.Tensor, float] | None = None,
-) -> torch.Tensor:  # fmt: skip
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, wrap: Wrap = _identity, tune: dict | None = None
+) -> torch.Tensor:
     """Depthwise 7x7 conv, padding 3, plus bias: x (N, H, W, C) dense NHWC; weight (C, 1, 7, 7) as
-    nn.Conv2d(groups=C) holds it; bias (C,). With `norm` (weight, bias, eps), LayerNorm over C of the result
-    (C up to LAYERNORM_MAX_C). Sums in fp32, returns x's dtype. `tune` overrides the launch settings
-    (benchmarks)."""
+    nn.Conv2d(groups=C) holds it; bias (C,). Sums in fp32, returns x's dtype. `tune` overrides the launch
+    settings (benchmarks)."""
     if weight.shape[1:] != (1, 7, 7) or weight.shape[0] != x.shape[3]:
         raise ValueError(f"dwconv7: weight (C, 1, 7, 7) for C={x.shape[3]} expected, got {tuple(weight.shape)}")
-    if norm is not None and x.shape[3] > LAYERNORM_MAX_C:
-        raise ValueError(f"dwconv7: LayerNorm in the kernel takes up to {LAYERNORM_MAX_C} channels, got {x.shape[3]}")
     x = x.contiguous()  # dense NHWC, as the kernel indexes it (and so is `out`)
     n, h, w, c = x.shape
     out = torch.empty_like(x)
-    params = {**launch_settings(h, w, c, layernorm=norm is not None), **(tune or {})}
-    ln_w, ln_b, eps = norm if norm is not None else (bias, bias, 0.0)
-    wrap(_dwconv7_kernel)[grid(n, h, w, c, params)](
-        x, weight.contiguous(), bias, out, ln_w, ln_b, eps, h, w, c, LAYERNORM=norm is not None, **params
-    )
+    params = {**launch_settings(h, w, c), **(tune or {})}
+    wrap(_dwconv7_kernel)[grid(n, h, w, c, params)](x, weight.contiguous(), bias, out, h, w, c, **params)
     return out

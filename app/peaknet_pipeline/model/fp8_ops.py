@@ -37,7 +37,7 @@ def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
 def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """ConvNeXtV2Block.forward with pwconv1 and pwconv2 in FP8; depthwise conv, LayerNorm, GELU and GRN as
     the plain block runs them."""
-    y = block.normed_depthwise(x)
+    y = block.layernorm(block.depthwise(x))
     h = F.gelu(linear(y, block.pwconv1), approximate=block.gelu)
     y = linear(block.grn(h), block.pwconv2)
     return x + y.permute(0, 3, 1, 2).to(x.dtype)

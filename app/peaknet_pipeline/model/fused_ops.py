@@ -44,16 +44,6 @@ if tk is not None:
         c = rows.shape[1]
         return dk.dwconv7(rows.view(-1, h, w, c), weight, bias, wrap=wrap_triton).view(-1, c)
 
-    @triton_op("peaknet::dwconv7_layernorm", mutates_args=())
-    def dwconv7_layernorm(
-        rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor,
-        eps: float, h: int, w: int,
-    ) -> torch.Tensor:  # fmt: skip
-        """dwconv7, then LayerNorm over the channels, in one kernel."""
-        c = rows.shape[1]
-        norm = (ln_weight, ln_bias, eps)
-        return dk.dwconv7(rows.view(-1, h, w, c), weight, bias, wrap=wrap_triton, norm=norm).view(-1, c)
-
 
 def lt_gelu_tanh_sumsq(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: int):
     """linear_gelu_sumsq with GELU's tanh form, the GEMM by cuBLASLt with bias and GELU in its epilogue (on CPU
@@ -120,39 +110,21 @@ def depthwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return dwconv7(pixel_rows(x), conv.weight, conv.bias, h, w).view(n, h, w, c)
 
 
-# Whether the depthwise kernel applies the block's LayerNorm too, where it can (benchmarks switch it off to
-# compare).
-DWCONV_LAYERNORM = True
-
-
-def layernorm_in_depthwise(channels: int) -> bool:
-    """Whether a block of `channels` in a DWCONV_MODES mode takes its LayerNorm from the depthwise kernel."""
-    return DWCONV_LAYERNORM and dk is not None and channels <= dk.LAYERNORM_MAX_C
-
-
-def depthwise_layernorm(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """layernorm(dwconv(x)) of the block on (N, C, H, W) by the Triton kernel, as (N, H, W, C)."""
-    n, c, h, w = x.shape
-    conv, ln = block.dwconv, block.layernorm
-    return dwconv7_layernorm(pixel_rows(x), conv.weight, conv.bias, ln.weight, ln.bias, ln.eps, h, w).view(n, h, w, c)
-
-
 def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """ConvNeXtV2Block.forward on (N, C, H, W): pwconv1+GELU+GRN statistic (one kernel, or cuBLASLt's and a
     reduction), and pwconv2 with GRN's per-frame scale on its input plus the residual, one kernel; in mode all
-    the depthwise conv too, with the LayerNorm where it has few enough channels (else a PyTorch op)."""
+    the depthwise conv too. LayerNorm stays a PyTorch op."""
     n, c, h, w = x.shape
     hw = h * w
     # The residual and, in mode all, the depthwise conv's input take this one view of the block's input, so the
     # compiled graph holds one buffer for them.
     residual = pixel_rows(x)
     pw1, pw2, grn = block.pwconv1, block.pwconv2, block.grn
-    dw, ln = block.dwconv, block.layernorm
-    if block.fused in DWCONV_MODES and layernorm_in_depthwise(c):
-        rows = dwconv7_layernorm(residual, dw.weight, dw.bias, ln.weight, ln.bias, ln.eps, h, w)
+    if block.fused in DWCONV_MODES:
+        y = dwconv7(residual, block.dwconv.weight, block.dwconv.bias, h, w)
     else:
-        y = dwconv7(residual, dw.weight, dw.bias, h, w) if block.fused in DWCONV_MODES else block.depthwise(x)
-        rows = ln(y).contiguous().view(n * hw, c)
+        y = block.depthwise(x)
+    rows = block.layernorm(y).contiguous().view(n * hw, c)
     pwconv1 = lt_gelu_tanh_sumsq if block.gelu == "tanh" else linear_gelu_sumsq
     a, sumsq = pwconv1(rows, pw1.weight, pw1.bias, hw)
     scale = grn.scale_from_norm(sumsq.sqrt())  # fp32 (N, 4C), applied to `a` as pwconv2's kernel reads it
