@@ -33,6 +33,7 @@ def conv_pair(n: int, h: int, w: int, c: int, device: str, tune: dict | None = N
         ((1, 16, 16, 32), None),  # the model's launch settings: one program walks the whole column
         ((1, 7, 5, 8), None),  # a frame narrower than the kernel: every tap reaches a border
         ((1, 9, 18, 8), {"BLOCK_H": 2, "BLOCK_S": 2}),  # 3 programs across, the last's second strip outside
+        ((1, 6, 7, 8), {"BLOCK_S": 1}),  # a strip's last pixel past the edge, where the next row begins
     ],
 )
 @pytest.mark.parametrize("device", DEVICES)
