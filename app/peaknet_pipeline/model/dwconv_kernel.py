@@ -88,7 +88,7 @@ def _dwconv7_kernel(
     k60, k61, k62, k63, k64, k65, k66 = _tap_row(w_ptr, c, cmask, 6)
     bias = tl.load(b_ptr + c, mask=cmask, other=0.0).to(tl.float32)[None, :]
     z = tl.zeros([BLOCK_S, BLOCK_C], dtype=tl.float32)
-    # a<k>_<p>: output row r - 3 + k, pixel p of the strip; it takes input row r through kernel row 6 - k
+    # a<k><p>: output row r - 3 + k, pixel p of the strip; it takes input row r through kernel row 6 - k
     a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23 = z, z, z, z, z, z, z, z, z, z, z, z
     a30, a31, a32, a33, a40, a41, a42, a43, a50, a51, a52, a53 = z, z, z, z, z, z, z, z, z, z, z, z
     a60, a61, a62, a63 = z, z, z, z
@@ -127,7 +127,7 @@ def _dwconv7_kernel(
         a60, a61, a62, a63 = _strip_row(
             x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, k00, k01, k02, k03, k04, k05, k06, a60, a61, a62, a63
         )
-        o_ok = ((row - 3 >= h0) & (row - 3 < H))[:, None]  # output row r - 3 (a0*) has all seven input rows now
+        o_ok = ((row - 3 >= h0) & (row - 3 < H))[:, None]  # output row r - 3 (a0p) has all seven input rows now
         _store_strip(
             out_frame + (r - 3) * W * C, C, a00, a01, a02, a03, bias, m3 & o_ok, m4 & o_ok, m5 & o_ok, m6 & o_ok
         )
