@@ -1,0 +1,75 @@
+"""Compiles the model's Triton kernels for a Hopper GPU (sm_90) with no GPU present and reports what each
+cubin uses (cuobjdump --dump-resource-usage). Run as `python -m tests.hopper_compile` with TRITON_INTERPRET unset
+(under the interpreter the kernels are not Triton JIT functions); prints {case: {REG, STACK, SHARED, LOCAL}} as
+JSON. test_kernels_compile.py reads it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import triton
+import triton.backends.nvidia
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from peaknet_pipeline.model import dwconv_kernel as dk
+from peaknet_pipeline.model import triton_kernels as tk
+
+HOPPER = GPUTarget("cuda", 90, 32)  # backend, compute capability, warp size
+CUOBJDUMP = Path(triton.backends.nvidia.__file__).parent / "bin" / "cuobjdump"
+BASE_STAGES = ((96, 128), (192, 64), (384, 32), (768, 16))  # (channels, pixels per side) of base at 512x512
+
+
+def compile_for_hopper(fn, signature: dict, constexprs: dict, num_warps: int, num_stages: int = 3):
+    src = ASTSource(fn=fn, signature={**signature, **dict.fromkeys(constexprs, "constexpr")}, constexprs=constexprs)
+    return triton.compile(src, target=HOPPER, options={"num_warps": num_warps, "num_stages": num_stages})
+
+
+def resources(kernel) -> dict[str, int]:
+    """REG (per thread), STACK and LOCAL (bytes per thread) and SHARED (static, bytes) of the kernel's cubin, and
+    how many warpgroup MMA instructions (Hopper's tensor-core path) its PTX has."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin = Path(tmp) / "kernel.cubin"
+        cubin.write_bytes(kernel.asm["cubin"])
+        out = subprocess.run([CUOBJDUMP, "--dump-resource-usage", cubin], capture_output=True, text=True, check=True)
+    usage = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", out.stdout)
+    if usage is None:
+        raise RuntimeError(f"no resource usage in cuobjdump's output: {out.stdout!r}")
+    used = dict(zip(("REG", "STACK", "SHARED", "LOCAL"), map(int, usage.groups())))
+    return used | {"wgmma": kernel.asm["ptx"].count("wgmma.mma_async")}
+
+
+def depthwise(channels: int, side: int) -> dict[str, int]:
+    settings = dk.launch_settings(side, side, channels)
+    warps = settings.pop("num_warps")
+    signature = {**dict.fromkeys(("x_ptr", "w_ptr", "b_ptr", "out_ptr"), "*bf16"), "H": "i32", "W": "i32"}
+    return resources(compile_for_hopper(dk._dwconv7_kernel, signature, {"C": channels, **settings}, warps))
+
+
+def gemm(kind: str, channels: int, side: int) -> dict[str, int]:
+    """pwconv1's kernel (gelu) or pwconv2's (residual) of a base block, per-thread loads, as the compiled model
+    runs them."""
+    k, n = (channels, 4 * channels) if kind == "gelu" else (4 * channels, channels)
+    settings = tk.launch_settings(kind, k, n, tk.row_block(side * side), tma=False)
+    warps, stages = settings.pop("num_warps"), settings.pop("num_stages")
+    signature = dict.fromkeys(("a_ptr", "w_ptr", "bias_ptr", "res_ptr", "out_ptr"), "*bf16")
+    signature |= dict.fromkeys(("part_ptr", "scale_ptr"), "*fp32") | dict.fromkeys(("M", "N", "K", "HW"), "i32")
+    flags = dict(GELU_SUMSQ=kind == "gelu", RESIDUAL=kind == "residual", SCALE_A=kind == "residual",
+                 EVEN_K=k % settings["BLOCK_K"] == 0, UPCAST=False, DOT="tf32")  # fmt: skip
+    return resources(compile_for_hopper(tk._linear_kernel, signature, {**flags, **settings}, warps, stages))
+
+
+def main() -> int:
+    cases = {f"dwconv-{c}": depthwise(c, side) for c, side in BASE_STAGES}
+    cases |= {f"{kind}-{c}": gemm(kind, c, side) for kind in ("gelu", "residual") for c, side in BASE_STAGES}
+    print(json.dumps(cases))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
