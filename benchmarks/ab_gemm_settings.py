@@ -11,7 +11,7 @@ Arms:
 - `rule`: the same with the rule's launch settings alone (this arm and `loads` were called "rule" and
   "measured" in h100-model-gemm-settings.json);
 - `no-spill`: the same with settings that keep each thread's working set in registers (NO_SPILL; compiled for
-  sm_90 with no GPU by tests/hopper_compile.py, 247 registers and no stack, where the measured settings spill up to
+  sm_90 with no GPU by tests/hopper_compile.py: no stack at 247-255 registers, where the measured settings spill up to
   1.5 KB per thread: docs/performance.md, "Registers the GEMM kernels spill");
 - `tma-inline`, `loads-inline`: the two GEMMs launched straight from the block's forward instead of through the
   registered ops, with TMA or with per-thread loads. Dynamo traces such launches itself and captures their
