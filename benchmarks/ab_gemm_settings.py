@@ -3,16 +3,12 @@ alternating, in one process on one card.
 
     python3 benchmarks/ab_gemm_settings.py --arms tma-inline loads --output h200-model-gemm-tma.json
     python3 benchmarks/ab_gemm_settings.py --arms loads rule --output h100-model-gemm-settings.json
-    python3 benchmarks/ab_gemm_settings.py --arms loads no-spill --output h200-model-gemm-no-spill.json
 
 Arms:
 - `loads`: the model as it runs, the kernels with per-thread loads at their measured launch settings
   (triton_kernels.MEASURED) behind the registered ops of fused_ops.py;
 - `rule`: the same with the rule's launch settings alone (this arm and `loads` were called "rule" and
   "measured" in h100-model-gemm-settings.json);
-- `no-spill`: the same with settings that keep each thread's working set in registers (NO_SPILL; compiled for
-  sm_90 with no GPU by tests/hopper_compile.py: no stack at 247-255 registers, where the measured settings spill up to
-  1.5 KB per thread: docs/performance.md, "Registers the GEMM kernels spill");
 - `tma-inline`, `loads-inline`: the two GEMMs launched straight from the block's forward instead of through the
   registered ops, with TMA or with per-thread loads. Dynamo traces such launches itself and captures their
   tensor descriptors, which the registered ops' tracing does not (torch 2.11 and 2.13: "TMA descriptor
@@ -36,10 +32,8 @@ from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.model import fused_ops
 from peaknet_pipeline.model import triton_kernels as tk
 
-ARMS = ("loads", "rule", "no-spill", "tma-inline", "loads-inline")
-BASE_SHAPES = [(kind, c, 4 * c) if kind == "gelu" else (kind, 4 * c, c) for kind in ("gelu", "residual")
-               for c in (96, 192, 384, 768)]  # fmt: skip
-NO_SPILL = dict.fromkeys(BASE_SHAPES, {"BLOCK_N": 64, "BLOCK_K": 64, "num_warps": 8, "num_stages": 3})
+ARMS = ("loads", "rule", "tma-inline", "loads-inline")
+
 
 
 def inline_ops(tma: bool):
@@ -59,10 +53,8 @@ def arm(label: str):
     """The kernels' settings and launch path of one arm, restored afterwards."""
     measured = dict(tk.MEASURED)
     ops = fused_ops.linear_gelu_sumsq, fused_ops.linear_scaled_residual
-    if label in ("rule", "no-spill"):
+    if label == "rule":
         tk.MEASURED.clear()
-    if label == "no-spill":
-        tk.MEASURED.update(NO_SPILL)
     if label.endswith("-inline"):
         fused_ops.linear_gelu_sumsq, fused_ops.linear_scaled_residual = inline_ops(tma=label == "tma-inline")
     try:

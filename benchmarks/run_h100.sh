@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
 #   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-fused|model-fp8|
-#       model-tma|model-dwconv|model-groups|model-targets|model-no-spill|model-profile
+#       model-tma|model-dwconv|model-groups|model-targets|model-profile
 #   (results under $OUT, default benchmarks/results/raw)
 # On the lent device only a few files of $OUT come back per call: run with OUT elsewhere and tar it into $OUT.
 # Needs peaknet and the ray CLI on PATH/PYTHONPATH.
@@ -139,11 +139,6 @@ case ${1:?part} in
     python3 benchmarks/bench_gemm_tma.py --output "$OUT/kernels-base-512-b64-tma.json" | tail -4
     timeout 420 python3 benchmarks/ab_gemm_settings.py --arms loads tma-inline --rounds 1 --iters 60 \
       --output "$OUT/model-gemm-tma.json"
-    ;;
-  model-no-spill)  # issue 23: the GEMM kernels at launch settings that do not spill registers, against the measured
-                   # ones, in the whole model (alternating in one process)
-    timeout 500 python3 benchmarks/ab_gemm_settings.py --arms loads no-spill --rounds 2 --iters 60 \
-      --output "$OUT/model-gemm-no-spill.json"
     ;;
   model-dwconv)  # issue 23: the depthwise 7x7 kernel in the whole model: base 512 all against gemm (alternating in
                  # one process), 1920 all against gemm, 673m dwconv against none in bf16 and fp8 (the kernel
