@@ -35,7 +35,6 @@ from peaknet_pipeline.model import triton_kernels as tk
 ARMS = ("loads", "rule", "tma-inline", "loads-inline")
 
 
-
 def inline_ops(tma: bool):
     """fused_ops' two registered ops as plain functions that launch the kernels directly."""
 
