@@ -5,7 +5,8 @@
 For each stage of the base model (channels, H*W) it times, in bf16 with CUDA events: Linear + GELU + GRN's
 norm against `linear(gelu_sumsq)`; the per-frame baddbmm + residual add against `linear(residual, a_scale)`;
 each kernel under a few launch settings, so the defaults in triton_kernels.py come from data. `--sweep` names
-the kernels whose settings are swept (the others run their defaults).
+the kernels whose settings are swept (the others run their defaults). `linear_residual_frame_weights` is pwconv2
+with GRN's scale folded into a weight per frame (made in the timed call) instead of applied to its input.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def sweep(run, tunes: list[dict]) -> dict:
             "all": rows}  # fmt: skip
 
 
-def stage(batch: int, size: int, c: int, stride: int, swept: set[str], row_tiles: tuple[int, ...]) -> dict:
+def stage(
+    batch: int, size: int, c: int, stride: int, swept: set[str], row_tiles: tuple[int, ...], tma: bool | None,
+    only: list[str] | None = None,
+) -> dict:  # fmt: skip
     h = w = size // stride
     hw, dev, bf = h * w, "cuda", torch.bfloat16
     x = torch.randn(batch, c, h, w, device=dev, dtype=bf).to(memory_format=torch.channels_last)
@@ -75,12 +79,24 @@ def stage(batch: int, size: int, c: int, stride: int, swept: set[str], row_tiles
         if hw % m == 0
     ]
 
+    def frame_weights(t):  # GRN's scale in a weight per frame, made as the model would make it
+        return tk.linear(a, (w2[None] * s2[:, None, :]).to(bf), b2, hw, residual=res, tune=t, tma=tma)
+
     kernels = {  # name: (PyTorch reference, kernel under a launch setting, settings)
-        "linear_gelu_sumsq": (ref_pw1, lambda t: tk.linear(y, w1, b1, hw, gelu_sumsq=True, tune=t), gemm_tunes),
-        "linear_residual": (ref_pw2, lambda t: tk.linear(a, w2, b2, hw, residual=res, a_scale=s2, tune=t), gemm_tunes),
+        "linear_gelu_sumsq": (
+            ref_pw1,
+            lambda t: tk.linear(y, w1, b1, hw, gelu_sumsq=True, tune=t, tma=tma),
+            gemm_tunes,
+        ),
+        "linear_residual": (
+            ref_pw2,
+            lambda t: tk.linear(a, w2, b2, hw, residual=res, a_scale=s2, tune=t, tma=tma),
+            gemm_tunes,
+        ),
+        "linear_residual_frame_weights": (ref_pw2, frame_weights, gemm_tunes),
     }
     result = {"channels": c, "hw": [h, w], "batch": batch}
-    for name, (ref, run, settings) in kernels.items():
+    for name, (ref, run, settings) in ((k, v) for k, v in kernels.items() if not only or k in only):
         result[name] = {"reference_us": time_us(ref), **sweep(run, settings if name in swept else [{}])}
     return result
 
@@ -93,12 +109,16 @@ def main() -> int:
     ap.add_argument("--sweep", nargs="*", default=["linear_gelu_sumsq", "linear_residual"])
     ap.add_argument("--stages", nargs="*", type=int, default=[c for c, _ in STAGES], help="by channels")
     ap.add_argument("--row-tiles", nargs="*", type=int, default=[tk.ROW_BLOCKS[0]], help="BLOCK_M values swept")
+    ap.add_argument("--kernels", nargs="*", help="the kernels to time (default: all)")
+    loads = "per-thread loads, as the compiled model runs the kernels (default: TMA where the GPU has it)"
+    ap.add_argument("--loads", action="store_true", help=loads)
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True
     stages = []
     with torch.inference_mode():
         for c, stride in (s for s in STAGES if s[0] in args.stages):
-            stages.append(stage(args.batch, args.size, c, stride, set(args.sweep), tuple(args.row_tiles)))
+            stages.append(stage(args.batch, args.size, c, stride, set(args.sweep), tuple(args.row_tiles),
+                                False if args.loads else None, args.kernels))  # fmt: skip
             s = stages[-1]
             print(c, {k: (s[k]["reference_us"], s[k]["default_us"], s[k]["best"]) for k in list(s)[3:]}, flush=True)
     emit_json({"gpu": torch.cuda.get_device_name(), "size": args.size, "stages": stages}, args.output)
