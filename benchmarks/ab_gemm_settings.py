@@ -9,9 +9,6 @@ Arms:
   (triton_kernels.MEASURED) behind the registered ops of fused_ops.py;
 - `rule`: the same with the rule's launch settings alone (this arm and `loads` were called "rule" and
   "measured" in h100-model-gemm-settings.json);
-- `frame-weights`: pwconv2's kernel with GRN's per-frame scale folded into a weight per frame (made by an
-  elementwise op that inductor generates) instead of applied to its input in registers, so both operands go
-  from shared memory to the tensor cores as loaded;
 - `tma-inline`, `loads-inline`: the two GEMMs launched straight from the block's forward instead of through the
   registered ops, with TMA or with per-thread loads. Dynamo traces such launches itself and captures their
   tensor descriptors, which the registered ops' tracing does not (torch 2.11 and 2.13: "TMA descriptor
@@ -29,14 +26,13 @@ from contextlib import contextmanager
 
 import torch
 import torch._inductor.config as inductor_config
-from torch.library import triton_op, wrap_triton
 
 from peaknet_pipeline.bench import emit_json, model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.model import fused_ops
 from peaknet_pipeline.model import triton_kernels as tk
 
-ARMS = ("loads", "rule", "frame-weights", "tma-inline", "loads-inline")
+ARMS = ("loads", "rule", "tma-inline", "loads-inline")
 
 
 def inline_ops(tma: bool):
@@ -51,15 +47,6 @@ def inline_ops(tma: bool):
     return gelu_sumsq, scaled_residual
 
 
-@triton_op("peaknet_ab::linear_frame_weights_residual", mutates_args=())
-def frame_weights_residual(
-    a: torch.Tensor, a_scale: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor, hw: int
-) -> torch.Tensor:
-    """fused_ops.linear_scaled_residual with the scale in a weight per frame."""
-    weights = (weight[None] * a_scale[:, None, :]).to(weight.dtype)
-    return tk.linear(a, weights, bias, hw, residual=residual, wrap=wrap_triton)[0]
-
-
 @contextmanager
 def arm(label: str):
     """The kernels' settings and launch path of one arm, restored afterwards."""
@@ -67,8 +54,6 @@ def arm(label: str):
     ops = fused_ops.linear_gelu_sumsq, fused_ops.linear_scaled_residual
     if label == "rule":
         tk.MEASURED.clear()
-    if label == "frame-weights":
-        fused_ops.linear_scaled_residual = frame_weights_residual
     if label.endswith("-inline"):
         fused_ops.linear_gelu_sumsq, fused_ops.linear_scaled_residual = inline_ops(tma=label == "tma-inline")
     try:

@@ -8,9 +8,6 @@ built model; numerics are checked against the plain model in eager mode before a
   fuses into one kernel with the LayerNorm after it (cuDNN's conv has one input channel: K of 16).
 - dwconv-products: each ConvNeXt block's depthwise 7x7 as 49 shifted products summed in fp32, left to
   inductor to generate as one elementwise kernel over the NHWC tensor.
-- upsample-slices: the BiFPN's and the head's x2 bilinear upsampling as fixed 0.75/0.25 sums of each pixel and
-  its clamped neighbour along H, then W (the exact weights of align_corners=False at scale 2), in fp32 on the
-  NHWC view, for inductor to generate without the interpolation's index arithmetic and clamps.
 - fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES); its kernels have their
   own tests against the plain path, so no check here.
 - KEY=VALUE: the config with that one setting changed (inference.precision=fp8).
@@ -22,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import contextmanager
 
 import torch
 import torch._inductor.config as inductor_config
@@ -32,7 +28,6 @@ from torch import nn
 from peaknet_pipeline.bench import emit_json, keep_json, model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
-from peaknet_pipeline.model import bifpn, head, layers
 
 
 class ProductsConv(nn.Module):
@@ -76,32 +71,6 @@ def patchify_by_products(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return acc.to(out_dtype).permute(0, 3, 1, 2)
 
 
-def upsample2x_along(t: torch.Tensor, dim: int) -> torch.Tensor:
-    n = t.shape[dim]
-    prev = torch.cat([t.narrow(dim, 0, 1), t.narrow(dim, 0, n - 1)], dim)
-    nxt = torch.cat([t.narrow(dim, 1, n - 1), t.narrow(dim, n - 1, 1)], dim)
-    return torch.stack([0.75 * t + 0.25 * prev, 0.75 * t + 0.25 * nxt], dim + 1).flatten(dim, dim + 1)
-
-
-def resize_by_slices(x: torch.Tensor, scale: float) -> torch.Tensor:
-    if scale != 2:
-        return layers.resize_bilinear(x, scale)
-    y = layers.realize(x).permute(0, 2, 3, 1).float()
-    return upsample2x_along(upsample2x_along(y, 1), 2).to(x.dtype).permute(0, 3, 1, 2)
-
-
-@contextmanager
-def functions(variant: str):
-    """The module-level functions `variant` replaces, restored afterwards."""
-    saved = bifpn.resize_bilinear, head.resize_bilinear
-    if variant == "upsample-slices":
-        bifpn.resize_bilinear = head.resize_bilinear = resize_by_slices
-    try:
-        yield
-    finally:
-        bifpn.resize_bilinear, head.resize_bilinear = saved
-
-
 def apply(model: nn.Module, variant: str, eager: bool = False) -> int:
     """Swap the modules `variant` rewrites; returns how many."""
     swapped = 0
@@ -133,8 +102,7 @@ def check(cfg, variant: str) -> float:
     with torch.no_grad():
         ref = model(x)
         apply(model, variant, eager=True)
-        with functions(variant):
-            out = model(x)
+        out = model(x)
     return float((out - ref).abs().max() / ref.abs().max())
 
 
@@ -150,7 +118,7 @@ def main() -> int:
     inductor_config.fx_graph_cache = False  # each compile traces its own variant
     small = load_config(args.config)
     small.data.frame_shape = tuple(args.check_shape)
-    checks = {v: check(small, v) for v in args.variants if v in ("stem-products", "dwconv-products", "upsample-slices")}
+    checks = {v: check(small, v) for v in args.variants if v in ("stem-products", "dwconv-products")}
     print("max |logit difference| / max |logit| against the plain model (CPU, fp32, eager):", checks, file=sys.stderr)
     runs = []
     for _ in range(args.rounds):
@@ -159,8 +127,7 @@ def main() -> int:
             model, _ = build_model(vcfg.model)
             swapped = apply(model, variant)
             torch._dynamo.reset()
-            with functions(variant):
-                runs.append({"variant": variant, "swapped": swapped, **model_only(vcfg, args.iters, model=model)})
+            runs.append({"variant": variant, "swapped": swapped, **model_only(vcfg, args.iters, model=model)})
             print(runs[-1], file=sys.stderr)
             keep_json(result(args.config, checks, runs), args.output)
     emit_json(result(args.config, checks, runs), args.output)

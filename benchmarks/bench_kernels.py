@@ -5,8 +5,7 @@
 For each stage of the base model (channels, H*W) it times, in bf16 with CUDA events: Linear + GELU + GRN's
 norm against `linear(gelu_sumsq)`; the per-frame baddbmm + residual add against `linear(residual, a_scale)`;
 each kernel under a few launch settings, so the defaults in triton_kernels.py come from data. `--sweep` names
-the kernels whose settings are swept (the others run their defaults). `linear_residual_frame_weights` is pwconv2
-with GRN's scale folded into a weight per frame (made in the timed call) instead of applied to its input.
+the kernels whose settings are swept (the others run their defaults).
 """
 
 from __future__ import annotations
@@ -79,9 +78,6 @@ def stage(
         if hw % m == 0
     ]
 
-    def frame_weights(t):  # GRN's scale in a weight per frame, made as the model would make it
-        return tk.linear(a, (w2[None] * s2[:, None, :]).to(bf), b2, hw, residual=res, tune=t, tma=tma)
-
     kernels = {  # name: (PyTorch reference, kernel under a launch setting, settings)
         "linear_gelu_sumsq": (
             ref_pw1,
@@ -93,7 +89,6 @@ def stage(
             lambda t: tk.linear(a, w2, b2, hw, residual=res, a_scale=s2, tune=t, tma=tma),
             gemm_tunes,
         ),
-        "linear_residual_frame_weights": (ref_pw2, frame_weights, gemm_tunes),
     }
     result = {"channels": c, "hw": [h, w], "batch": batch}
     for name, (ref, run, settings) in ((k, v) for k, v in kernels.items() if not only or k in only):

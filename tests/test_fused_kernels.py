@@ -110,20 +110,6 @@ def test_linear_scales_input_columns_per_frame_and_adds_bias_and_residual(tk, de
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_linear_takes_a_weight_per_frame(tk, device):
-    frames, hw, k, n = 3, 64, 72, 152
-    a, residual = randn(frames * hw, k, seed=1, device=device), randn(frames * hw, n, seed=4, device=device)
-    weights, bias = randn(frames, n, k, seed=2, device=device, scale=0.2), randn(n, seed=3, device=device)
-    out, _ = tk.linear(a, weights, bias, hw, residual=residual)
-    expected = torch.bmm(a.view(frames, hw, k), weights.transpose(1, 2)).view(-1, n) + bias + residual
-    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="2 weights for 3 frames"):
-        tk.linear(a, weights[:2], bias, hw)
-    with pytest.raises(ValueError, match="per-frame weights"):
-        tk.linear(a, weights, bias, hw, tma=True)
-
-
 def test_tma_is_chosen_only_on_a_gpu_with_the_copy_engine_and_for_aligned_rows(tk):
     a = torch.zeros(64, 40)
     assert not tk.use_tma(a)  # CPU tensors: per-thread loads

@@ -69,15 +69,13 @@ def _tile(N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
 @triton.jit
 def _linear_kernel(
     a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, part_ptr, scale_ptr, M, N, K, HW,
-    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, FRAME_W: tl.constexpr,
+    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr,
     EVEN_K: tl.constexpr, UPCAST: tl.constexpr, DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     pid_m, rm, rn, nmask = _tile(N, BLOCK_M, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)
     frame = (pid_m * BLOCK_M) // HW  # BLOCK_M divides HW: a row tile never spans two frames
-    if FRAME_W:  # a weight per frame, (frames, N, K)
-        w_ptr += frame.to(tl.int64) * N * K
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         kk = k0 + rk
@@ -212,9 +210,8 @@ def linear(
     tune: dict | None = None,
     tma: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """a (M, K) with M a whole number of frames of hw rows; weight (N, K), or (frames, N, K) for a weight per frame
-    (by per-thread loads only); bias (N,); a_scale (frames, K) fp32 scales a's columns per frame before the
-    product (GRN's scale). Returns (out (M, N) in a's dtype, the
+    """a (M, K) with M a whole number of frames of hw rows; weight (N, K); bias (N,); a_scale (frames, K) fp32
+    scales a's columns per frame before the product (GRN's scale). Returns (out (M, N) in a's dtype, the
     per-frame column sums of squares (frames, N) fp32 of GELU's output when gelu_sumsq, else None). Needs
     row_block(hw); `tune` overrides BLOCK_M (dividing hw), BLOCK_N, BLOCK_K, num_warps, num_stages. `tma`:
     the TMA kernel (True), per-thread loads (False), or the TMA kernel where use_tma and tma_fits say (None)."""
@@ -227,13 +224,10 @@ def linear(
         raise ValueError(f"linear: a frame of {hw} rows is not a whole number of {ROW_BLOCKS[-1]}-row tiles")
     out = torch.empty((m, n), dtype=a.dtype, device=a.device)
     operands = [t for t in (a, weight, residual, out) if t is not None]
-    frame_w = weight.dim() == 3
-    if frame_w and weight.shape[0] != m // hw:
-        raise ValueError(f"linear: {weight.shape[0]} weights for {m // hw} frames")
     if tma is None:
-        tma = use_tma(a) and tma_fits(*operands) and not frame_w
-    elif tma and (frame_w or not tma_fits(*operands)):
-        raise ValueError("linear: per-frame weights, and rows not on 16-byte boundaries, cannot move by TMA")
+        tma = use_tma(a) and tma_fits(*operands)
+    elif tma and not tma_fits(*operands):
+        raise ValueError("linear: rows not on 16-byte boundaries cannot move by TMA")
     params = launch_settings("gelu" if gelu_sumsq else "residual", k, n, block_m, tma) | (tune or {})
     tiles_m = m // params["BLOCK_M"]
     part = torch.empty((tiles_m, n) if gelu_sumsq else (1,), dtype=torch.float32, device=a.device)
@@ -257,7 +251,7 @@ def linear(
     else:
         wrap(_linear_kernel)[grid](
             a, weight, bias, res, out, part, scale, m, n, k, hw,
-            FRAME_W=frame_w, EVEN_K=k % params["BLOCK_K"] == 0, **flags, **params,
+            EVEN_K=k % params["BLOCK_K"] == 0, **flags, **params,
         )  # fmt: skip
     sumsq = part.view(m // hw, hw // params["BLOCK_M"], n).sum(1) if gelu_sumsq else None
     return out, sumsq
