@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
 import triton
 import triton.backends.nvidia
 from triton.backends.compiler import GPUTarget
@@ -71,8 +72,8 @@ def gemm(kind: str, channels: int, side: int) -> dict[str, int]:
     warps, stages = settings.pop("num_warps"), settings.pop("num_stages")
     signature = dict.fromkeys(("a_ptr", "w_ptr", "bias_ptr", "res_ptr", "out_ptr"), "*bf16")
     signature |= dict.fromkeys(("part_ptr", "scale_ptr"), "*fp32") | dict.fromkeys(("M", "N", "K", "HW"), "i32")
-    flags = dict(GELU_SUMSQ=kind == "gelu", RESIDUAL=kind == "residual", SCALE_A=kind == "residual",
-                 EVEN_K=k % settings["BLOCK_K"] == 0, UPCAST=False, DOT="tf32")  # fmt: skip
+    flags = tk.kernel_flags(kind == "gelu", kind == "residual", kind == "residual", torch.bfloat16)
+    flags["EVEN_K"] = k % settings["BLOCK_K"] == 0
     ints = {"M": 64 * side * side, "N": n, "K": k, "HW": side * side}  # a batch of 64
     return resources(compile_for_hopper(tk._linear_kernel, signature, {**flags, **settings}, ints, warps, stages))
 

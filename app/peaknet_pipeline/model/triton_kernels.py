@@ -198,6 +198,18 @@ def launch_settings(kind: str, k: int, n: int, block_m: int, tma: bool) -> dict:
     return params | MEASURED.get((kind, k, n), {})
 
 
+def kernel_flags(gelu_sumsq: bool, residual: bool, scale_a: bool, dtype: torch.dtype) -> dict:
+    """The constexpr switches both GEMM kernels take: which epilogue, whether `a` is scaled, and how products
+    are computed for operands of `dtype`."""
+    return dict(
+        GELU_SUMSQ=gelu_sumsq,
+        RESIDUAL=residual,
+        SCALE_A=scale_a,
+        UPCAST=INTERPRET,
+        DOT="ieee" if dtype == torch.float32 else "tf32",  # fp32 models get fp32 products, not TF32
+    )
+
+
 def linear(
     a: torch.Tensor,
     weight: torch.Tensor,
@@ -234,13 +246,7 @@ def linear(
     grid = (tiles_m * triton.cdiv(n, params["BLOCK_N"]),)
     res = residual if residual is not None else out
     scale = a_scale.contiguous() if a_scale is not None else part
-    flags = dict(
-        GELU_SUMSQ=gelu_sumsq,
-        RESIDUAL=residual is not None,
-        SCALE_A=a_scale is not None,
-        UPCAST=INTERPRET,
-        DOT="ieee" if a.dtype == torch.float32 else "tf32",  # fp32 models get fp32 products, not TF32
-    )
+    flags = kernel_flags(gelu_sumsq, residual is not None, a_scale is not None, a.dtype)
     if tma:
         bm, bn, bk = params["BLOCK_M"], params["BLOCK_N"], params["BLOCK_K"]
         wrap(_tma_linear_kernel)[grid](
