@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
 #   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-fused|model-fp8|
-#       model-tma|model-dwconv|model-groups|model-targets|model-profile
+#       model-tma|model-dwconv|model-groups|model-targets|model-bifpn|model-profile
 #   (results under $OUT, default benchmarks/results/raw)
 # On the lent device only a few files of $OUT come back per call: run with OUT elsewhere and tar it into $OUT.
 # Needs peaknet and the ray CLI on PATH/PYTHONPATH.
@@ -166,6 +166,14 @@ case ${1:?part} in
       --only base-512-b64-reduce-overhead base-1920-b8-reduce-overhead 673m-512-b64-reduce-overhead-fp8-default
     timeout 240 python3 benchmarks/ab_model_variants.py --config $C1920 --variants model.peaknet.mlp_gelu=exact plain \
       --rounds 1 --iters 10 --output "$OUT/ab-1920-gelu.json" > "$OUT/ab-1920-gelu.log" 2>&1
+    ;;
+  model-bifpn)  # issue 23: the BiFPN step's kernel: its tests on the GPU, per step against inductor's ops, and the
+                # whole model with it against without (alternating in one process)
+    timeout 200 python3 -m pytest -q tests/test_bifpn_kernel.py tests/test_fused_kernels.py -k bifpn > "$OUT/pytest-bifpn.log" 2>&1
+    tail -1 "$OUT/pytest-bifpn.log"
+    timeout 200 python3 benchmarks/bench_bifpn.py --output "$OUT/kernels-base-512-b64-bifpn.json"
+    timeout 240 python3 benchmarks/ab_model_variants.py --variants bifpn-kernel plain --rounds 2 --iters 60 \
+      --output "$OUT/ab-bifpn-kernel.json" 2>&1 | grep "^{'variant"
     ;;
   model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager
     python3 benchmarks/profile_model.py --config $C512 --output "$OUT/h100-profile-base-512.json" | head -30

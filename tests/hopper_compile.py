@@ -18,6 +18,7 @@ import triton.backends.nvidia
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from peaknet_pipeline.model import bifpn_kernel as bk
 from peaknet_pipeline.model import dwconv_kernel as dk
 from peaknet_pipeline.model import triton_kernels as tk
 
@@ -78,8 +79,25 @@ def gemm(kind: str, channels: int, side: int) -> dict[str, int]:
     return resources(compile_for_hopper(tk._linear_kernel, signature, {**flags, **settings}, ints, warps, stages))
 
 
+BIFPN_SIDES = (128, 64, 32, 16)  # base's BiFPN levels at 512x512, 256 channels each
+
+
+def bifpn(resample: int, side: int, channels: int = 256) -> dict[str, int]:
+    """One BiFPN step's kernel (bifpn_kernel.py) at a level of base at 512x512."""
+    settings = bk.launch_settings(side * side, channels)
+    warps = settings.pop("num_warps")
+    signature = dict.fromkeys(("p_ptr", "m_ptr", "r_ptr"), "*bf16") | {"coef_ptr": "*fp32"}
+    signature |= dict.fromkeys(("w_ptr", "ln_w_ptr", "ln_b_ptr", "out_ptr"), "*bf16")
+    signature |= {"H": "i32", "W": "i32", "eps": "fp32"}
+    constexprs = {"C": channels, "RESAMPLE": resample, "HAS_M": resample == bk.DOWN, "UPCAST": False, **settings}
+    kernel = compile_for_hopper(bk._bifpn_step_kernel, signature, constexprs, {"H": side, "W": side}, warps)
+    return resources(kernel)
+
+
 def main() -> int:
     cases = {f"dwconv-{c}": depthwise(c, side) for c, side in BASE_STAGES}
+    cases |= {f"bifpn-up-{side}": bifpn(bk.UP, side) for side in BIFPN_SIDES[:-1]}
+    cases |= {f"bifpn-down-{side}": bifpn(bk.DOWN, side) for side in BIFPN_SIDES[1:]}
     cases |= {f"{kind}-{c}": gemm(kind, c, side) for kind in ("gelu", "residual") for c, side in BASE_STAGES}
     print(json.dumps(cases))
     return 0

@@ -194,12 +194,23 @@ def test_fused_block_is_the_plain_block(device, mode, monkeypatch):
 @pytest.mark.parametrize("gelu", ["exact", "tanh"])
 @pytest.mark.skipif(not (HAS_TRITON and CUDA), reason="needs a CUDA GPU with Triton (none in CI)")
 def test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16(mode, gelu):
+    compiled_agrees_with_plain(mode, gelu, bifpn=False)
+
+
+@pytest.mark.skipif(not (HAS_TRITON and CUDA), reason="needs a CUDA GPU with Triton (none in CI)")
+def test_compiled_model_with_the_bifpn_kernel_agrees_with_the_plain_model_in_bf16():
+    compiled_agrees_with_plain("all", "tanh", bifpn=True)
+
+
+def compiled_agrees_with_plain(mode: str, gelu: str, bifpn: bool) -> None:
     arch = PeakNetArch(backbone_hidden_sizes=(32, 64, 128, 256), backbone_depths=(1, 1, 2, 1), bifpn_num_features=64,
                        seg_out_channels=64)  # fmt: skip
     plain = PeakNet(arch).eval()
     fused = PeakNet(arch).eval()
     fused.load_state_dict(plain.state_dict())
     assert fused_ops.enable(fused, mode) == sum(arch.backbone_depths)
+    if bifpn:
+        assert fused_ops.enable_bifpn(fused) == arch.bifpn_num_blocks
     fused_ops.set_gelu(plain, gelu), fused_ops.set_gelu(fused, gelu)  # with tanh, pwconv1 by cuBLASLt
     to = dict(device="cuda", dtype=torch.bfloat16, memory_format=torch.channels_last)
     plain, fused = plain.to(**to), torch.compile(fused.to(**to))

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fused_ops
 from .layers import ChannelsFirstLayerNorm, resize_bilinear
 
 FUSION_EPS = 1e-5
@@ -47,6 +48,7 @@ class BiFPNBlock(nn.Module):
         self.conv = nn.ModuleDict({f"m{lv}": conv_block(features) for lv in levels[:-1]})
         self.conv.update({f"q{lv}": conv_block(features) for lv in levels[1:]})
         self.levels = list(levels)
+        self.fused = False  # fused_ops.enable_bifpn: each step by the Triton kernel where its level fits (CUDA)
 
     def forward(self, p: list[torch.Tensor]) -> list[torch.Tensor]:
         n = len(p)
@@ -55,15 +57,21 @@ class BiFPNBlock(nn.Module):
         m = list(p)  # m[-1] is p at the coarsest level
         for step, i in enumerate(range(n - 2, -1, -1)):
             w1, w2 = w_m[step]
-            fused = (w1 * p[i] + w2 * resize_bilinear(m[i + 1], 2.0)) / (w1 + w2 + FUSION_EPS)
-            m[i] = self.conv[f"m{self.levels[i]}"](fused) + p[i]
+            m[i] = self.step(f"m{self.levels[i]}", p[i], None, m[i + 1], torch.stack([w1, w1 * 0, w2]))
         q = [m[0]]  # the finest output is the top-down output
         for step, i in enumerate(range(1, n)):
-            w1, w2, w3 = w_q[step]
-            down = resize_bilinear(q[i - 1], 0.5)
-            fused = (w1 * p[i] + w2 * m[i] + w3 * down) / (w1 + w2 + w3 + FUSION_EPS)
-            q.append(self.conv[f"q{self.levels[i]}"](fused) + p[i])
+            q.append(self.step(f"q{self.levels[i]}", p[i], m[i], q[i - 1], w_q[step]))
         return q
+
+    def step(self, name: str, p: torch.Tensor, m: torch.Tensor | None, other: torch.Tensor, w: torch.Tensor):
+        """conv(fused) + p, fused = (w0 p + w1 m + w2 other resampled) / (sum of w + eps): other upsampled x2 (the
+        coarser level, top-down, no m) or averaged 2x2 (the finer level, bottom-up)."""
+        if self.fused and fused_ops.bifpn_fusable(p):
+            resample = fused_ops.bk.UP if m is None else fused_ops.bk.DOWN
+            return fused_ops.fused_bifpn_step(self.conv[name], p, m, other, resample, w, FUSION_EPS)
+        resampled = resize_bilinear(other, 2.0 if m is None else 0.5)
+        fused = w[0] * p + w[2] * resampled if m is None else w[0] * p + w[1] * m + w[2] * resampled
+        return self.conv[name](fused / (w.sum() + FUSION_EPS)) + p
 
 
 class BiFPN(nn.Module):

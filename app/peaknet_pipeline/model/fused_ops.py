@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 try:
+    from . import bifpn_kernel as bk
     from . import dwconv_kernel as dk
     from . import triton_kernels as tk
 except ImportError:  # no Triton (CPU-only installs): the plain forward is used
-    dk = tk = None
+    bk = dk = tk = None
 
 
 def available(device: torch.device) -> bool:
@@ -43,6 +44,14 @@ if tk is not None:
         """The depthwise 7x7 on frames of h x w pixels given as (pixels, C) rows; returns rows."""
         c = rows.shape[1]
         return dk.dwconv7(rows.view(-1, h, w, c), weight, bias, wrap=wrap_triton).view(-1, c)
+
+    @triton_op("peaknet::bifpn_step", mutates_args=())
+    def bifpn_step(
+        p: torch.Tensor, m: torch.Tensor | None, other: torch.Tensor, resample: int, coefficients: torch.Tensor,
+        weight: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float,
+    ) -> torch.Tensor:  # fmt: skip
+        """One BiFPN step (bifpn_kernel.py) on (N, H, W, C) tensors."""
+        return bk.bifpn_step(p, m, other, resample, coefficients, weight, ln_weight, ln_bias, eps, wrap=wrap_triton)
 
 
 def lt_gelu_tanh_sumsq(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: int):
@@ -140,3 +149,34 @@ def enable(model: nn.Module, mode: str) -> int:
     for m in blocks:
         m.fused = mode
     return 0 if mode == "none" else len(blocks)
+
+
+def nhwc(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) as a contiguous (N, H, W, C) tensor, free under channels_last."""
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
+def bifpn_fusable(x: torch.Tensor) -> bool:
+    """Whether a BiFPN level (N, C, H, W) fits the BiFPN step's kernel, on a GPU (or in Triton's interpreter)."""
+    on_device = x.is_cuda or (tk is not None and tk.INTERPRET)
+    return on_device and bk is not None and bk.fusable(x.shape[1], x.shape[2] * x.shape[3])
+
+
+def enable_bifpn(model: nn.Module) -> int:
+    """Switch every BiFPN block of `model` to the BiFPN step's kernel; returns how many."""
+    blocks = [m for m in model.modules() if hasattr(m, "w_q_mask")]
+    for m in blocks:
+        m.fused = True
+    return len(blocks)
+
+
+def fused_bifpn_step(conv: nn.Sequential, p, m, other, resample: int, weights: torch.Tensor, eps: float):
+    """BiFPNBlock's step `conv(fused) + p` by the kernel, on (N, C, H, W) levels: weights (3,) are the fusion
+    weights of p, m (0 where the step has none) and `other`, resampled UP (the coarser level) or DOWN (the finer)."""
+    dws, ln = conv[0], conv[1]
+    c = p.shape[1]
+    weight = dws.pointwise_conv.weight.view(c, c) * dws.depthwise_conv.weight.view(1, c)
+    coefficients = (weights / (weights.sum() + eps)).float()
+    out = bifpn_step(nhwc(p), nhwc(m) if m is not None else None, nhwc(other), resample, coefficients, weight,
+                     ln.weight, ln.bias, ln.eps)  # fmt: skip
+    return out.permute(0, 3, 1, 2)

@@ -1,0 +1,88 @@
+"""One BiFPN step: our Triton kernel (model/bifpn_kernel.py) against the same step in PyTorch ops compiled by
+inductor, the way the model runs it (issue 23).
+
+Per level of base at 512x512 (256 channels), batch 64, bf16, channels_last: the top-down step (the coarser level
+upsampled) and the bottom-up step (the finer level averaged), the kernel over a few launch settings, each checked
+against the compiled ops' output first (max |difference|, bf16 rounding).
+
+    python3 benchmarks/bench_bifpn.py --output h200-kernels-base-512-b64-bifpn.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import torch
+
+from bench_kernels import time_us
+from peaknet_pipeline.bench import emit_json
+from peaknet_pipeline.model import bifpn_kernel as bk
+from peaknet_pipeline.model import fused_ops
+from peaknet_pipeline.model.bifpn import FUSION_EPS, conv_block
+
+SIDES = (128, 64, 32, 16)  # the BiFPN's levels at 512x512
+
+
+def tunes() -> list[dict]:
+    combos = itertools.product((32, 64, 128), (4, 8), (2, 3))
+    return [{"BLOCK_M": m, "BLOCK_K": 64, "num_warps": w, "num_stages": s} for m, w, s in combos]
+
+
+def step_case(batch: int, side: int, channels: int, resample: int) -> dict:
+    conv = conv_block(channels).cuda().to(torch.bfloat16).to(memory_format=torch.channels_last).eval()
+    other_side = side // 2 if resample == bk.UP else 2 * side
+
+    def level(s: int) -> torch.Tensor:
+        x = torch.randn(batch, channels, s, s, device="cuda", dtype=torch.bfloat16)
+        return x.to(memory_format=torch.channels_last)
+
+    p, m, other = level(side), (level(side) if resample == bk.DOWN else None), level(other_side)
+    weights = torch.tensor([0.7, 0.0 if m is None else 0.5, 0.9], device="cuda", dtype=torch.bfloat16)
+
+    def plain():
+        resampled = torch.nn.functional.interpolate(other, scale_factor=2, mode="bilinear", align_corners=False) \
+            if m is None else torch.nn.functional.avg_pool2d(other, 2)  # fmt: skip
+        fused = weights[0] * p + weights[2] * resampled + (0 if m is None else weights[1] * m)
+        return conv(fused / (weights.sum() + FUSION_EPS)) + p
+
+    compiled = torch.compile(plain)
+    dws, ln = conv[0], conv[1]
+    weight = dws.pointwise_conv.weight.view(channels, channels) * dws.depthwise_conv.weight.view(1, channels)
+    coef = (weights / (weights.sum() + FUSION_EPS)).float()
+    args = (fused_ops.nhwc(p), fused_ops.nhwc(m) if m is not None else None, fused_ops.nhwc(other), resample, coef,
+            weight, ln.weight, ln.bias, ln.eps)  # fmt: skip
+    with torch.inference_mode():
+        ref = compiled()
+        diff = (bk.bifpn_step(*args).float() - fused_ops.nhwc(ref).float()).abs().max().item()
+        rows = [{"tune": {}, "us": time_us(compiled)}]  # the compiled PyTorch ops first
+        for tune in tunes():
+            try:
+                rows.append({"tune": tune, "us": time_us(lambda t=tune: bk.bifpn_step(*args, tune=t))})
+            except Exception as exc:  # a setting the GPU cannot launch (shared memory) is skipped, not fatal
+                rows.append({"tune": tune, "error": f"{type(exc).__name__}: {str(exc)[:120]}"})
+    ok = [r for r in rows[1:] if "us" in r]
+    best = min(ok, key=lambda r: r["us"]) if ok else None
+    name = "up" if resample == bk.UP else "down"
+    return {"side": side, "resample": name, "max_abs_diff": diff, "compiled_ops_us": rows[0]["us"], "best": best,
+            "all": rows[1:]}  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--channels", type=int, default=256)
+    ap.add_argument("--output")
+    args = ap.parse_args()
+    cases = []
+    for side in SIDES:
+        for resample in (bk.UP,) if side == SIDES[0] else (bk.DOWN,) if side == SIDES[-1] else (bk.UP, bk.DOWN):
+            cases.append(step_case(args.batch, side, args.channels, resample))
+            c = cases[-1]
+            print(side, c["resample"], c["compiled_ops_us"], c["best"], round(c["max_abs_diff"], 4), flush=True)
+    emit_json({"gpu": torch.cuda.get_device_name(), "batch": args.batch, "cases": cases}, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
