@@ -69,7 +69,7 @@ def _bifpn_step_kernel(
     acc = tl.zeros([BLOCK_M, C], dtype=tl.float32)
     for k0 in range(0, C, BLOCK_K):
         kk = k0 + tl.arange(0, BLOCK_K)
-        if RESAMPLE == 0:
+        if RESAMPLE == 0:  # UP
             a = c_r * _upsampled(r_ptr, frame, y, x, H, W, kk, C)
         else:
             a = c_r * _pooled(r_ptr, frame, y, x, H, W, kk, C)
