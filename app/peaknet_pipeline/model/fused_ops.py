@@ -107,10 +107,14 @@ def set_gelu(model: nn.Module, form: str) -> int:
     return len(blocks)
 
 
+def nhwc(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) as a contiguous (N, H, W, C) tensor, free under channels_last."""
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
 def pixel_rows(x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) as (pixels, C) rows, free under channels_last."""
-    n, c, h, w = x.shape
-    return x.permute(0, 2, 3, 1).contiguous().view(n * h * w, c)
+    return nhwc(x).view(-1, x.shape[1])
 
 
 def depthwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -149,11 +153,6 @@ def enable(model: nn.Module, mode: str) -> int:
     for m in blocks:
         m.fused = mode
     return 0 if mode == "none" else len(blocks)
-
-
-def nhwc(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) as a contiguous (N, H, W, C) tensor, free under channels_last."""
-    return x.permute(0, 2, 3, 1).contiguous()
 
 
 def bifpn_fusable(x: torch.Tensor) -> bool:
