@@ -25,7 +25,7 @@ SIDES = (128, 64, 32, 16)  # the BiFPN's levels at 512x512
 
 # (BLOCK_M, BLOCK_K, warps, stages): the default, and settings with two programs per SM (registers and shared
 # memory as compiled for sm_90 by tests/hopper_compile.py), or more rows per program
-TUNES = ((64, 64, 8, 3), (64, 32, 8, 3), (64, 64, 8, 2), (32, 32, 4, 3), (32, 64, 4, 2), (128, 32, 8, 3))
+TUNES = ((64, 32, 8, 3), (64, 64, 8, 3), (64, 64, 8, 2), (32, 32, 4, 3), (32, 64, 4, 2), (128, 32, 8, 3))
 
 
 def tunes() -> list[dict]:
