@@ -18,7 +18,7 @@ from bench_kernels import time_us
 from peaknet_pipeline.bench import emit_json
 from peaknet_pipeline.model import bifpn_kernel as bk
 from peaknet_pipeline.model import fused_ops
-from peaknet_pipeline.model.bifpn import FUSION_EPS, conv_block
+from peaknet_pipeline.model.bifpn import FUSION_EPS, conv_block, plain_step
 
 SIDES = (128, 64, 32, 16)  # the BiFPN's levels at 512x512
 
@@ -42,20 +42,9 @@ def step_case(batch: int, side: int, channels: int, resample: int) -> dict:
 
     p, m, other = level(side), (level(side) if resample == bk.DOWN else None), level(other_side)
     weights = torch.tensor([0.7, 0.0 if m is None else 0.5, 0.9], device="cuda", dtype=torch.bfloat16)
-
-    def plain():
-        resampled = torch.nn.functional.interpolate(other, scale_factor=2, mode="bilinear", align_corners=False) \
-            if m is None else torch.nn.functional.avg_pool2d(other, 2)  # fmt: skip
-        fused = weights[0] * p + weights[2] * resampled + (0 if m is None else weights[1] * m)
-        return conv(fused / (weights.sum() + FUSION_EPS)) + p
-
-    compiled = torch.compile(plain)
-    dws, ln = conv[0], conv[1]
-    weight = dws.pointwise_conv.weight.view(channels, channels) * dws.depthwise_conv.weight.view(1, channels)
-    coef = (weights / (weights.sum() + FUSION_EPS)).float()
-    args = (fused_ops.nhwc(p), fused_ops.nhwc(m) if m is not None else None, fused_ops.nhwc(other), resample, coef,
-            weight, ln.weight, ln.bias, ln.eps)  # fmt: skip
+    compiled = torch.compile(lambda: plain_step(conv, p, m, other, weights))
     with torch.inference_mode():
+        args = fused_ops.bifpn_step_args(conv, p, m, other, resample, weights, FUSION_EPS)
         ref = compiled()
         diff = (bk.bifpn_step(*args).float() - fused_ops.nhwc(ref).float()).abs().max().item()
         rows = [{"tune": {}, "us": time_us(compiled)}]  # the compiled PyTorch ops first

@@ -56,8 +56,8 @@ def test_bifpn_step_is_the_modules_step(device, resample):
 
 def folded(conv, c: int):
     """The kernel's weight (the depthwise 1x1 scale folded into the pointwise conv) and LayerNorm's parameters."""
-    dws, ln = conv[0], conv[1]
-    return dws.pointwise_conv.weight.view(c, c) * dws.depthwise_conv.weight.view(1, c), ln.weight, ln.bias, ln.eps
+    ln = conv[1]
+    return conv[0].folded_weight().view(c, c), ln.weight, ln.bias, ln.eps
 
 
 @pytest.mark.parametrize("device", DEVICES)

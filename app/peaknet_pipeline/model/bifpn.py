@@ -18,14 +18,23 @@ class DepthwiseSeparableConv(nn.Module):
         self.depthwise_conv = nn.Conv2d(channels, channels, kernel_size=1, groups=channels, bias=False)
         self.pointwise_conv = nn.Conv2d(channels, channels, kernel_size=1, bias=False)
 
+    def folded_weight(self) -> torch.Tensor:
+        """The pointwise weight (C, C, 1, 1) with the 1x1 depthwise conv, which scales channels, folded in."""
+        return self.pointwise_conv.weight * self.depthwise_conv.weight.view(1, -1, 1, 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # A 1x1 depthwise conv scales channels: fold it into the pointwise weight, one conv instead of two.
-        scale = self.depthwise_conv.weight.view(1, -1, 1, 1)
-        return F.conv2d(x, self.pointwise_conv.weight * scale)
+        return F.conv2d(x, self.folded_weight())  # one conv instead of two
 
 
 def conv_block(channels: int) -> nn.Sequential:
     return nn.Sequential(DepthwiseSeparableConv(channels), ChannelsFirstLayerNorm(channels), nn.GELU())
+
+
+def plain_step(conv: nn.Sequential, p: torch.Tensor, m: torch.Tensor | None, other: torch.Tensor, w: torch.Tensor):
+    """BiFPNBlock.step by PyTorch ops."""
+    resampled = resize_bilinear(other, 2.0 if m is None else 0.5)
+    fused = w[0] * p + w[2] * resampled if m is None else w[0] * p + w[1] * m + w[2] * resampled
+    return conv(fused / (w.sum() + FUSION_EPS)) + p
 
 
 class BiFPNBlock(nn.Module):
@@ -69,9 +78,7 @@ class BiFPNBlock(nn.Module):
         if self.fused and fused_ops.bifpn_fusable(p):
             resample = fused_ops.bk.UP if m is None else fused_ops.bk.DOWN
             return fused_ops.fused_bifpn_step(self.conv[name], p, m, other, resample, w, FUSION_EPS)
-        resampled = resize_bilinear(other, 2.0 if m is None else 0.5)
-        fused = w[0] * p + w[2] * resampled if m is None else w[0] * p + w[1] * m + w[2] * resampled
-        return self.conv[name](fused / (w.sum() + FUSION_EPS)) + p
+        return plain_step(self.conv[name], p, m, other, w)
 
 
 class BiFPN(nn.Module):

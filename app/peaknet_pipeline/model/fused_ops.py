@@ -169,13 +169,17 @@ def enable_bifpn(model: nn.Module) -> int:
     return len(blocks)
 
 
-def fused_bifpn_step(conv: nn.Sequential, p, m, other, resample: int, weights: torch.Tensor, eps: float):
-    """BiFPNBlock's step `conv(fused) + p` by the kernel, on (N, C, H, W) levels: weights (3,) are the fusion
-    weights of p, m (0 where the step has none) and `other`, resampled UP (the coarser level) or DOWN (the finer)."""
+def bifpn_step_args(conv: nn.Sequential, p, m, other, resample: int, weights: torch.Tensor, eps: float) -> tuple:
+    """The BiFPN step kernel's arguments for BiFPNBlock's step `conv(fused) + p` on (N, C, H, W) levels: weights
+    (3,) are the fusion weights of p, m (0 where the step has none) and `other`, resampled UP (the coarser level)
+    or DOWN (the finer)."""
     dws, ln = conv[0], conv[1]
     c = p.shape[1]
-    weight = dws.pointwise_conv.weight.view(c, c) * dws.depthwise_conv.weight.view(1, c)
     coefficients = (weights / (weights.sum() + eps)).float()
-    out = bifpn_step(nhwc(p), nhwc(m) if m is not None else None, nhwc(other), resample, coefficients, weight,
-                     ln.weight, ln.bias, ln.eps)  # fmt: skip
-    return out.permute(0, 3, 1, 2)
+    return (nhwc(p), nhwc(m) if m is not None else None, nhwc(other), resample, coefficients,
+            dws.folded_weight().view(c, c), ln.weight, ln.bias, ln.eps)  # fmt: skip
+
+
+def fused_bifpn_step(conv: nn.Sequential, p, m, other, resample: int, weights: torch.Tensor, eps: float):
+    """BiFPNBlock's step by the kernel (bifpn_step_args), as (N, C, H, W)."""
+    return bifpn_step(*bifpn_step_args(conv, p, m, other, resample, weights, eps)).permute(0, 3, 1, 2)
