@@ -227,6 +227,15 @@ def compiled_agrees_with_plain(mode: str, gelu: str, bifpn: bool) -> None:
     assert ((got[:, 1] > got[:, 0]) == (exact[:, 1] > exact[:, 0])).float().mean() > 0.99
 
 
+def test_every_mode_switches_only_the_convnext_blocks_and_leaves_the_bifpn_steps_plain():
+    model = PeakNet(PeakNetArch(backbone_depths=(1, 1, 2, 1), bifpn_num_blocks=2))
+    bifpn_blocks = [m for m in model.modules() if hasattr(m, "by_kernel")]
+    for mode in fused_ops.MODES:
+        assert fused_ops.enable(model, mode) == (0 if mode == "none" else 5)
+        assert len(bifpn_blocks) == 2 and not any(m.by_kernel for m in bifpn_blocks)
+    assert fused_ops.enable_bifpn(model) == 2 and all(m.by_kernel for m in bifpn_blocks)
+
+
 def test_unknown_mode_is_refused_and_none_switches_nothing():
     block = ConvNeXtV2Block(8)
     with pytest.raises(ValueError, match="expected one of none, dwconv, gemm, all"):

@@ -57,7 +57,7 @@ class BiFPNBlock(nn.Module):
         self.conv = nn.ModuleDict({f"m{lv}": conv_block(features) for lv in levels[:-1]})
         self.conv.update({f"q{lv}": conv_block(features) for lv in levels[1:]})
         self.levels = list(levels)
-        self.fused = False  # fused_ops.enable_bifpn: each step by the Triton kernel where its level fits (CUDA)
+        self.by_kernel = False  # fused_ops.enable_bifpn: each step by the Triton kernel where its level fits (CUDA)
 
     def forward(self, p: list[torch.Tensor]) -> list[torch.Tensor]:
         n = len(p)
@@ -75,7 +75,7 @@ class BiFPNBlock(nn.Module):
     def step(self, name: str, p: torch.Tensor, m: torch.Tensor | None, other: torch.Tensor, w: torch.Tensor):
         """conv(fused) + p, fused = (w0 p + w1 m + w2 other resampled) / (sum of w + eps): other upsampled x2 (the
         coarser level, top-down, no m) or averaged 2x2 (the finer level, bottom-up)."""
-        if self.fused and fused_ops.bifpn_fusable(p):
+        if self.by_kernel and fused_ops.bifpn_fusable(p):
             resample = fused_ops.bk.UP if m is None else fused_ops.bk.DOWN
             return fused_ops.fused_bifpn_step(self.conv[name], p, m, other, resample, w, FUSION_EPS)
         return plain_step(self.conv[name], p, m, other, w)

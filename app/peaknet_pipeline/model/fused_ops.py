@@ -165,7 +165,7 @@ def enable_bifpn(model: nn.Module) -> int:
     """Switch every BiFPN block of `model` to the BiFPN step's kernel; returns how many."""
     blocks = [m for m in model.modules() if hasattr(m, "w_q_mask")]
     for m in blocks:
-        m.fused = True
+        m.by_kernel = True
     return len(blocks)
 
 
