@@ -8,11 +8,9 @@ built model; numerics are checked against the plain model in eager mode before a
   fuses into one kernel with the LayerNorm after it (cuDNN's conv has one input channel: K of 16).
 - dwconv-products: each ConvNeXt block's depthwise 7x7 as 49 shifted products summed in fp32, left to
   inductor to generate as one elementwise kernel over the NHWC tensor.
-- bifpn-kernel: each BiFPN step (fusion, 1x1 conv, LayerNorm, GELU, residual) by one Triton kernel
-  (model/bifpn_kernel.py; fused_ops.enable_bifpn), where the level fits it; its own tests check it against the
-  plain path, so no check here.
-- fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES); its kernels have their
-  own tests against the plain path, so no check here.
+- fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES; fused-blocks against
+  fused-all measures the BiFPN step's kernel); its kernels have their own tests against the plain path, so no
+  check here.
 - KEY=VALUE: the config with that one setting changed (inference.precision=fp8).
 
 The output file is rewritten after every run, so a run cut short by a time limit keeps what it measured.
@@ -31,7 +29,6 @@ from torch import nn
 from peaknet_pipeline.bench import emit_json, keep_json, model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
-from peaknet_pipeline.model import fused_ops
 
 
 class ProductsConv(nn.Module):
@@ -77,8 +74,6 @@ def patchify_by_products(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 
 def apply(model: nn.Module, variant: str, eager: bool = False) -> int:
     """Swap the modules `variant` rewrites; returns how many."""
-    if variant == "bifpn-kernel":
-        return fused_ops.enable_bifpn(model)
     swapped = 0
     for module in list(model.modules()):
         for name, child in list(module.named_children()):

@@ -10,7 +10,7 @@ Frames are the synthetic producer's (seeded, not the training seeds); peaks are 
 peak finder and matched within 1.5 px (quality.py). Each mode runs as the pipeline runs it (its precision,
 memory format, fused kernels and compile mode, ModelRunner); the reference is the same weights in plain fp32
 PyTorch ops with the exact GELU, uncompiled. On a CPU every mode runs fp32 (the report's `ran_as` says so); the
-report names each mode's GELU form (`mlp_gelu`).
+report names each mode's GELU form (`mlp_gelu`) and Triton kernels (`fused_kernels`).
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def main() -> int:
         mcfg = mode_config(args.config, args.overrides, mode)
         masks = masks_of(mcfg, batch.frames, device, reference=False)
         spec = spec_from_config(mcfg, tuple(batch.frames.shape[1:]))  # the GELU form as the engine resolves it
-        ran = {"ran_as": effective_precision(spec.precision, device), "mlp_gelu": spec.mlp_gelu}
+        ran = {"ran_as": effective_precision(spec.precision, device), "mlp_gelu": spec.mlp_gelu,
+               "fused_kernels": spec.fused_kernels if device == "cuda" else "none"}  # fmt: skip
         modes[mode] = {**ran, **score(masks, batch.true_peaks, reference)}
     baseline = modes.get("bf16+exact", modes.get("bf16"))
     if baseline:

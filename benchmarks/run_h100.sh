@@ -168,11 +168,11 @@ case ${1:?part} in
       --rounds 1 --iters 10 --output "$OUT/ab-1920-gelu.json" > "$OUT/ab-1920-gelu.log" 2>&1
     ;;
   model-bifpn)  # issue 23: the BiFPN step's kernel: its tests on the GPU, per step against inductor's ops, and the
-                # whole model with it against without (alternating in one process)
+                # whole model with it (fused_kernels all) against without (blocks), alternating in one process
     timeout 200 python3 -m pytest -q tests/test_bifpn_kernel.py tests/test_fused_kernels.py -k bifpn > "$OUT/pytest-bifpn.log" 2>&1
     tail -1 "$OUT/pytest-bifpn.log"
     timeout 200 python3 benchmarks/bench_bifpn.py --output "$OUT/kernels-base-512-b64-bifpn.json"
-    timeout 240 python3 benchmarks/ab_model_variants.py --variants bifpn-kernel plain --rounds 2 --iters 60 \
+    timeout 240 python3 benchmarks/ab_model_variants.py --variants fused-all fused-blocks --rounds 2 --iters 60 \
       --output "$OUT/ab-bifpn-kernel.json" 2>&1 | grep "^{'variant"
     ;;
   model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager

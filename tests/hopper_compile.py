@@ -88,7 +88,7 @@ def bifpn(resample: int, side: int, channels: int = 256) -> dict[str, int]:
     warps, stages = settings.pop("num_warps"), settings.pop("num_stages")
     signature = dict.fromkeys(("p_ptr", "m_ptr", "r_ptr"), "*bf16") | {"coef_ptr": "*fp32"}
     signature |= dict.fromkeys(("w_ptr", "ln_w_ptr", "ln_b_ptr", "out_ptr"), "*bf16")
-    signature |= {"H": "i32", "W": "i32", "eps": "fp32"}
+    signature |= {"H": "i32", "W": "i32", "eps": "fp64"}  # inductor passes a float to a user kernel as fp64
     constexprs = {"C": channels, "RESAMPLE": resample, "HAS_M": resample == bk.DOWN, "UPCAST": False, **settings}
     kernel = compile_for_hopper(bk._bifpn_step_kernel, signature, constexprs, {"H": side, "W": side}, warps, stages)
     return resources(kernel)

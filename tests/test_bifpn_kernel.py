@@ -77,7 +77,7 @@ def test_bifpn_blocks_by_the_kernel_give_the_plain_blocks_outputs(device):
     levels = [randn(2, c, 8 // s, 16 // s, seed=s, device=device) for s in (1, 2, 4, 8)]
     with torch.no_grad():
         expected = net(levels)
-        assert fused_ops.enable_bifpn(net) == 2
+        assert fused_ops.enable(net, "all") == 2
         got = net(levels)
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)

@@ -145,7 +145,7 @@ def block_pair(
     return plain.to(**to), fused.to(**to)
 
 
-MODES = pytest.mark.parametrize("mode", ["dwconv", "gemm", "all"])
+MODES = pytest.mark.parametrize("mode", ["dwconv", "gemm", "blocks", "all"])
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -194,23 +194,17 @@ def test_fused_block_is_the_plain_block(device, mode, monkeypatch):
 @pytest.mark.parametrize("gelu", ["exact", "tanh"])
 @pytest.mark.skipif(not (HAS_TRITON and CUDA), reason="needs a CUDA GPU with Triton (none in CI)")
 def test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16(mode, gelu):
-    compiled_agrees_with_plain(mode, gelu, bifpn=False)
+    compiled_agrees_with_plain(mode, gelu)
 
 
-@pytest.mark.skipif(not (HAS_TRITON and CUDA), reason="needs a CUDA GPU with Triton (none in CI)")
-def test_compiled_model_with_the_bifpn_kernel_agrees_with_the_plain_model_in_bf16():
-    compiled_agrees_with_plain("all", "tanh", bifpn=True)
-
-
-def compiled_agrees_with_plain(mode: str, gelu: str, bifpn: bool) -> None:
+def compiled_agrees_with_plain(mode: str, gelu: str) -> None:
     arch = PeakNetArch(backbone_hidden_sizes=(32, 64, 128, 256), backbone_depths=(1, 1, 2, 1), bifpn_num_features=64,
                        seg_out_channels=64)  # fmt: skip
     plain = PeakNet(arch).eval()
     fused = PeakNet(arch).eval()
     fused.load_state_dict(plain.state_dict())
-    assert fused_ops.enable(fused, mode) == sum(arch.backbone_depths)
-    if bifpn:
-        assert fused_ops.enable_bifpn(fused) == arch.bifpn_num_blocks
+    bifpn_blocks = arch.bifpn_num_blocks if mode in fused_ops.BIFPN_MODES else 0
+    assert fused_ops.enable(fused, mode) == sum(arch.backbone_depths) + bifpn_blocks
     fused_ops.set_gelu(plain, gelu), fused_ops.set_gelu(fused, gelu)  # with tanh, pwconv1 by cuBLASLt
     to = dict(device="cuda", dtype=torch.bfloat16, memory_format=torch.channels_last)
     plain, fused = plain.to(**to), torch.compile(fused.to(**to))
@@ -227,18 +221,21 @@ def compiled_agrees_with_plain(mode: str, gelu: str, bifpn: bool) -> None:
     assert ((got[:, 1] > got[:, 0]) == (exact[:, 1] > exact[:, 0])).float().mean() > 0.99
 
 
-def test_every_mode_switches_only_the_convnext_blocks_and_leaves_the_bifpn_steps_plain():
+def test_only_mode_all_switches_the_bifpn_steps_to_their_kernel_and_every_other_mode_switches_them_back():
     model = PeakNet(PeakNetArch(backbone_depths=(1, 1, 2, 1), bifpn_num_blocks=2))
+    convnext_blocks = [m for m in model.modules() if hasattr(m, "fused")]
     bifpn_blocks = [m for m in model.modules() if hasattr(m, "by_kernel")]
-    for mode in fused_ops.MODES:
-        assert fused_ops.enable(model, mode) == (0 if mode == "none" else 5)
-        assert len(bifpn_blocks) == 2 and not any(m.by_kernel for m in bifpn_blocks)
-    assert fused_ops.enable_bifpn(model) == 2 and all(m.by_kernel for m in bifpn_blocks)
+    assert len(convnext_blocks) == 5 and len(bifpn_blocks) == 2
+    for mode in ("all", "none", "all", "dwconv", "gemm", "blocks"):
+        switched = fused_ops.enable(model, mode)
+        assert switched == {"none": 0, "all": 7}.get(mode, 5)
+        assert [m.by_kernel for m in bifpn_blocks] == [mode == "all"] * 2
+        assert all(m.fused == mode for m in convnext_blocks)
 
 
 def test_unknown_mode_is_refused_and_none_switches_nothing():
     block = ConvNeXtV2Block(8)
-    with pytest.raises(ValueError, match="expected one of none, dwconv, gemm, all"):
+    with pytest.raises(ValueError, match="expected one of none, dwconv, gemm, blocks, all"):
         fused_ops.enable(block, "fast")
     assert fused_ops.enable(block, "none") == 0 and block.fused == "none"
 

@@ -149,11 +149,12 @@ class PeakNetModel(Section):
     uses_learned_upsample: bool | None = None
     channels_last: bool = Field(True, description="NHWC activations on GPU (faster convolutions)")
     cast_weights: bool = Field(True, description="on GPU with bf16/fp16, cast weights once instead of autocast")
-    fused_kernels: Literal["none", "dwconv", "gemm", "all"] | None = Field(
+    fused_kernels: Literal["none", "dwconv", "gemm", "blocks", "all"] | None = Field(
         None,
         description="on GPU, ConvNeXt blocks as fused Triton kernels (same weights): gemm = both linear layers with "
         "GELU, GRN and the residual in their epilogues; dwconv = the depthwise 7x7 only (the linear layers by "
-        "cuBLAS, or in FP8 with precision fp8); all = gemm and dwconv; none = PyTorch ops; "
+        "cuBLAS, or in FP8 with precision fp8); blocks = gemm and dwconv; all = blocks, and each BiFPN step (fusion, "
+        "1x1 conv, LayerNorm, GELU, residual) as one kernel; none = PyTorch ops; "
         "null = what measured fastest for the preset (base: all; 673m: dwconv; custom sizes: none)",
     )
     mlp_gelu: Literal["exact", "tanh"] | None = Field(

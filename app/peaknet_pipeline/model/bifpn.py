@@ -57,7 +57,7 @@ class BiFPNBlock(nn.Module):
         self.conv = nn.ModuleDict({f"m{lv}": conv_block(features) for lv in levels[:-1]})
         self.conv.update({f"q{lv}": conv_block(features) for lv in levels[1:]})
         self.levels = list(levels)
-        self.by_kernel = False  # fused_ops.enable_bifpn: each step by the Triton kernel where its level fits (CUDA)
+        self.by_kernel = False  # fused_ops.enable, mode all: each step by the Triton kernel where its level fits (CUDA)
 
     def forward(self, p: list[torch.Tensor]) -> list[torch.Tensor]:
         n = len(p)

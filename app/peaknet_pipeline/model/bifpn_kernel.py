@@ -83,7 +83,8 @@ def _bifpn_step_kernel(
             acc = tl.dot(a.to(w.dtype), w, acc)
     mean = tl.sum(acc, axis=1) / C
     d = acc - mean[:, None]
-    rstd = tl.rsqrt(tl.sum(d * d, axis=1) / C + eps)
+    # fp32 whatever eps's type: inductor passes a float argument as fp64, which would make the epilogue fp64
+    rstd = tl.rsqrt((tl.sum(d * d, axis=1) / C + eps).to(tl.float32))
     # The rest by halves of the channels: fewer values live at once, so two programs fit on an SM
     left, right = tl.split(tl.permute(tl.reshape(d, [BLOCK_M, 2, C // 2]), [0, 2, 1]))
     _finish(left, rstd, 0, row, p_ptr, ln_w_ptr, ln_b_ptr, out_ptr, C)

@@ -73,9 +73,11 @@ def fusable(x: torch.Tensor) -> bool:
     return tk is not None and (tk.row_block(x.shape[2] * x.shape[3]) or 0) >= MIN_ROW_BLOCK
 
 
-MODES = ("none", "dwconv", "gemm", "all")  # dwconv: the depthwise 7x7 only; all: gemm and dwconv
-GEMM_MODES = ("gemm", "all")
-DWCONV_MODES = ("dwconv", "all")
+# dwconv: the depthwise 7x7 only; blocks: gemm and dwconv; all: blocks and the BiFPN's steps (bifpn_kernel.py)
+MODES = ("none", "dwconv", "gemm", "blocks", "all")
+GEMM_MODES = ("gemm", "blocks", "all")
+DWCONV_MODES = ("dwconv", "blocks", "all")
+BIFPN_MODES = ("all",)
 # The faster mode per preset, as measured (docs/performance.md): Triton's GEMMs trail cuBLAS once the layers
 # are wide and the work is compute-bound, so 673m keeps PyTorch's GEMMs (or FP8's) and takes the depthwise kernel.
 PRESET_MODES = {"base": "all", "673m": "dwconv"}
@@ -146,27 +148,23 @@ def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def enable(model: nn.Module, mode: str) -> int:
-    """Switch every ConvNeXtV2 block of `model` to the fused kernels of `mode` (MODES); returns how many."""
+    """Switch every ConvNeXtV2 block of `model` to the fused kernels of `mode` (MODES), and every BiFPN block's
+    steps to the BiFPN step's kernel where the mode includes it; returns how many blocks run a kernel."""
     if mode not in MODES:
         raise ValueError(f"fused kernels mode {mode!r}: expected one of {', '.join(MODES)}")
     blocks = [m for m in model.modules() if hasattr(m, "fused")]
     for m in blocks:
         m.fused = mode
-    return 0 if mode == "none" else len(blocks)
+    bifpn_blocks = [m for m in model.modules() if hasattr(m, "by_kernel")]
+    for m in bifpn_blocks:
+        m.by_kernel = mode in BIFPN_MODES
+    return 0 if mode == "none" else len(blocks) + (len(bifpn_blocks) if mode in BIFPN_MODES else 0)
 
 
 def bifpn_fusable(x: torch.Tensor) -> bool:
     """Whether a BiFPN level (N, C, H, W) fits the BiFPN step's kernel, on a GPU (or in Triton's interpreter)."""
     on_device = x.is_cuda or (tk is not None and tk.INTERPRET)
     return on_device and bk is not None and bk.fusable(x.shape[1], x.shape[2] * x.shape[3])
-
-
-def enable_bifpn(model: nn.Module) -> int:
-    """Switch every BiFPN block of `model` to the BiFPN step's kernel; returns how many."""
-    blocks = [m for m in model.modules() if hasattr(m, "w_q_mask")]
-    for m in blocks:
-        m.by_kernel = True
-    return len(blocks)
 
 
 def bifpn_step_args(conv: nn.Sequential, p, m, other, resample: int, weights: torch.Tensor, eps: float) -> tuple:
