@@ -5,6 +5,7 @@ declare (the CI environment has the test extra on top)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,9 @@ from .conftest import ROOT
 
 
 def sh(*cmd, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    # as on a facility's machine: a PYTHONPATH to the source tree would show pip the package as installed already
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{cmd}: {done.stdout[-3000:]}{done.stderr[-3000:]}"
     return done
 
@@ -25,8 +28,13 @@ def test_the_built_wheel_installs_into_a_fresh_venv_and_runs_the_cpu_demo(tmp_pa
     venv = tmp_path / "venv"
     sh(sys.executable, "-m", "venv", venv)
     # torch pinned as the README says (the local CPU build); everything else comes from the wheel's metadata.
-    sh(venv / "bin/python", "-m", "pip", "install", "-q", "torch==2.13.0", wheel)
+    installed = sh(venv / "bin/python", "-m", "pip", "install", "torch==2.13.0", wheel)
     tool = venv / "bin/peaknet-pipeline"
+    # one CI run found no console script after pip's success: if it comes back, say what pip did
+    listing = sh(venv / "bin/python", "-m", "pip", "show", "-f", "peaknet-pipeline").stdout
+    assert tool.exists(), (
+        f"{installed.stdout[-3000:]}{installed.stderr[-2000:]}\n{sorted(os.listdir(tool.parent))}\n{listing}"
+    )
     assert "config" in sh(tool, "--help").stdout
     shown = sh(tool, "config", "show", "--config", ROOT / "examples/configs/cpu-demo.yaml")
     assert "frame_shape:" in shown.stdout and "weights: builtin:peaknet-demo-synthetic.pt" in shown.stdout
