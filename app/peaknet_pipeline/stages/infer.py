@@ -84,7 +84,7 @@ class InferenceWorker:
             warmup_s=round(seconds, 3), warmup_shape=list(frame_shape), fused_blocks=fused, fp8_blocks=fp8
         )
         log.info(
-            "%s: warm-up on %s done in %.1fs (%s, %d ConvNeXt blocks on fused kernels, %d with FP8 GEMMs, GELU %s)",
+            "%s: warm-up on %s done in %.1fs (%s, %d blocks on Triton kernels, %d with FP8 GEMMs, GELU %s)",
             self._member.name, frame_shape, seconds, self._device, fused, fp8, spec.mlp_gelu,
         )  # fmt: skip
 
