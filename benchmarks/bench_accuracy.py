@@ -26,7 +26,7 @@ from peaknet_pipeline.config import PipelineConfig
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.engine import ModelRunner, effective_precision, resolve_device, spec_from_config
 from peaknet_pipeline.inference.models import build_model
-from peaknet_pipeline.model import fp8_ops
+from peaknet_pipeline.model import fp8_ops, fused_ops
 from peaknet_pipeline.quality import PeakTally
 from peaknet_pipeline.synthetic import FrameSynthesizer, require_frame_shape
 
@@ -91,8 +91,8 @@ def main() -> int:
         mcfg = mode_config(args.config, args.overrides, mode)
         masks = masks_of(mcfg, batch.frames, device, reference=False)
         spec = spec_from_config(mcfg, tuple(batch.frames.shape[1:]))  # the GELU form as the engine resolves it
-        ran = {"ran_as": effective_precision(spec.precision, device), "mlp_gelu": spec.mlp_gelu,
-               "fused_kernels": spec.fused_kernels if device == "cuda" else "none"}  # fmt: skip
+        ran = {"ran_as": effective_precision(spec.precision, device), "mlp_gelu": spec.mlp_gelu}
+        ran["fused_kernels"] = spec.fused_kernels if fused_ops.available(torch.device(device)) else "none"
         modes[mode] = {**ran, **score(masks, batch.true_peaks, reference)}
     baseline = modes.get("bf16+exact", modes.get("bf16"))
     if baseline:

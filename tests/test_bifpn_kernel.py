@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from peaknet_pipeline.model import fused_ops
 from peaknet_pipeline.model.bifpn import BiFPN, conv_block
+from peaknet_pipeline.model.fused_ops import nhwc
 
 from .test_fused_kernels import DEVICES, randn
 
@@ -36,10 +37,6 @@ def randomised(module: torch.nn.Module, device: str) -> torch.nn.Module:
             r = randn(*param.shape, seed=100 + i, device="cpu")
             param.copy_(r.abs() + 0.3 if name.endswith(("w_m", "w_q")) else 0.3 * r + (param.dim() == 1))
     return module.to(device).eval()
-
-
-def nhwc(x: torch.Tensor) -> torch.Tensor:
-    return x.permute(0, 2, 3, 1).contiguous()
 
 
 @pytest.mark.parametrize("resample", ["up", "down"])

@@ -21,6 +21,11 @@ def sh(*cmd, cwd: Path | None = None, timeout: float = 900) -> subprocess.Comple
     return done
 
 
+def what_pip_did(installed: subprocess.CompletedProcess, venv: Path) -> str:
+    listing = sh(venv / "bin/python", "-m", "pip", "show", "-f", "peaknet-pipeline").stdout
+    return f"{installed.stdout[-3000:]}{installed.stderr[-2000:]}\n{sorted(os.listdir(venv / 'bin'))}\n{listing}"
+
+
 def test_the_built_wheel_installs_into_a_fresh_venv_and_runs_the_cpu_demo(tmp_path):
     wheels = tmp_path / "wheels"
     sh(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, ROOT)
@@ -31,10 +36,7 @@ def test_the_built_wheel_installs_into_a_fresh_venv_and_runs_the_cpu_demo(tmp_pa
     installed = sh(venv / "bin/python", "-m", "pip", "install", "torch==2.13.0", wheel)
     tool = venv / "bin/peaknet-pipeline"
     # one CI run found no console script after pip's success: if it comes back, say what pip did
-    listing = sh(venv / "bin/python", "-m", "pip", "show", "-f", "peaknet-pipeline").stdout
-    assert tool.exists(), (
-        f"{installed.stdout[-3000:]}{installed.stderr[-2000:]}\n{sorted(os.listdir(tool.parent))}\n{listing}"
-    )
+    assert tool.exists(), what_pip_did(installed, venv)
     assert "config" in sh(tool, "--help").stdout
     shown = sh(tool, "config", "show", "--config", ROOT / "examples/configs/cpu-demo.yaml")
     assert "frame_shape:" in shown.stdout and "weights: builtin:peaknet-demo-synthetic.pt" in shown.stdout
