@@ -2,12 +2,10 @@
 inductor, the way the model runs it (issue 23).
 
 Per level of base at 512x512 (256 channels), batch 64, bf16, channels_last: the top-down step (the coarser level
-upsampled) and the bottom-up step (the finer level averaged), the kernel over its launch settings, the default
-checked against the compiled ops' output first (max |difference|, bf16 rounding), the others against the default.
-Top-down steps run both ways the kernel has (`project_up`): the coarser level through the conv first at its own
-resolution and upsampled in the epilogue (bifpn_kernel.PROJECT_UP), or upsampled into the GEMM's input tile.
+upsampled) and the bottom-up step (the finer level averaged), the kernel over six launch settings, each checked
+against the compiled ops' output first (max |difference|, bf16 rounding).
 
-    python3 benchmarks/bench_bifpn.py --output h200-kernels-base-512-b64-bifpn-projected.json
+    python3 benchmarks/bench_bifpn.py --output h200-kernels-base-512-b64-bifpn.json
 """
 
 from __future__ import annotations
@@ -26,15 +24,12 @@ SIDES = (128, 64, 32, 16)  # the BiFPN's levels at 512x512
 
 
 # (BLOCK_M, BLOCK_K, warps, stages): the default, and settings with two programs per SM (registers and shared
-# memory as compiled for sm_90 by tests/hopper_compile.py), or more rows per program (128 rows at 16 warps: one
-# program of 128 registers fills an SM, and each 64 rows read half the weight from L2)
-TUNES = ((64, 32, 8, 3), (64, 64, 8, 3), (64, 64, 8, 2), (32, 32, 4, 3), (32, 64, 4, 2), (128, 32, 8, 3),
-         (128, 32, 16, 3), (128, 32, 16, 2), (128, 16, 16, 4))  # fmt: skip
+# memory as compiled for sm_90 by tests/hopper_compile.py), or more rows per program
+TUNES = ((64, 32, 8, 3), (64, 64, 8, 3), (64, 64, 8, 2), (32, 32, 4, 3), (32, 64, 4, 2), (128, 32, 8, 3))
 
 
 def tunes() -> list[dict]:
-    rows = [{"BLOCK_M": m, "BLOCK_K": k, "num_warps": w, "num_stages": s} for m, k, w, s in TUNES]
-    return rows + [rows[0] | {"maxnreg": 128}]  # the default capped at two programs per SM
+    return [{"BLOCK_M": m, "BLOCK_K": k, "num_warps": w, "num_stages": s} for m, k, w, s in TUNES]
 
 
 def step_case(batch: int, side: int, channels: int, resample: int) -> dict:
@@ -53,24 +48,16 @@ def step_case(batch: int, side: int, channels: int, resample: int) -> dict:
         ref = compiled()
         diff = (bk.bifpn_step(*args).float() - fused_ops.nhwc(ref).float()).abs().max().item()
         rows = [{"tune": {}, "us": time_us(compiled)}]  # the compiled PyTorch ops first
-        for project_up in (True, False) if resample == bk.UP else (bk.PROJECT_UP,):
-            bk.PROJECT_UP = project_up
-            rows += [timed(args, tune) | {"project_up": project_up} for tune in tunes()]
-        bk.PROJECT_UP = True
+        for tune in tunes():
+            try:
+                rows.append({"tune": tune, "us": time_us(lambda t=tune: bk.bifpn_step(*args, tune=t))})
+            except Exception as exc:  # a setting the GPU cannot launch (shared memory) is skipped, not fatal
+                rows.append({"tune": tune, "error": f"{type(exc).__name__}: {str(exc)[:120]}"})
     ok = [r for r in rows[1:] if "us" in r]
     best = min(ok, key=lambda r: r["us"]) if ok else None
     name = "up" if resample == bk.UP else "down"
     return {"side": side, "resample": name, "max_abs_diff": diff, "compiled_ops_us": rows[0]["us"], "best": best,
             "all": rows[1:]}  # fmt: skip
-
-
-def timed(args: tuple, tune: dict) -> dict:
-    """The kernel's time at one launch setting, and its largest difference from the default setting's output."""
-    try:
-        diff = (bk.bifpn_step(*args, tune=tune).float() - bk.bifpn_step(*args).float()).abs().max().item()
-        return {"tune": tune, "us": time_us(lambda: bk.bifpn_step(*args, tune=tune)), "diff_from_default": diff}
-    except Exception as exc:  # a setting the GPU cannot launch (shared memory) is skipped, not fatal
-        return {"tune": tune, "error": f"{type(exc).__name__}: {str(exc)[:120]}"}
 
 
 def main() -> int:

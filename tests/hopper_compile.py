@@ -84,14 +84,12 @@ BIFPN_SIDES = (128, 64, 32, 16)  # base's BiFPN levels at 512x512, 256 channels 
 
 def bifpn(resample: int, side: int, channels: int = 256) -> dict[str, int]:
     """One BiFPN step's kernel (bifpn_kernel.py) at a level of base at 512x512."""
-    projected = resample == bk.UP and bk.PROJECT_UP
-    settings = bk.launch_settings(side * side, channels, projected)
+    settings = bk.launch_settings(side * side, channels)
     warps, stages = settings.pop("num_warps"), settings.pop("num_stages")
     signature = dict.fromkeys(("p_ptr", "m_ptr", "r_ptr"), "*bf16") | {"coef_ptr": "*fp32"}
     signature |= dict.fromkeys(("w_ptr", "ln_w_ptr", "ln_b_ptr", "out_ptr"), "*bf16")
     signature |= {"H": "i32", "W": "i32", "eps": "fp64"}  # inductor passes a float to a user kernel as fp64
-    constexprs = {"C": channels, "RESAMPLE": resample, "HAS_M": resample == bk.DOWN, "PROJECTED": projected}
-    constexprs |= {"UPCAST": False, **settings}
+    constexprs = {"C": channels, "RESAMPLE": resample, "HAS_M": resample == bk.DOWN, "UPCAST": False, **settings}
     kernel = compile_for_hopper(bk._bifpn_step_kernel, signature, constexprs, {"H": side, "W": side}, warps, stages)
     return resources(kernel)
 

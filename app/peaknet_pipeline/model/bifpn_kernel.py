@@ -21,9 +21,6 @@ import triton.language as tl
 from .triton_kernels import INTERPRET, Wrap, _gelu, _identity
 
 UP, DOWN = 0, 1  # the resampled input: the coarser level upsampled x2, or the finer level's 2x2 means
-# Top-down steps take the coarser level through the conv first, at its own resolution, and upsample the product
-# in the epilogue; False: the kernel upsamples it into the GEMM's input tile (benchmarks/ab_model_variants.py)
-PROJECT_UP = True
 
 
 @triton.jit
@@ -62,7 +59,7 @@ def _pooled(r_ptr, frame, y, x, H, W, kk, C: tl.constexpr):
 @triton.jit
 def _bifpn_step_kernel(
     p_ptr, m_ptr, r_ptr, coef_ptr, w_ptr, ln_w_ptr, ln_b_ptr, out_ptr, H, W, eps,
-    C: tl.constexpr, RESAMPLE: tl.constexpr, HAS_M: tl.constexpr, PROJECTED: tl.constexpr, UPCAST: tl.constexpr,
+    C: tl.constexpr, RESAMPLE: tl.constexpr, HAS_M: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     row = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)  # BLOCK_M divides the pixels
@@ -72,47 +69,26 @@ def _bifpn_step_kernel(
     acc = tl.zeros([BLOCK_M, C], dtype=tl.float32)
     for k0 in range(0, C, BLOCK_K):
         kk = k0 + tl.arange(0, BLOCK_K)
-        w = tl.load(w_ptr + cn[None, :] * C + kk[:, None])  # (K, N) view of the (N, K) weight
-        if PROJECTED:  # p alone: its tile goes to the tensor cores as loaded; c_p and the rest in the epilogue
-            a = tl.load(p_ptr + row[:, None] * C + kk[None, :])
+        if RESAMPLE == 0:  # UP
+            a = c_r * _upsampled(r_ptr, frame, y, x, H, W, kk, C)
         else:
-            if RESAMPLE == 0:  # UP
-                a = c_r * _upsampled(r_ptr, frame, y, x, H, W, kk, C)
-            else:
-                a = c_r * _pooled(r_ptr, frame, y, x, H, W, kk, C)
-            a += c_p * _rows(p_ptr, row, kk, C)
-            if HAS_M:
-                a += c_m * _rows(m_ptr, row, kk, C)
+            a = c_r * _pooled(r_ptr, frame, y, x, H, W, kk, C)
+        a += c_p * _rows(p_ptr, row, kk, C)
+        if HAS_M:
+            a += c_m * _rows(m_ptr, row, kk, C)
+        w = tl.load(w_ptr + cn[None, :] * C + kk[:, None])  # (K, N) view of the (N, K) weight
         if UPCAST:
-            acc = tl.dot(a.to(tl.float32), w.to(tl.float32), acc, input_precision="ieee")
+            acc = tl.dot(a, w.to(tl.float32), acc, input_precision="ieee")
         else:
             acc = tl.dot(a.to(w.dtype), w, acc)
-    if PROJECTED:
-        left, right, mean, var = _add_upsampled(acc, r_ptr, frame, y, x, H, W, c_p, c_r, C, BLOCK_M)
-    else:
-        mean = tl.sum(acc, axis=1) / C
-        d = acc - mean[:, None]
-        var = tl.sum(d * d, axis=1) / C
-        # The rest by halves of the channels: fewer values live at once, so two programs fit on an SM
-        left, right = tl.split(tl.permute(tl.reshape(d, [BLOCK_M, 2, C // 2]), [0, 2, 1]))
+    mean = tl.sum(acc, axis=1) / C
+    d = acc - mean[:, None]
     # fp32 whatever eps's type: inductor passes a float argument as fp64, which would make the epilogue fp64
-    rstd = tl.rsqrt((var + eps).to(tl.float32))
+    rstd = tl.rsqrt((tl.sum(d * d, axis=1) / C + eps).to(tl.float32))
+    # The rest by halves of the channels: fewer values live at once, so two programs fit on an SM
+    left, right = tl.split(tl.permute(tl.reshape(d, [BLOCK_M, 2, C // 2]), [0, 2, 1]))
     _finish(left, rstd, 0, row, p_ptr, ln_w_ptr, ln_b_ptr, out_ptr, C)
     _finish(right, rstd, C // 2, row, p_ptr, ln_w_ptr, ln_b_ptr, out_ptr, C)
-
-
-@triton.jit
-def _add_upsampled(acc, r_ptr, frame, y, x, H, W, c_p, c_r, C: tl.constexpr, BLOCK_M: tl.constexpr):
-    """c_p * acc + c_r * (the coarser level through the conv, upsampled), by halves of the channels, centred;
-    with its mean and variance over the channels."""
-    left, right = tl.split(tl.permute(tl.reshape(acc, [BLOCK_M, 2, C // 2]), [0, 2, 1]))
-    half = tl.arange(0, C // 2)
-    left = c_p * left + c_r * _upsampled(r_ptr, frame, y, x, H, W, half, C)
-    right = c_p * right + c_r * _upsampled(r_ptr, frame, y, x, H, W, C // 2 + half, C)
-    mean = (tl.sum(left, axis=1) + tl.sum(right, axis=1)) / C
-    left -= mean[:, None]
-    right -= mean[:, None]
-    return left, right, mean, (tl.sum(left * left, axis=1) + tl.sum(right * right, axis=1)) / C
 
 
 @triton.jit
@@ -132,13 +108,9 @@ def fusable(channels: int, pixels: int) -> bool:
     return 16 <= channels <= 256 and channels & (channels - 1) == 0 and pixels % 16 == 0
 
 
-def launch_settings(pixels: int, channels: int, projected: bool = False) -> dict:
+def launch_settings(pixels: int, channels: int) -> dict:
     """64-pixel row tiles of all channels at 8 warps, K tiles of 32: 128 registers and 94 KB of shared memory on
-    sm_90, so two programs fit on an SM; the best or near it of bench_bifpn.py's settings at every level. A
-    projected top-down step's epilogue holds more (its gathers), so 128-pixel tiles at 16 warps: one program of
-    128 registers per SM, reading the weight from L2 once per 128 pixels."""
-    if projected and pixels % 128 == 0:
-        return {"BLOCK_M": 128, "BLOCK_K": min(channels, 32), "num_warps": 16, "num_stages": 3}
+    sm_90, so two programs fit on an SM; the best or near it of bench_bifpn.py's settings at every level."""
     block_m = next(b for b in (64, 32, 16) if pixels % b == 0)
     return {"BLOCK_M": block_m, "BLOCK_K": min(channels, 32), "num_warps": 4 if block_m < 64 else 8, "num_stages": 3}
 
@@ -167,14 +139,10 @@ def bifpn_step(
     if tuple(other.shape) != expected or (resample == UP and (h % 2 or w % 2)):
         raise ValueError(f"bifpn_step: the other level is {tuple(other.shape)}, expected {expected}")
     out = torch.empty_like(p)
-    projected = resample == UP and m is None and PROJECT_UP
-    settings = launch_settings(h * w, c, projected) | (tune or {})
+    settings = launch_settings(h * w, c) | (tune or {})
     grid = (n * h * w // settings["BLOCK_M"],)
-    if projected:  # W(c_p p + c_r up(o)) = c_p W p + c_r up(W o): a quarter of the GEMM's rows, no gathers per K tile
-        other = other @ weight.t()
     wrap(_bifpn_step_kernel)[grid](
         p, m if m is not None else p, other, coefficients, weight.contiguous(), ln_weight, ln_bias, out, h, w, eps,
-        C=c, RESAMPLE=resample, HAS_M=m is not None, PROJECTED=projected,
-        UPCAST=INTERPRET or p.dtype == torch.float32, **settings,
+        C=c, RESAMPLE=resample, HAS_M=m is not None, UPCAST=INTERPRET or p.dtype == torch.float32, **settings,
     )  # fmt: skip
     return out
