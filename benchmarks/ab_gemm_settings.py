@@ -1,21 +1,19 @@
 """The ConvNeXt GEMM kernels' variants in the whole model: model-only frames/s at the gpu-512 settings,
 alternating, in one process on one card.
 
-    python3 benchmarks/ab_gemm_settings.py --arms tma-inline loads --output h200-model-gemm-tma.json
+    python3 benchmarks/ab_gemm_settings.py --arms tma-inline loads --output h200-model-gemm-tma-inline.json
     python3 benchmarks/ab_gemm_settings.py --arms loads rule --output h100-model-gemm-settings.json
 
 Arms:
-- `loads`: the model as it runs, the kernels with per-thread loads at their measured launch settings
-  (triton_kernels.MEASURED) behind the registered ops of fused_ops.py;
+- `tma-inline`: the model as it runs on Hopper: the GEMM kernels by TMA, launched straight from the block's
+  forward (fused_ops.tma_inline), where dynamo captures their tensor descriptors;
+- `loads`: the kernels with per-thread loads at their measured launch settings (triton_kernels.MEASURED),
+  behind the registered ops of fused_ops.py, as the model runs on GPUs without the copy engine;
 - `rule`: the same with the rule's launch settings alone (this arm and `loads` were called "rule" and
-  "measured" in h100-model-gemm-settings.json);
-- `tma-inline`, `loads-inline`: the two GEMMs launched straight from the block's forward instead of through the
-  registered ops, with TMA or with per-thread loads. Dynamo traces such launches itself and captures their
-  tensor descriptors, which the registered ops' tracing does not (torch 2.11 and 2.13: "TMA descriptor
-  capturing not yet supported in non-dynamo tracing"), so this is how the TMA kernel can run compiled;
-  `loads-inline` separates what launching inline changes from what TMA does.
+  "measured" in h100-model-gemm-settings.json).
 The arm `tma-device` of h200-model-gemm-tma.json ran the TMA kernel with its descriptors made on the device,
-measured slower and removed (commit cf3d7b0 has it).
+measured slower and removed (commit cf3d7b0 has it); `loads-inline` (per-thread loads launched from the forward)
+is in commit 9732b56.
 """
 
 from __future__ import annotations
@@ -32,35 +30,23 @@ from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.model import fused_ops
 from peaknet_pipeline.model import triton_kernels as tk
 
-ARMS = ("loads", "rule", "tma-inline", "loads-inline")
-
-
-def inline_ops(tma: bool):
-    """fused_ops' two registered ops as plain functions that launch the kernels directly."""
-
-    def gelu_sumsq(a, weight, bias, hw):
-        return tk.linear(a, weight, bias, hw, gelu_sumsq=True, tma=tma)
-
-    def scaled_residual(a, a_scale, weight, bias, residual, hw):
-        return tk.linear(a, weight, bias, hw, residual=residual, a_scale=a_scale, tma=tma)[0]
-
-    return gelu_sumsq, scaled_residual
+ARMS = ("tma-inline", "loads", "rule")
 
 
 @contextmanager
 def arm(label: str):
     """The kernels' settings and launch path of one arm, restored afterwards."""
     measured = dict(tk.MEASURED)
-    ops = fused_ops.linear_gelu_sumsq, fused_ops.linear_scaled_residual
+    tma_inline = fused_ops.tma_inline
+    if label != "tma-inline":
+        fused_ops.tma_inline = lambda *tensors: False
     if label == "rule":
         tk.MEASURED.clear()
-    if label.endswith("-inline"):
-        fused_ops.linear_gelu_sumsq, fused_ops.linear_scaled_residual = inline_ops(tma=label == "tma-inline")
     try:
         yield
     finally:
         tk.MEASURED.update(measured)
-        fused_ops.linear_gelu_sumsq, fused_ops.linear_scaled_residual = ops
+        fused_ops.tma_inline = tma_inline
 
 
 def main() -> int:

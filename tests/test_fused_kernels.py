@@ -123,6 +123,34 @@ def test_tma_is_chosen_only_on_a_gpu_with_the_copy_engine_and_for_aligned_rows(t
         tk.linear(torch.zeros(64, 6), torch.zeros(8, 6), torch.zeros(8), 64, tma=True)
 
 
+def test_gemms_are_launched_by_tma_from_the_forward_only_when_compiling_for_a_gpu_with_the_copy_engine(tk):
+    a, weight = torch.zeros(128, 64), torch.zeros(96, 64)
+    assert not fused_ops.tma_inline(a, weight)  # eager: the registered ops (which take TMA themselves on Hopper)
+
+    @torch.compile(backend="eager", fullgraph=True)
+    def path(a, weight):
+        return a + 1 if fused_ops.tma_inline(a, weight) else a - 1
+
+    assert torch.equal(path(a, weight), a - 1)  # compiling, but CPU tensors: no copy engine
+
+
+HOPPER = CUDA and torch.cuda.get_device_capability()[0] >= 9
+
+
+@pytest.mark.skipif(not (HAS_TRITON and HOPPER), reason="needs a GPU with Hopper's copy engine (none in CI)")
+@pytest.mark.parametrize("gelu", ["exact", "tanh"])
+def test_compiled_block_runs_the_gemms_by_tma_and_agrees_with_the_eager_block(gelu):
+    from torch._inductor.utils import run_and_get_code
+
+    plain, fused = block_pair(96, "cuda", torch.bfloat16, "blocks", gelu)
+    x = randn(2, 96, 32, 32, seed=1, device="cuda").bfloat16().to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        eager = fused(x).float()
+        compiled, code = run_and_get_code(torch.compile(fused), x)
+    assert "_tma_linear_kernel" in "\n".join(code)  # the descriptors reached the compiled graph
+    torch.testing.assert_close(compiled.float(), eager, rtol=2e-2, atol=2e-2)
+
+
 def test_linear_refuses_frames_that_do_not_tile(tk):
     assert tk.row_block(12) is None and tk.row_block(3600) == 16 and tk.row_block(16384) == 128
     a = torch.zeros(24, 8)

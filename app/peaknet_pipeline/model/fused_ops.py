@@ -54,6 +54,29 @@ if tk is not None:
         return bk.bifpn_step(p, m, other, resample, coefficients, weight, ln_weight, ln_bias, eps, wrap=wrap_triton)
 
 
+def tma_inline(a: torch.Tensor, *others: torch.Tensor) -> bool:
+    """Whether the GEMM kernels run by TMA, launched straight from the forward instead of through the registered
+    ops: under torch.compile (dynamo captures the tensor descriptors of a kernel launched from traced code, which
+    the registered ops' tracing does not), on a GPU with the copy engine, for rows it can move."""
+    out_row_bytes = others[0].shape[0] * a.element_size()  # others[0] is the weight, (N, K): the output's rows
+    compiling = torch.compiler.is_compiling()
+    return compiling and tk.has_tma(a.device) and tk.tma_fits(a, *others) and out_row_bytes % 16 == 0
+
+
+def gelu_sumsq(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: int):
+    """pwconv1 with exact GELU and GRN's statistic (linear_gelu_sumsq), by TMA where tma_inline says."""
+    if tma_inline(a, weight):
+        return tk.linear(a, weight, bias, hw, gelu_sumsq=True, tma=True)
+    return linear_gelu_sumsq(a, weight, bias, hw)
+
+
+def scaled_residual(a, a_scale, weight, bias, residual, hw: int) -> torch.Tensor:
+    """pwconv2 with GRN's scale and the residual (linear_scaled_residual), by TMA where tma_inline says."""
+    if tma_inline(a, weight, residual):
+        return tk.linear(a, weight, bias, hw, residual=residual, a_scale=a_scale, tma=True)[0]
+    return linear_scaled_residual(a, a_scale, weight, bias, residual, hw)
+
+
 def lt_gelu_tanh_sumsq(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: int):
     """linear_gelu_sumsq with GELU's tanh form, the GEMM by cuBLASLt with bias and GELU in its epilogue (on CPU
     tensors, where torch's fused op computes the exact GELU, by the same ops apart); GRN's per-frame column sums
@@ -140,10 +163,10 @@ def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     else:
         y = block.depthwise(x)
     rows = block.layernorm(y).contiguous().view(n * hw, c)
-    pwconv1 = lt_gelu_tanh_sumsq if block.gelu == "tanh" else linear_gelu_sumsq
+    pwconv1 = lt_gelu_tanh_sumsq if block.gelu == "tanh" else gelu_sumsq
     a, sumsq = pwconv1(rows, pw1.weight, pw1.bias, hw)
     scale = grn.scale_from_norm(sumsq.sqrt())  # fp32 (N, 4C), applied to `a` as pwconv2's kernel reads it
-    out = linear_scaled_residual(a, scale, pw2.weight, grn.folded_bias(pw2), residual, hw)
+    out = scaled_residual(a, scale, pw2.weight, grn.folded_bias(pw2), residual, hw)
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
 

@@ -174,13 +174,18 @@ def tma_fits(*tensors: torch.Tensor) -> bool:
                for t in tensors)  # fmt: skip
 
 
+def has_tma(device: torch.device) -> bool:
+    """Whether the GPU has Hopper's bulk tensor copy engine (compute capability 9.0 on). torch.compile folds
+    get_device_properties to a constant, so traced code may ask."""
+    return device.type == "cuda" and torch.cuda.get_device_properties(device).major >= 9
+
+
 def use_tma(a: torch.Tensor) -> bool:
-    """The TMA kernel where the GPU has the copy engine (compute capability 9.0 on), in eager mode only: the
-    registered ops' tracing for torch.compile (fake tensors) does not capture tensor descriptors (torch 2.11 and
-    2.13; inductor then fails on them), so compiled models keep per-thread loads."""
-    if INTERPRET or is_fake(a) or not a.is_cuda:
-        return False
-    return torch.cuda.get_device_capability(a.device)[0] >= 9
+    """The TMA kernel where the GPU has the copy engine, when called with real tensors: the registered ops'
+    tracing for torch.compile (fake tensors) does not capture tensor descriptors (torch 2.11 and 2.13; inductor
+    then fails on them), so through the registered ops compiled models keep per-thread loads. Launched straight
+    from traced code, dynamo captures them (fused_ops.tma_inline)."""
+    return not INTERPRET and not is_fake(a) and has_tma(a.device)
 
 
 def launch_settings(kind: str, k: int, n: int, block_m: int, tma: bool) -> dict:
