@@ -134,6 +134,20 @@ def test_gemms_are_launched_by_tma_from_the_forward_only_when_compiling_for_a_gp
     assert torch.equal(path(a, weight), a - 1)  # compiling, but CPU tensors: no copy engine
 
 
+def test_the_tma_choice_traces_without_breaking_the_compiled_graph(tk, monkeypatch):
+    """A graph break there splits every block into graphs of their own, and dynamo then traces the block's sizes
+    as symbols, which reach the descriptors' types (a compile error at 1920x1920)."""
+    monkeypatch.setattr(tk, "has_tma", lambda device: True)  # as on Hopper
+
+    @torch.compile(backend="eager", fullgraph=True)  # fullgraph: a graph break is an error
+    def path(a, weight):
+        return a + 1 if fused_ops.tma_inline(a, weight) else a - 1
+
+    a = torch.zeros(128, 64)
+    assert torch.equal(path(a, torch.zeros(96, 64)), a + 1)
+    assert torch.equal(path(a, torch.zeros(95, 64)), a - 1)  # 190-byte output rows: per-thread loads
+
+
 HOPPER = CUDA and torch.cuda.get_device_capability()[0] >= 9
 
 

@@ -59,7 +59,9 @@ def tma_inline(a: torch.Tensor, *others: torch.Tensor) -> bool:
     ops: under torch.compile (dynamo captures the tensor descriptors of a kernel launched from traced code, which
     the registered ops' tracing does not), on a GPU with the copy engine, for rows it can move."""
     out_row_bytes = others[0].shape[0] * a.element_size()  # others[0] is the weight, (N, K): the output's rows
-    compiling = torch.compiler.is_compiling()
+    # Traced with symbolic sizes, inductor writes a symbol into a descriptor's type, which Triton cannot parse
+    static = all(isinstance(d, int) for t in (a, *others) for d in t.shape)
+    compiling = torch.compiler.is_compiling() and static
     return compiling and tk.has_tma(a.device) and tk.tma_fits(a, *others) and out_row_bytes % 16 == 0
 
 
