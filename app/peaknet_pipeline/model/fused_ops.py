@@ -1,7 +1,8 @@
 """The ConvNeXtV2 block's two GEMMs as fused Triton kernels (triton_kernels.py), registered as torch ops so that
-torch.compile and CUDA graphs take them as they are. Same parameters and numerics (within bf16 rounding) as
-the block's plain forward, which stays the path on CPU and wherever Triton is missing. With GELU's tanh form,
-pwconv1 runs on cuBLASLt with bias and GELU in its epilogue instead of the Triton kernel."""
+torch.compile and CUDA graphs take them as they are; compiled on Hopper, the block's forward launches them by TMA
+itself (tma_inline). Same parameters and numerics (within bf16 rounding) as the block's plain forward, which
+stays the path on CPU and wherever Triton is missing. With GELU's tanh form, pwconv1 runs on cuBLASLt with bias
+and GELU in its epilogue instead of the Triton kernel."""
 
 from __future__ import annotations
 
