@@ -2,10 +2,11 @@
 inductor, the way the model runs it (issue 23).
 
 Per level of base at 512x512 (256 channels), batch 64, bf16, channels_last: the top-down step (the coarser level
-upsampled) and the bottom-up step (the finer level averaged), the kernel over six launch settings, each checked
-against the compiled ops' output first (max |difference|, bf16 rounding).
+upsampled) and the bottom-up step (the finer level averaged), the kernel over six launch settings with one
+accumulator and with one per half of the channels (bifpn_kernel.SPLIT_ACCUMULATOR); the default checked against
+the compiled ops' output first (max |difference|, bf16 rounding), every setting against the default.
 
-    python3 benchmarks/bench_bifpn.py --output h200-kernels-base-512-b64-bifpn.json
+    python3 benchmarks/bench_bifpn.py --output h100-kernels-base-512-b64-bifpn-split.json
 """
 
 from __future__ import annotations
@@ -48,16 +49,31 @@ def step_case(batch: int, side: int, channels: int, resample: int) -> dict:
         ref = compiled()
         diff = (bk.bifpn_step(*args).float() - fused_ops.nhwc(ref).float()).abs().max().item()
         rows = [{"tune": {}, "us": time_us(compiled)}]  # the compiled PyTorch ops first
-        for tune in tunes():
-            try:
-                rows.append({"tune": tune, "us": time_us(lambda t=tune: bk.bifpn_step(*args, tune=t))})
-            except Exception as exc:  # a setting the GPU cannot launch (shared memory) is skipped, not fatal
-                rows.append({"tune": tune, "error": f"{type(exc).__name__}: {str(exc)[:120]}"})
+        for split in (False, True):  # one accumulator, or one per half of the channels
+            bk.SPLIT_ACCUMULATOR = split
+            rows += [timed(args, tune) | {"split_accumulator": split} for tune in tunes()]
+        bk.SPLIT_ACCUMULATOR = False
     ok = [r for r in rows[1:] if "us" in r]
     best = min(ok, key=lambda r: r["us"]) if ok else None
     name = "up" if resample == bk.UP else "down"
     return {"side": side, "resample": name, "max_abs_diff": diff, "compiled_ops_us": rows[0]["us"], "best": best,
             "all": rows[1:]}  # fmt: skip
+
+
+def timed(args: tuple, tune: dict) -> dict:
+    """The kernel's time at one launch setting, and its largest difference from the default setting's output
+    with one accumulator."""
+    split, reference = bk.SPLIT_ACCUMULATOR, None
+    try:
+        bk.SPLIT_ACCUMULATOR = False
+        reference = bk.bifpn_step(*args).float()
+        bk.SPLIT_ACCUMULATOR = split
+        diff = (bk.bifpn_step(*args, tune=tune).float() - reference).abs().max().item()
+        return {"tune": tune, "us": time_us(lambda: bk.bifpn_step(*args, tune=tune)), "diff_from_default": diff}
+    except Exception as exc:  # a setting the GPU cannot launch (shared memory) is skipped, not fatal
+        return {"tune": tune, "error": f"{type(exc).__name__}: {str(exc)[:120]}"}
+    finally:
+        bk.SPLIT_ACCUMULATOR = split
 
 
 def main() -> int:
