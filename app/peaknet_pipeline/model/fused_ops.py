@@ -73,7 +73,9 @@ def gelu_sumsq(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: in
     return linear_gelu_sumsq(a, weight, bias, hw)
 
 
-def scaled_residual(a, a_scale, weight, bias, residual, hw: int) -> torch.Tensor:
+def scaled_residual(
+    a: torch.Tensor, a_scale: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor, hw: int
+) -> torch.Tensor:
     """pwconv2 with GRN's scale and the residual (linear_scaled_residual), by TMA where tma_inline says."""
     if tma_inline(a, weight, residual):
         return tk.linear(a, weight, bias, hw, residual=residual, a_scale=a_scale, tma=True)[0]
