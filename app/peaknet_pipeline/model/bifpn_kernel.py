@@ -72,7 +72,8 @@ def _bifpn_step_kernel(
     # SPLIT: one accumulator per half of the output channels, so the epilogue takes its halves in the tensor
     # cores' layout; else one accumulator, split into halves after LayerNorm's statistics
     left = tl.zeros([BLOCK_M, C // 2 if SPLIT else C], dtype=tl.float32)
-    right = tl.zeros([BLOCK_M, C // 2], dtype=tl.float32)
+    if SPLIT:
+        right = tl.zeros([BLOCK_M, C // 2], dtype=tl.float32)
     for k0 in range(0, C, BLOCK_K):
         kk = k0 + tl.arange(0, BLOCK_K)
         if RESAMPLE == 0:  # UP

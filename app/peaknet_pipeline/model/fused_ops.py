@@ -55,15 +55,17 @@ if tk is not None:
         return bk.bifpn_step(p, m, other, resample, coefficients, weight, ln_weight, ln_bias, eps, wrap=wrap_triton)
 
 
-def tma_inline(a: torch.Tensor, *others: torch.Tensor) -> bool:
-    """Whether the GEMM kernels run by TMA, launched straight from the forward instead of through the registered
-    ops: under torch.compile (dynamo captures the tensor descriptors of a kernel launched from traced code, which
-    the registered ops' tracing does not), on a GPU with the copy engine, for rows it can move."""
-    out_row_bytes = others[0].shape[0] * a.element_size()  # others[0] is the weight, (N, K): the output's rows
+def tma_inline(a: torch.Tensor, weight: torch.Tensor, *others: torch.Tensor) -> bool:
+    """Whether the GEMM of a (M, K) and weight (N, K) runs by TMA, launched straight from the forward instead of
+    through the registered ops: under torch.compile (dynamo captures the tensor descriptors of a kernel launched
+    from traced code, which the registered ops' tracing does not), on a GPU with the copy engine, for rows it can
+    move (a's, the weight's, the others' and the (M, N) output's)."""
+    tensors = (a, weight, *others)
     # Traced with symbolic sizes, inductor writes a symbol into a descriptor's type, which Triton cannot parse
-    static = all(isinstance(d, int) for t in (a, *others) for d in t.shape)
+    static = all(isinstance(d, int) for t in tensors for d in t.shape)
+    out_rows_fit = (weight.shape[0] * a.element_size()) % 16 == 0
     compiling = torch.compiler.is_compiling() and static
-    return compiling and tk.has_tma(a.device) and tk.tma_fits(a, *others) and out_row_bytes % 16 == 0
+    return compiling and tk.has_tma(a.device) and tk.tma_fits(*tensors) and out_rows_fit
 
 
 def gelu_sumsq(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: int):
