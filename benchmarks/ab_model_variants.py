@@ -11,8 +11,6 @@ built model; numerics are checked against the plain model in eager mode before a
 - fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES; fused-blocks against
   fused-all measures the BiFPN step's kernel); its kernels have their own tests against the plain path, so no
   check here.
-- bifpn-split: the BiFPN kernel with one accumulator per half of the channels (bifpn_kernel.SPLIT_ACCUMULATOR);
-  against fused-all.
 - KEY=VALUE: the config with that one setting changed (inference.precision=fp8).
 
 The output file is rewritten after every run, so a run cut short by a time limit keeps what it measured.
@@ -31,7 +29,6 @@ from torch import nn
 from peaknet_pipeline.bench import emit_json, keep_json, model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
-from peaknet_pipeline.model import fused_ops
 
 
 class ProductsConv(nn.Module):
@@ -130,7 +127,6 @@ def main() -> int:
             vcfg = variant_config(args.config, variant)
             model, _ = build_model(vcfg.model)
             swapped = apply(model, variant)
-            fused_ops.bk.SPLIT_ACCUMULATOR = variant == "bifpn-split"
             torch._dynamo.reset()
             runs.append({"variant": variant, "swapped": swapped, **model_only(vcfg, args.iters, model=model)})
             print(runs[-1], file=sys.stderr)

@@ -2,11 +2,11 @@
 inductor, the way the model runs it (issue 23).
 
 Per level of base at 512x512 (256 channels), batch 64, bf16, channels_last: the top-down step (the coarser level
-upsampled) and the bottom-up step (the finer level averaged), the kernel over six launch settings with one
-accumulator and with one per half of the channels (bifpn_kernel.SPLIT_ACCUMULATOR); the default checked against
-the compiled ops' output first (max |difference|, bf16 rounding), every setting against the default.
+upsampled) and the bottom-up step (the finer level averaged), the kernel over six launch settings; the default
+checked against the compiled ops' output first (max |difference|, bf16 rounding), every setting against the
+default.
 
-    python3 benchmarks/bench_bifpn.py --output h100-kernels-base-512-b64-bifpn-split.json
+    python3 benchmarks/bench_bifpn.py --output h200-kernels-base-512-b64-bifpn.json
 """
 
 from __future__ import annotations
@@ -49,11 +49,7 @@ def step_case(batch: int, side: int, channels: int, resample: int) -> dict:
         default = bk.bifpn_step(*args).float()  # the kernel as the model runs it
         diff = (default - fused_ops.nhwc(compiled()).float()).abs().max().item()
         rows = [{"tune": {}, "us": time_us(compiled)}]  # the compiled PyTorch ops first
-        as_configured = bk.SPLIT_ACCUMULATOR
-        for split in (False, True):  # one accumulator, or one per half of the channels
-            bk.SPLIT_ACCUMULATOR = split
-            rows += [timed(args, tune, default) | {"split_accumulator": split} for tune in tunes()]
-        bk.SPLIT_ACCUMULATOR = as_configured
+        rows += [timed(args, tune, default) for tune in tunes()]
     ok = [r for r in rows[1:] if "us" in r]
     best = min(ok, key=lambda r: r["us"]) if ok else None
     name = "up" if resample == bk.UP else "down"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
 #   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-fused|model-fp8|
-#       model-tma|model-dwconv|model-groups|model-targets|model-bifpn|model-bifpn-split|model-profile
+#       model-tma|model-dwconv|model-groups|model-targets|model-bifpn|model-profile
 #   (results under $OUT, default benchmarks/results/raw)
 # On the lent device only a few files of $OUT come back per call: run with OUT elsewhere and tar it into $OUT.
 # Needs peaknet and the ray CLI on PATH/PYTHONPATH.
@@ -174,17 +174,6 @@ case ${1:?part} in
     timeout 200 python3 benchmarks/bench_bifpn.py --output "$OUT/kernels-base-512-b64-bifpn.json"
     timeout 240 python3 benchmarks/ab_model_variants.py --variants fused-all fused-blocks --rounds 2 --iters 60 \
       --output "$OUT/ab-bifpn-kernel.json" 2>&1 | grep "^{'variant"
-    ;;
-  model-bifpn-split)  # issue 23: the BiFPN kernel with one accumulator per half of the channels: its GPU tests,
-                      # per step both ways, and the whole model both ways, alternating in one process
-    timeout 120 python3 -m pytest -q tests/test_bifpn_kernel.py > "$OUT/pytest-bifpn-split.log" 2>&1
-    tail -1 "$OUT/pytest-bifpn-split.log"
-    timeout 200 python3 benchmarks/bench_bifpn.py --output "$OUT/kernels-base-512-b64-bifpn-split.json" \
-      > "$OUT/bench-bifpn-split.log" 2>&1
-    grep -v Warning "$OUT/bench-bifpn-split.log" | tail -8
-    timeout 260 python3 benchmarks/ab_model_variants.py --variants fused-all bifpn-split --rounds 2 --iters 60 \
-      --output "$OUT/ab-bifpn-split.json" > "$OUT/ab-bifpn-split.log" 2>&1
-    grep "^{'variant" "$OUT/ab-bifpn-split.log"
     ;;
   model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager
     python3 benchmarks/profile_model.py --config $C512 --output "$OUT/h100-profile-base-512.json" | head -30

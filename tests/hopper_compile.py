@@ -82,16 +82,14 @@ def gemm(kind: str, channels: int, side: int) -> dict[str, int]:
 BIFPN_SIDES = (128, 64, 32, 16)  # base's BiFPN levels at 512x512, 256 channels each
 
 
-def bifpn(resample: int, side: int, channels: int = 256, split: bool = False) -> dict[str, int]:
-    """One BiFPN step's kernel (bifpn_kernel.py) at a level of base at 512x512; `split`: one accumulator per
-    half of the channels (bifpn_kernel.SPLIT_ACCUMULATOR)."""
+def bifpn(resample: int, side: int, channels: int = 256) -> dict[str, int]:
+    """One BiFPN step's kernel (bifpn_kernel.py) at a level of base at 512x512."""
     settings = bk.launch_settings(side * side, channels)
     warps, stages = settings.pop("num_warps"), settings.pop("num_stages")
     signature = dict.fromkeys(("p_ptr", "m_ptr", "r_ptr"), "*bf16") | {"coef_ptr": "*fp32"}
     signature |= dict.fromkeys(("w_ptr", "ln_w_ptr", "ln_b_ptr", "out_ptr"), "*bf16")
     signature |= {"H": "i32", "W": "i32", "eps": "fp64"}  # inductor passes a float to a user kernel as fp64
-    constexprs = {"C": channels, "RESAMPLE": resample, "HAS_M": resample == bk.DOWN, "SPLIT": split}
-    constexprs |= {"UPCAST": False, **settings}
+    constexprs = {"C": channels, "RESAMPLE": resample, "HAS_M": resample == bk.DOWN, "UPCAST": False, **settings}
     kernel = compile_for_hopper(bk._bifpn_step_kernel, signature, constexprs, {"H": side, "W": side}, warps, stages)
     return resources(kernel)
 
@@ -100,10 +98,6 @@ def main() -> int:
     cases = {f"dwconv-{c}": depthwise(c, side) for c, side in BASE_STAGES}
     cases |= {f"bifpn-up-{side}": bifpn(bk.UP, side) for side in BIFPN_SIDES[:-1]}
     cases |= {f"bifpn-down-{side}": bifpn(bk.DOWN, side) for side in BIFPN_SIDES[1:]}
-    cases |= {
-        "bifpn-split-up-128": bifpn(bk.UP, 128, split=True),
-        "bifpn-split-down-64": bifpn(bk.DOWN, 64, split=True),
-    }
     cases |= {f"{kind}-{c}": gemm(kind, c, side) for kind in ("gelu", "residual") for c, side in BASE_STAGES}
     print(json.dumps(cases))
     return 0

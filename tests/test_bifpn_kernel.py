@@ -39,17 +39,11 @@ def randomised(module: torch.nn.Module, device: str) -> torch.nn.Module:
     return module.to(device).eval()
 
 
-# one accumulator for all channels (the kernel as it runs), or one per half (bifpn_kernel.SPLIT_ACCUMULATOR)
-SPLIT = pytest.mark.parametrize("split", [False, True], ids=["one-accumulator", "split-accumulator"])
-
-
-@SPLIT
 @pytest.mark.parametrize("resample", ["up", "down"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_bifpn_step_is_the_modules_step(device, resample, split, monkeypatch):
+def test_bifpn_step_is_the_modules_step(device, resample):
     from peaknet_pipeline.model import bifpn_kernel as bk
 
-    monkeypatch.setattr(bk, "SPLIT_ACCUMULATOR", split)
     n, c, h, w = 2, 128, 4, 8  # K in two tiles of 64; 32 pixels per frame: one 32-row tile each
     conv = randomised(conv_block(c), device)
     p, m = randn(n, c, h, w, seed=1, device=device), randn(n, c, h, w, seed=2, device=device)
@@ -72,10 +66,8 @@ def folded(conv, c: int):
     return conv[0].folded_weight().view(c, c), ln.weight, ln.bias, ln.eps
 
 
-@SPLIT
 @pytest.mark.parametrize("device", DEVICES)
-def test_bifpn_blocks_by_the_kernel_give_the_plain_blocks_outputs(device, split, monkeypatch):
-    monkeypatch.setattr(fused_ops.bk, "SPLIT_ACCUMULATOR", split)
+def test_bifpn_blocks_by_the_kernel_give_the_plain_blocks_outputs(device):
     c = 32
     net = randomised(BiFPN(c, num_blocks=2), device)
     # levels of 8x16 down to 1x2: the coarsest (2 pixels) does not tile, so its steps stay plain

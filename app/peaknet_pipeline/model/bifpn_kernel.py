@@ -21,9 +21,6 @@ import triton.language as tl
 from .triton_kernels import INTERPRET, Wrap, _gelu, _identity
 
 UP, DOWN = 0, 1  # the resampled input: the coarser level upsampled x2, or the finer level's 2x2 means
-# One accumulator per half of the channels (compiled for sm_90: the epilogue without the accumulator's trip
-# through shared memory); not yet measured on a GPU, so off (benchmarks/bench_bifpn.py, ab_model_variants.py)
-SPLIT_ACCUMULATOR = False
 
 
 @triton.jit
@@ -62,18 +59,14 @@ def _pooled(r_ptr, frame, y, x, H, W, kk, C: tl.constexpr):
 @triton.jit
 def _bifpn_step_kernel(
     p_ptr, m_ptr, r_ptr, coef_ptr, w_ptr, ln_w_ptr, ln_b_ptr, out_ptr, H, W, eps,
-    C: tl.constexpr, RESAMPLE: tl.constexpr, HAS_M: tl.constexpr, SPLIT: tl.constexpr, UPCAST: tl.constexpr,
+    C: tl.constexpr, RESAMPLE: tl.constexpr, HAS_M: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     row = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)  # BLOCK_M divides the pixels
     frame, y, x = row // (H * W), ((row // W) % H).to(tl.int32), (row % W).to(tl.int32)
-    half = tl.arange(0, C // 2)
+    cn = tl.arange(0, C)
     c_p, c_m, c_r = tl.load(coef_ptr), tl.load(coef_ptr + 1), tl.load(coef_ptr + 2)
-    # SPLIT: one accumulator per half of the output channels, so the epilogue takes its halves in the tensor
-    # cores' layout; else one accumulator, split into halves after LayerNorm's statistics
-    left = tl.zeros([BLOCK_M, C // 2 if SPLIT else C], dtype=tl.float32)
-    if SPLIT:
-        right = tl.zeros([BLOCK_M, C // 2], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, C], dtype=tl.float32)
     for k0 in range(0, C, BLOCK_K):
         kk = k0 + tl.arange(0, BLOCK_K)
         if RESAMPLE == 0:  # UP
@@ -83,35 +76,19 @@ def _bifpn_step_kernel(
         a += c_p * _rows(p_ptr, row, kk, C)
         if HAS_M:
             a += c_m * _rows(m_ptr, row, kk, C)
-        if SPLIT:
-            left = _product(a, w_ptr, half, kk, left, C, UPCAST)
-            right = _product(a, w_ptr, C // 2 + half, kk, right, C, UPCAST)
+        w = tl.load(w_ptr + cn[None, :] * C + kk[:, None])  # (K, N) view of the (N, K) weight
+        if UPCAST:
+            acc = tl.dot(a, w.to(tl.float32), acc, input_precision="ieee")
         else:
-            left = _product(a, w_ptr, tl.arange(0, C), kk, left, C, UPCAST)
-    if SPLIT:
-        mean = (tl.sum(left, axis=1) + tl.sum(right, axis=1)) / C
-        left -= mean[:, None]
-        right -= mean[:, None]
-        var = (tl.sum(left * left, axis=1) + tl.sum(right * right, axis=1)) / C
-    else:
-        mean = tl.sum(left, axis=1) / C
-        d = left - mean[:, None]
-        var = tl.sum(d * d, axis=1) / C
-        # The rest by halves of the channels: fewer values live at once, so two programs fit on an SM
-        left, right = tl.split(tl.permute(tl.reshape(d, [BLOCK_M, 2, C // 2]), [0, 2, 1]))
+            acc = tl.dot(a.to(w.dtype), w, acc)
+    mean = tl.sum(acc, axis=1) / C
+    d = acc - mean[:, None]
     # fp32 whatever eps's type: inductor passes a float argument as fp64, which would make the epilogue fp64
-    rstd = tl.rsqrt((var + eps).to(tl.float32))
+    rstd = tl.rsqrt((tl.sum(d * d, axis=1) / C + eps).to(tl.float32))
+    # The rest by halves of the channels: fewer values live at once, so two programs fit on an SM
+    left, right = tl.split(tl.permute(tl.reshape(d, [BLOCK_M, 2, C // 2]), [0, 2, 1]))
     _finish(left, rstd, 0, row, p_ptr, ln_w_ptr, ln_b_ptr, out_ptr, C)
     _finish(right, rstd, C // 2, row, p_ptr, ln_w_ptr, ln_b_ptr, out_ptr, C)
-
-
-@triton.jit
-def _product(a, w_ptr, cn, kk, acc, C: tl.constexpr, UPCAST: tl.constexpr):
-    """acc + a @ (the weight's rows cn, columns kk), with the (N, K) weight read as its (K, N) view."""
-    w = tl.load(w_ptr + cn[None, :] * C + kk[:, None])
-    if UPCAST:
-        return tl.dot(a, w.to(tl.float32), acc, input_precision="ieee")
-    return tl.dot(a.to(w.dtype), w, acc)
 
 
 @triton.jit
@@ -166,7 +143,6 @@ def bifpn_step(
     grid = (n * h * w // settings["BLOCK_M"],)
     wrap(_bifpn_step_kernel)[grid](
         p, m if m is not None else p, other, coefficients, weight.contiguous(), ln_weight, ln_bias, out, h, w, eps,
-        C=c, RESAMPLE=resample, HAS_M=m is not None, SPLIT=SPLIT_ACCUMULATOR,
-        UPCAST=INTERPRET or p.dtype == torch.float32, **settings,
+        C=c, RESAMPLE=resample, HAS_M=m is not None, UPCAST=INTERPRET or p.dtype == torch.float32, **settings,
     )  # fmt: skip
     return out
