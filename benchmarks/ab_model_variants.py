@@ -8,6 +8,8 @@ built model; numerics are checked against the plain model in eager mode before a
   fuses into one kernel with the LayerNorm after it (cuDNN's conv has one input channel: K of 16).
 - dwconv-products: each ConvNeXt block's depthwise 7x7 as 49 shifted products summed in fp32, left to
   inductor to generate as one elementwise kernel over the NHWC tensor.
+- stem-cudnn: the config as it is, but the stem by cuDNN's conv and inductor's LayerNorm instead of its kernel
+  (stem_kernel.py, in fused_kernels all); the kernel has its own tests against the plain path.
 - fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES; fused-blocks against
   fused-all measures the BiFPN step's kernel); its kernels have their own tests against the plain path, so no
   check here.
@@ -75,6 +77,9 @@ def patchify_by_products(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 def apply(model: nn.Module, variant: str, eager: bool = False) -> int:
     """Swap the modules `variant` rewrites; returns how many."""
     swapped = 0
+    if variant == "stem-cudnn":  # fused_ops.enable then leaves the stem to PyTorch's ops in every mode
+        model.backbone.embeddings.kernel_modes = ()
+        swapped += 1
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if not isinstance(child, nn.Conv2d):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
 #   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-fused|model-fp8|
-#       model-tma|model-dwconv|model-groups|model-targets|model-bifpn|model-profile
+#       model-tma|model-dwconv|model-groups|model-targets|model-bifpn|model-stem|model-accuracy|model-profile
 #   (results under $OUT, default benchmarks/results/raw)
 # On the lent device only a few files of $OUT come back per call: run with OUT elsewhere and tar it into $OUT.
 # Needs peaknet and the ray CLI on PATH/PYTHONPATH.
@@ -174,6 +174,25 @@ case ${1:?part} in
     timeout 200 python3 benchmarks/bench_bifpn.py --output "$OUT/kernels-base-512-b64-bifpn.json"
     timeout 240 python3 benchmarks/ab_model_variants.py --variants fused-all fused-blocks --rounds 2 --iters 60 \
       --output "$OUT/ab-bifpn-kernel.json" 2>&1 | grep "^{'variant"
+    ;;
+  model-stem)  # issue 23: the stem's kernel: its tests on the GPU (and the compiled model's with mode all), per
+               # kernel against inductor's ops, the whole model with it against without, alternating in one process
+    timeout 200 python3 -m pytest -q tests/test_stem_kernel.py \
+      "tests/test_fused_kernels.py::test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16[tanh-all]" \
+      > "$OUT/pytest-stem.log" 2>&1
+    tail -1 "$OUT/pytest-stem.log"
+    timeout 120 python3 benchmarks/bench_stem.py --output "$OUT/kernels-base-b64-stem.json" > "$OUT/bench-stem.log" 2>&1
+    grep -v Warning "$OUT/bench-stem.log" | head -3
+    timeout 260 python3 benchmarks/ab_model_variants.py --variants fused-all stem-cudnn --rounds 2 --iters 60 \
+      --output "$OUT/ab-stem.json" > "$OUT/ab-stem.log" 2>&1
+    grep "^{'variant" "$OUT/ab-stem.log"
+    ;;
+  model-accuracy)  # issue 23's gate at gpu-512's defaults (its compile mode, CUDA graphs, every kernel of mode
+                   # all): weights trained on synthetic frames, held-out frames with planted peaks
+    W=$(weights base)
+    timeout 400 python3 benchmarks/bench_accuracy.py --config $C512 --set model.peaknet.weights="$W" --frames 512 \
+      --modes bf16 fp32 --output "$OUT/accuracy-base-512.json" > "$OUT/accuracy.log" 2>&1
+    tail -5 "$OUT/accuracy.log"
     ;;
   model-profile)  # issue 4: GPU time per kernel kind for base at 512 (compiled) and eager
     python3 benchmarks/profile_model.py --config $C512 --output "$OUT/h100-profile-base-512.json" | head -30

@@ -20,6 +20,7 @@ from triton.compiler import ASTSource
 
 from peaknet_pipeline.model import bifpn_kernel as bk
 from peaknet_pipeline.model import dwconv_kernel as dk
+from peaknet_pipeline.model import stem_kernel as sk
 from peaknet_pipeline.model import triton_kernels as tk
 
 HOPPER = GPUTarget("cuda", 90, 32)  # backend, compute capability, warp size
@@ -94,10 +95,22 @@ def bifpn(resample: int, side: int, channels: int = 256) -> dict[str, int]:
     return resources(kernel)
 
 
+def stem(channels: int) -> dict[str, int]:
+    """The stem's kernel (stem_kernel.py) for 512x512 frames."""
+    settings = sk.launch_settings(channels)
+    warps = settings.pop("num_warps")
+    signature = dict.fromkeys(("x_ptr", "w_ptr", "b_ptr", "ln_w_ptr", "ln_b_ptr", "out_ptr"), "*bf16")
+    signature |= {"PIXELS": "i32", "OH": "i32", "OW": "i32", "eps": "fp64"}
+    constexprs = {"C": channels, "UPCAST": False, **settings}
+    ints = {"PIXELS": 64 * 128 * 128, "OH": 128, "OW": 128}
+    return resources(compile_for_hopper(sk._stem_kernel, signature, constexprs, ints, warps))
+
+
 def main() -> int:
     cases = {f"dwconv-{c}": depthwise(c, side) for c, side in BASE_STAGES}
     cases |= {f"bifpn-up-{side}": bifpn(bk.UP, side) for side in BIFPN_SIDES[:-1]}
     cases |= {f"bifpn-down-{side}": bifpn(bk.DOWN, side) for side in BIFPN_SIDES[1:]}
+    cases |= {f"stem-{c}": stem(c) for c in (96, 352, 512)}  # base's, 673m's, the most the kernel takes
     cases |= {f"{kind}-{c}": gemm(kind, c, side) for kind in ("gelu", "residual") for c, side in BASE_STAGES}
     print(json.dumps(cases))
     return 0

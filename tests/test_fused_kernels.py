@@ -245,8 +245,8 @@ def compiled_agrees_with_plain(mode: str, gelu: str) -> None:
     plain = PeakNet(arch).eval()
     fused = PeakNet(arch).eval()
     fused.load_state_dict(plain.state_dict())
-    bifpn_blocks = arch.bifpn_num_blocks if mode in fused_ops.BIFPN_MODES else 0
-    assert fused_ops.enable(fused, mode) == sum(arch.backbone_depths) + bifpn_blocks
+    parts = (arch.bifpn_num_blocks if mode in fused_ops.BIFPN_MODES else 0) + (mode in fused_ops.STEM_MODES)
+    assert fused_ops.enable(fused, mode) == sum(arch.backbone_depths) + parts
     fused_ops.set_gelu(plain, gelu), fused_ops.set_gelu(fused, gelu)  # with tanh, pwconv1 by cuBLASLt
     to = dict(device="cuda", dtype=torch.bfloat16, memory_format=torch.channels_last)
     plain, fused = plain.to(**to), torch.compile(fused.to(**to))
@@ -263,15 +263,17 @@ def compiled_agrees_with_plain(mode: str, gelu: str) -> None:
     assert ((got[:, 1] > got[:, 0]) == (exact[:, 1] > exact[:, 0])).float().mean() > 0.99
 
 
-def test_only_mode_all_switches_the_bifpn_steps_to_their_kernel_and_every_other_mode_switches_them_back():
+def test_only_mode_all_switches_the_bifpn_steps_and_the_stem_to_their_kernels_and_other_modes_switch_them_back():
     model = PeakNet(PeakNetArch(backbone_depths=(1, 1, 2, 1), bifpn_num_blocks=2))
     convnext_blocks = [m for m in model.modules() if hasattr(m, "fused")]
-    bifpn_blocks = [m for m in model.modules() if hasattr(m, "by_kernel")]
+    bifpn_blocks = list(model.bifpn.blocks)
+    stem = model.backbone.embeddings
     assert len(convnext_blocks) == 5 and len(bifpn_blocks) == 2
     for mode in ("all", "none", "all", "dwconv", "gemm", "blocks"):
         switched = fused_ops.enable(model, mode)
-        assert switched == {"none": 0, "all": 7}.get(mode, 5)
+        assert switched == {"none": 0, "all": 8}.get(mode, 5)
         assert [m.by_kernel for m in bifpn_blocks] == [mode == "all"] * 2
+        assert stem.by_kernel == (mode == "all")
         assert all(m.fused == mode for m in convnext_blocks)
 
 

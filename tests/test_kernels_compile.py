@@ -63,3 +63,12 @@ def test_bifpn_step_kernel_compiles_to_tensor_cores_without_spills(compiled, cas
     used = compiled[case]
     assert used["wgmma"] > 0, used
     assert used["STACK"] == 0 and used["LOCAL"] == 0, used
+
+
+@pytest.mark.parametrize("channels", [96, 352, 512])
+def test_stem_kernel_keeps_every_channel_of_its_pixels_in_registers(compiled, channels):
+    """The fp32 accumulator holds all channels of the program's pixels for LayerNorm: it must not spill."""
+    used = compiled[f"stem-{channels}"]
+    assert used["STACK"] == 0 and used["LOCAL"] == 0, used
+    if channels == 96:  # base's: warpgroup MMA (wider tiles than its 256 columns take the older MMA)
+        assert used["wgmma"] > 0, used

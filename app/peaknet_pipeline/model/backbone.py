@@ -96,8 +96,12 @@ class Embeddings(nn.Module):
         super().__init__()
         self.patch_embeddings = nn.Conv2d(num_channels, dim, kernel_size=4, stride=4)
         self.layernorm = ChannelsFirstLayerNorm(dim)
+        self.by_kernel = False  # fused_ops.enable: the conv and LayerNorm by one Triton kernel where it fits (CUDA)
+        self.kernel_modes = fused_ops.STEM_MODES
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.by_kernel and fused_ops.stem_fusable(x, self.patch_embeddings):
+            return fused_ops.fused_stem(self.patch_embeddings, self.layernorm, x)
         return self.layernorm(self.patch_embeddings(x))
 
 

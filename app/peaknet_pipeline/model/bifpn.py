@@ -57,7 +57,8 @@ class BiFPNBlock(nn.Module):
         self.conv = nn.ModuleDict({f"m{lv}": conv_block(features) for lv in levels[:-1]})
         self.conv.update({f"q{lv}": conv_block(features) for lv in levels[1:]})
         self.levels = list(levels)
-        self.by_kernel = False  # fused_ops.enable, mode all: each step by the Triton kernel where its level fits (CUDA)
+        self.by_kernel = False  # fused_ops.enable: each step by the Triton kernel where its level fits (CUDA)
+        self.kernel_modes = fused_ops.BIFPN_MODES
 
     def forward(self, p: list[torch.Tensor]) -> list[torch.Tensor]:
         n = len(p)

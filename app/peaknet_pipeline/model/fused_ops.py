@@ -13,9 +13,10 @@ from torch import nn
 try:
     from . import bifpn_kernel as bk
     from . import dwconv_kernel as dk
+    from . import stem_kernel as sk
     from . import triton_kernels as tk
 except ImportError:  # no Triton (CPU-only installs): the plain forward is used
-    bk = dk = tk = None
+    bk = dk = sk = tk = None
 
 
 def available(device: torch.device) -> bool:
@@ -53,6 +54,14 @@ if tk is not None:
     ) -> torch.Tensor:  # fmt: skip
         """One BiFPN step (bifpn_kernel.py) on (N, H, W, C) tensors."""
         return bk.bifpn_step(p, m, other, resample, coefficients, weight, ln_weight, ln_bias, eps, wrap=wrap_triton)
+
+    @triton_op("peaknet::stem", mutates_args=())
+    def stem(
+        x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor,
+        eps: float,
+    ) -> torch.Tensor:  # fmt: skip
+        """The patch embedding and its LayerNorm (stem_kernel.py): (N, 1, H, W) frames to (N, H/4, W/4, C)."""
+        return sk.stem(x, weight, bias, ln_weight, ln_bias, eps, wrap=wrap_triton)
 
 
 def tma_inline(a: torch.Tensor, weight: torch.Tensor, *others: torch.Tensor) -> bool:
@@ -108,6 +117,7 @@ MODES = ("none", "dwconv", "gemm", "blocks", "all")
 GEMM_MODES = ("gemm", "blocks", "all")
 DWCONV_MODES = ("dwconv", "blocks", "all")
 BIFPN_MODES = ("all",)
+STEM_MODES = ("all",)
 # The faster mode per preset, as measured (docs/performance.md): Triton's GEMMs trail cuBLAS once the layers
 # are wide and the work is compute-bound, so 673m keeps PyTorch's GEMMs (or FP8's) and takes the depthwise kernel.
 PRESET_MODES = {"base": "all", "673m": "dwconv"}
@@ -178,17 +188,18 @@ def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def enable(model: nn.Module, mode: str) -> int:
-    """Switch every ConvNeXtV2 block of `model` to the fused kernels of `mode` (MODES), and every BiFPN block's
-    steps to the BiFPN step's kernel where the mode includes it; returns how many blocks run a kernel."""
+    """Switch every ConvNeXtV2 block of `model` to the fused kernels of `mode` (MODES), and every other part with
+    a kernel of its own (the BiFPN blocks, the stem: `by_kernel`) to it where its `kernel_modes` include the mode;
+    returns how many blocks and parts run a kernel."""
     if mode not in MODES:
         raise ValueError(f"fused kernels mode {mode!r}: expected one of {', '.join(MODES)}")
     blocks = [m for m in model.modules() if hasattr(m, "fused")]
     for m in blocks:
         m.fused = mode
-    bifpn_blocks = [m for m in model.modules() if hasattr(m, "by_kernel")]
-    for m in bifpn_blocks:
-        m.by_kernel = mode in BIFPN_MODES
-    return 0 if mode == "none" else len(blocks) + (len(bifpn_blocks) if mode in BIFPN_MODES else 0)
+    parts = [m for m in model.modules() if hasattr(m, "by_kernel")]
+    for m in parts:
+        m.by_kernel = mode in m.kernel_modes
+    return 0 if mode == "none" else len(blocks) + sum(m.by_kernel for m in parts)
 
 
 def bifpn_fusable(x: torch.Tensor) -> bool:
@@ -211,3 +222,17 @@ def bifpn_step_args(conv: nn.Sequential, p, m, other, resample: int, weights: to
 def fused_bifpn_step(conv: nn.Sequential, p, m, other, resample: int, weights: torch.Tensor, eps: float):
     """BiFPNBlock's step by the kernel (bifpn_step_args), as (N, C, H, W)."""
     return bifpn_step(*bifpn_step_args(conv, p, m, other, resample, weights, eps)).permute(0, 3, 1, 2)
+
+
+def stem_fusable(x: torch.Tensor, conv: nn.Conv2d) -> bool:
+    """Whether the stem's patch embedding `conv` of frames x (N, C, H, W) fits its kernel, on a GPU (or in
+    Triton's interpreter)."""
+    on_device = x.is_cuda or (tk is not None and tk.INTERPRET)
+    fits = sk is not None and sk.fusable(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride)
+    return on_device and fits and conv.padding == (0, 0) and x.shape[2] % sk.PATCH == 0 == x.shape[3] % sk.PATCH
+
+
+def fused_stem(conv: nn.Conv2d, layernorm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """layernorm(conv(x)) of the stem by its kernel, as (N, C, H/4, W/4) (channels_last)."""
+    out = stem(x, conv.weight, conv.bias, layernorm.weight, layernorm.bias, layernorm.eps)
+    return out.permute(0, 3, 1, 2)
