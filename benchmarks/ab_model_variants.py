@@ -31,6 +31,7 @@ from torch import nn
 from peaknet_pipeline.bench import emit_json, keep_json, model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
+from peaknet_pipeline.model.backbone import Embeddings
 
 
 class ProductsConv(nn.Module):
@@ -78,8 +79,9 @@ def apply(model: nn.Module, variant: str, eager: bool = False) -> int:
     """Swap the modules `variant` rewrites; returns how many."""
     swapped = 0
     if variant == "stem-cudnn":  # fused_ops.enable then leaves the stem to PyTorch's ops in every mode
-        model.backbone.embeddings.kernel_modes = ()
-        swapped += 1
+        for stem in [m for m in model.modules() if isinstance(m, Embeddings)]:
+            stem.kernel_modes = ()
+            swapped += 1
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if not isinstance(child, nn.Conv2d):
