@@ -45,8 +45,9 @@ def compile_for_hopper(fn, signature: dict, constexprs: dict, ints: dict[str, in
 
 
 def resources(kernel) -> dict[str, int]:
-    """REG (per thread), STACK and LOCAL (bytes per thread) and SHARED (static, bytes) of the kernel's cubin, and
-    how many warpgroup MMA instructions (Hopper's tensor-core path) its PTX has."""
+    """REG (per thread), STACK and LOCAL (bytes per thread) and SHARED (static, bytes) of the kernel's cubin, how
+    many warpgroup MMA instructions (Hopper's tensor-core path) its PTX has, and the shared memory a launch asks
+    for (DYNAMIC_SHARED, bytes; the launch fails past the GPU's limit)."""
     with tempfile.TemporaryDirectory() as tmp:
         cubin = Path(tmp) / "kernel.cubin"
         cubin.write_bytes(kernel.asm["cubin"])
@@ -55,7 +56,7 @@ def resources(kernel) -> dict[str, int]:
     if usage is None:
         raise RuntimeError(f"no resource usage in cuobjdump's output: {out.stdout!r}")
     used = dict(zip(("REG", "STACK", "SHARED", "LOCAL"), map(int, usage.groups())))
-    return used | {"wgmma": kernel.asm["ptx"].count("wgmma.mma_async")}
+    return used | {"wgmma": kernel.asm["ptx"].count("wgmma.mma_async"), "DYNAMIC_SHARED": kernel.metadata.shared}
 
 
 def depthwise(channels: int, side: int) -> dict[str, int]:
@@ -66,18 +67,29 @@ def depthwise(channels: int, side: int) -> dict[str, int]:
     return resources(compile_for_hopper(dk._dwconv7_kernel, signature, constexprs, {"H": side, "W": side}, warps))
 
 
-def gemm(kind: str, channels: int, side: int) -> dict[str, int]:
-    """pwconv1's kernel (gelu) or pwconv2's (residual) of a base block, per-thread loads, as the compiled model
-    runs them."""
+def gemm(kind: str, channels: int, side: int, tma: bool = False, dtype: str = "bf16") -> dict[str, int]:
+    """pwconv1's kernel (gelu) or pwconv2's (residual) of a base block as the compiled model runs them: by
+    per-thread loads, or by TMA (Hopper, `tma`) in bf16 or fp32 (precision fp32)."""
     k, n = (channels, 4 * channels) if kind == "gelu" else (4 * channels, channels)
-    settings = tk.launch_settings(kind, k, n, tk.row_block(side * side), tma=False)
+    element_size = 4 if dtype == "fp32" else 2
+    settings = tk.launch_settings(kind, k, n, tk.row_block(side * side), tma=tma, element_size=element_size)
     warps, stages = settings.pop("num_warps"), settings.pop("num_stages")
-    signature = dict.fromkeys(("a_ptr", "w_ptr", "bias_ptr", "res_ptr", "out_ptr"), "*bf16")
-    signature |= dict.fromkeys(("part_ptr", "scale_ptr"), "*fp32") | dict.fromkeys(("M", "N", "K", "HW"), "i32")
-    flags = tk.kernel_flags(kind == "gelu", kind == "residual", kind == "residual", torch.bfloat16)
-    flags["EVEN_K"] = k % settings["BLOCK_K"] == 0
+    signature = dict.fromkeys(("part_ptr", "scale_ptr"), "*fp32")
+    if tma:
+        bm, bn, bk = settings["BLOCK_M"], settings["BLOCK_N"], settings["BLOCK_K"]
+        signature |= {"a_desc": f"tensordesc<{dtype}[{bm}, {bk}]>", "w_desc": f"tensordesc<{dtype}[{bn}, {bk}]>"}
+        signature |= dict.fromkeys(("res_desc", "out_desc"), f"tensordesc<{dtype}[{bm}, {bn}]>")
+        signature |= {"bias_ptr": f"*{dtype}"} | dict.fromkeys(("N", "K", "HW"), "i32")
+    else:
+        signature |= dict.fromkeys(("a_ptr", "w_ptr", "bias_ptr", "res_ptr", "out_ptr"), f"*{dtype}")
+        signature |= dict.fromkeys(("M", "N", "K", "HW"), "i32")
+    torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
+    flags = tk.kernel_flags(kind == "gelu", kind == "residual", kind == "residual", torch_dtype)
+    if not tma:
+        flags["EVEN_K"] = k % settings["BLOCK_K"] == 0
     ints = {"M": 64 * side * side, "N": n, "K": k, "HW": side * side}  # a batch of 64
-    return resources(compile_for_hopper(tk._linear_kernel, signature, {**flags, **settings}, ints, warps, stages))
+    fn = tk._tma_linear_kernel if tma else tk._linear_kernel
+    return resources(compile_for_hopper(fn, signature, {**flags, **settings}, ints, warps, stages))
 
 
 BIFPN_SIDES = (128, 64, 32, 16)  # base's BiFPN levels at 512x512, 256 channels each
@@ -111,7 +123,10 @@ def main() -> int:
     cases |= {f"bifpn-up-{side}": bifpn(bk.UP, side) for side in BIFPN_SIDES[:-1]}
     cases |= {f"bifpn-down-{side}": bifpn(bk.DOWN, side) for side in BIFPN_SIDES[1:]}
     cases |= {f"stem-{c}": stem(c) for c in (96, 352, 512)}  # base's, 673m's, the most the kernel takes
-    cases |= {f"{kind}-{c}": gemm(kind, c, side) for kind in ("gelu", "residual") for c, side in BASE_STAGES}
+    for kind in ("gelu", "residual"):
+        cases |= {f"{kind}-{c}": gemm(kind, c, side) for c, side in BASE_STAGES}
+        for dtype in ("bf16", "fp32"):
+            cases |= {f"tma-{kind}-{c}-{dtype}": gemm(kind, c, side, tma=True, dtype=dtype) for c, side in BASE_STAGES}
     print(json.dumps(cases))
     return 0
 

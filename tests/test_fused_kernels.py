@@ -263,6 +263,20 @@ def compiled_agrees_with_plain(mode: str, gelu: str) -> None:
     assert ((got[:, 1] > got[:, 0]) == (exact[:, 1] > exact[:, 0])).float().mean() > 0.99
 
 
+@pytest.mark.skipif(not (HAS_TRITON and CUDA), reason="needs a CUDA GPU with Triton (none in CI)")
+def test_compiled_model_in_fp32_with_every_kernel_agrees_with_the_plain_model():
+    """precision fp32 runs the kernels on fp32 tiles (twice the shared memory of bf16's, and IEEE products)."""
+    arch = PeakNetArch(backbone_hidden_sizes=(32, 64, 128, 256), backbone_depths=(1, 1, 2, 1), bifpn_num_features=64,
+                       seg_out_channels=64)  # fmt: skip
+    plain, fused = PeakNet(arch).eval(), PeakNet(arch).eval()
+    fused.load_state_dict(plain.state_dict())
+    fused_ops.enable(fused, "all")
+    plain, fused = plain.cuda(), torch.compile(fused.cuda().to(memory_format=torch.channels_last))
+    x = randn(4, 1, 128, 128, seed=1, device="cuda")
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), plain(x), rtol=1e-3, atol=1e-3)
+
+
 def test_only_mode_all_switches_the_bifpn_steps_and_the_stem_to_their_kernels_and_other_modes_switch_them_back():
     model = PeakNet(PeakNetArch(backbone_depths=(1, 1, 2, 1), bifpn_num_blocks=2))
     convnext_blocks = [m for m in model.modules() if hasattr(m, "fused")]

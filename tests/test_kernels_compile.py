@@ -72,3 +72,22 @@ def test_stem_kernel_keeps_every_channel_of_its_pixels_in_registers(compiled, ch
     assert used["STACK"] == 0 and used["LOCAL"] == 0, used
     if channels == 96:  # base's: warpgroup MMA (wider tiles than its 256 columns take the older MMA)
         assert used["wgmma"] > 0, used
+
+
+SM90_SHARED_PER_PROGRAM = 232_448  # bytes a program may take on an H100/H200 (227 KB)
+
+
+def test_every_kernel_fits_hoppers_shared_memory_at_its_launch_settings(compiled):
+    """A kernel asking for more shared memory than the GPU has fails at launch (OutOfResources): the TMA GEMMs
+    buffer whole fp32 tiles in precision fp32, twice the bytes of the bf16 tiles their settings were swept on."""
+    too_large = {case: used["DYNAMIC_SHARED"] for case, used in compiled.items()}
+    too_large = {case: b for case, b in too_large.items() if b > SM90_SHARED_PER_PROGRAM}
+    assert not too_large, too_large
+    assert {f"tma-residual-{c}-fp32" for c in (96, 192, 384, 768)} <= compiled.keys()
+
+
+@STAGES
+@pytest.mark.parametrize("kind", ["gelu", "residual"])
+def test_tma_gemm_kernels_run_bf16_on_the_tensor_cores(compiled, kind, channels):
+    used = compiled[f"tma-{kind}-{channels}-bf16"]
+    assert used["wgmma"] > 0 and used["LOCAL"] == 0, used

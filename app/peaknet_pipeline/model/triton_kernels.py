@@ -157,6 +157,9 @@ MEASURED_TMA = {
     ("residual", 768, 192): {"BLOCK_N": 64, "num_warps": 4, "num_stages": 3},
     ("residual", 3072, 768): {"BLOCK_N": 256},
 }
+# Shared memory for the TMA kernel's stages of `a` and weight tiles, which it buffers whole: below the 227 KB a
+# program may take on sm_90, with room for its barriers. fp32 tiles (precision fp32) take fewer stages.
+TMA_STAGE_BYTES = 200 * 1024
 
 
 def _identity(kernel):
@@ -192,15 +195,18 @@ def use_tma(a: torch.Tensor) -> bool:
     return not INTERPRET and not is_fake(a) and has_tma(a.device)
 
 
-def launch_settings(kind: str, k: int, n: int, block_m: int, tma: bool) -> dict:
+def launch_settings(kind: str, k: int, n: int, block_m: int, tma: bool, element_size: int = 2) -> dict:
     """BLOCK_M/N/K, warps and stages for one of the two GEMMs (kind "gelu" or "residual") from the kernel
     sweeps (docs/performance.md): narrow column tiles for the GELU GEMM and the narrow outputs, wider ones for
-    the residual GEMM."""
+    the residual GEMM; for the TMA kernel, as many of the swept stages as fit TMA_STAGE_BYTES for operands of
+    `element_size` bytes."""
     if tma:
         wide = kind == "residual"
         params = {"BLOCK_M": block_m, "BLOCK_N": 128 if wide else 64, "BLOCK_K": 64 if wide or k >= 768 else 32}
         params |= {"num_warps": 8 if wide and n >= 384 else 4, "num_stages": 4 if wide and n < 384 else 3}
-        return params | MEASURED_TMA.get((kind, k, n), {})
+        params |= MEASURED_TMA.get((kind, k, n), {})
+        stage = (params["BLOCK_M"] + params["BLOCK_N"]) * params["BLOCK_K"] * element_size
+        return params | {"num_stages": min(params["num_stages"], TMA_STAGE_BYTES // stage)}
     wide = kind == "residual" and n >= 384
     params = {"BLOCK_M": block_m, "BLOCK_N": 256 if wide else 64, "BLOCK_K": 64 if k >= 384 else 32}
     params |= {"num_warps": 8 if wide else 4, "num_stages": 3}
@@ -249,7 +255,8 @@ def linear(
         tma = use_tma(a) and tma_fits(*operands)
     elif tma and not tma_fits(*operands):
         raise ValueError("linear: rows not on 16-byte boundaries cannot move by TMA")
-    params = launch_settings("gelu" if gelu_sumsq else "residual", k, n, block_m, tma) | (tune or {})
+    params = launch_settings("gelu" if gelu_sumsq else "residual", k, n, block_m, tma, a.element_size())
+    params |= tune or {}
     tiles_m = m // params["BLOCK_M"]
     part = torch.empty((tiles_m, n) if gelu_sumsq else (1,), dtype=torch.float32, device=a.device)
     grid = (tiles_m * triton.cdiv(n, params["BLOCK_N"]),)
