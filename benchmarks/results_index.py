@@ -176,6 +176,18 @@ KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
         ),
     ),  # fmt: skip
     (
+        "kernels against inductor's compiled ops (bench_bifpn.py, bench_stem.py)",
+        lambda d: isinstance(d, dict) and d.get("cases") and "compiled_ops_us" in d["cases"][0],
+        lambda d: (
+            ", ".join(
+                f"{c['side']}{' ' + c['resample'] if 'resample' in c else ''}: ops {c['compiled_ops_us']:,.0f}, "
+                f"kernel {c['best']['us']:,.0f}"
+                for c in d["cases"]
+            )
+            + " us"
+        ),
+    ),  # fmt: skip
+    (
         "peak finding and writing (bench_peaks.py)",
         lambda d: isinstance(d, dict) and "cases" in d,
         lambda d: f"{len(d['cases'])} cases, frames/s per core and writer MB/s",
