@@ -10,6 +10,8 @@ built model; numerics are checked against the plain model in eager mode before a
   inductor to generate as one elementwise kernel over the NHWC tensor.
 - stem-cudnn: the config as it is, but the stem by cuDNN's conv and inductor's LayerNorm instead of its kernel
   (stem_kernel.py, in fused_kernels all); the kernel has its own tests against the plain path.
+- head-inductor: the same for the head's finest lateral (GroupNorm, GELU and the class projection by inductor
+  instead of head_kernel.py).
 - fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES; fused-blocks against
   fused-all measures the BiFPN step's kernel); its kernels have their own tests against the plain path, so no
   check here.
@@ -32,6 +34,7 @@ from peaknet_pipeline.bench import emit_json, keep_json, model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
 from peaknet_pipeline.model.backbone import Embeddings
+from peaknet_pipeline.model.head import SegLateral
 
 
 class ProductsConv(nn.Module):
@@ -75,12 +78,16 @@ def patchify_by_products(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return acc.to(out_dtype).permute(0, 3, 1, 2)
 
 
+# Variants that run one part with a kernel of its own (in fused_kernels all) by PyTorch's ops instead
+WITHOUT_KERNEL = {"stem-cudnn": Embeddings, "head-inductor": SegLateral}
+
+
 def apply(model: nn.Module, variant: str, eager: bool = False) -> int:
     """Swap the modules `variant` rewrites; returns how many."""
     swapped = 0
-    if variant == "stem-cudnn":  # fused_ops.enable then leaves the stem to PyTorch's ops in every mode
-        for stem in [m for m in model.modules() if isinstance(m, Embeddings)]:
-            stem.kernel_modes = ()
+    if variant in WITHOUT_KERNEL:  # fused_ops.enable then leaves that part to PyTorch's ops in every mode
+        for part in [m for m in model.modules() if isinstance(m, WITHOUT_KERNEL[variant])]:
+            part.kernel_modes = ()
             swapped += 1
     for module in list(model.modules()):
         for name, child in list(module.named_children()):

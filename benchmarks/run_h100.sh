@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
 #   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-fused|model-fp8|
-#       model-tma|model-dwconv|model-groups|model-targets|model-bifpn|model-stem|model-accuracy|model-profile
+#       model-tma|model-dwconv|model-groups|model-targets|model-bifpn|model-stem|model-head|model-accuracy|model-profile
 #   (results under $OUT, default benchmarks/results/raw)
 # On the lent device only a few files of $OUT come back per call: run with OUT elsewhere and tar it into $OUT.
 # Needs peaknet and the ray CLI on PATH/PYTHONPATH.
@@ -186,6 +186,16 @@ case ${1:?part} in
     timeout 260 python3 benchmarks/ab_model_variants.py --variants fused-all stem-cudnn --rounds 2 --iters 60 \
       --output "$OUT/ab-stem.json" > "$OUT/ab-stem.log" 2>&1
     grep "^{'variant" "$OUT/ab-stem.log"
+    ;;
+  model-head)  # issue 23: the head's GroupNorm-GELU-projection kernels: their tests on the GPU (and the compiled
+               # model's with mode all), the whole model with them against without, alternating in one process
+    timeout 150 python3 -m pytest -q tests/test_head_kernel.py \
+      "tests/test_fused_kernels.py::test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16[tanh-all]" \
+      > "$OUT/pytest-head.log" 2>&1
+    tail -1 "$OUT/pytest-head.log"
+    timeout 260 python3 benchmarks/ab_model_variants.py --variants fused-all head-inductor --rounds "${ROUNDS:-2}" \
+      --iters 60 --output "$OUT/ab-head.json" > "$OUT/ab-head.log" 2>&1
+    grep "^{'variant" "$OUT/ab-head.log"
     ;;
   model-accuracy)  # issue 23's gate at gpu-512's defaults (its compile mode, CUDA graphs, every kernel of mode
                    # all): weights trained on synthetic frames, held-out frames with planted peaks

@@ -20,6 +20,7 @@ from triton.compiler import ASTSource
 
 from peaknet_pipeline.model import bifpn_kernel as bk
 from peaknet_pipeline.model import dwconv_kernel as dk
+from peaknet_pipeline.model import head_kernel as hk
 from peaknet_pipeline.model import stem_kernel as sk
 from peaknet_pipeline.model import triton_kernels as tk
 
@@ -118,11 +119,27 @@ def stem(channels: int) -> dict[str, int]:
     return resources(compile_for_hopper(sk._stem_kernel, signature, constexprs, ints, warps))
 
 
+def head(channels: int = 256, groups: int = 32, classes: int = 2) -> dict[str, dict[str, int]]:
+    """The head's two kernels (head_kernel.py) at base's finest lateral for 512x512 frames."""
+    ints = {"HW": 128 * 128}
+    partials = {"x_ptr": "*bf16", "mean_ptr": "*fp32", "m2_ptr": "*fp32", "HW": "i32"}
+    project = {"x_ptr": "*bf16", "scale_ptr": "*fp32", "shift_ptr": "*fp32", "w_ptr": "*bf16", "b_ptr": "*bf16"}
+    project |= {"out_ptr": "*fp32", "HW": "i32"}
+    constexprs = {"C": channels, "BLOCK_P": hk.BLOCK_P}
+    return {
+        "head-partials": resources(compile_for_hopper(hk._group_partials_kernel, partials, constexprs | {"G": groups},
+                                                      ints, num_warps=8)),
+        "head-project": resources(compile_for_hopper(hk._norm_gelu_project_kernel, project,
+                                                     constexprs | {"K": classes}, ints, num_warps=8)),
+    }  # fmt: skip
+
+
 def main() -> int:
     cases = {f"dwconv-{c}": depthwise(c, side) for c, side in BASE_STAGES}
     cases |= {f"bifpn-up-{side}": bifpn(bk.UP, side) for side in BIFPN_SIDES[:-1]}
     cases |= {f"bifpn-down-{side}": bifpn(bk.DOWN, side) for side in BIFPN_SIDES[1:]}
-    cases |= {f"stem-{c}": stem(c) for c in (96, 352, 512)}  # base's, 673m's, the most the kernel takes
+    cases |= {f"stem-{c}": stem(c) for c in (96, 352, 512)}
+    cases |= head()  # base's, 673m's, the most the kernel takes
     for kind in ("gelu", "residual"):
         cases |= {f"{kind}-{c}": gemm(kind, c, side) for c, side in BASE_STAGES}
         for dtype in ("bf16", "fp32"):

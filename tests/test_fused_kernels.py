@@ -245,7 +245,8 @@ def compiled_agrees_with_plain(mode: str, gelu: str) -> None:
     plain = PeakNet(arch).eval()
     fused = PeakNet(arch).eval()
     fused.load_state_dict(plain.state_dict())
-    parts = (arch.bifpn_num_blocks if mode in fused_ops.BIFPN_MODES else 0) + (mode in fused_ops.STEM_MODES)
+    parts = arch.bifpn_num_blocks if mode in fused_ops.BIFPN_MODES else 0
+    parts += (mode in fused_ops.STEM_MODES) + (mode in fused_ops.HEAD_MODES)
     assert fused_ops.enable(fused, mode) == sum(arch.backbone_depths) + parts
     fused_ops.set_gelu(plain, gelu), fused_ops.set_gelu(fused, gelu)  # with tanh, pwconv1 by cuBLASLt
     to = dict(device="cuda", dtype=torch.bfloat16, memory_format=torch.channels_last)
@@ -282,17 +283,18 @@ def test_compiled_model_in_fp32_with_every_kernel_agrees_with_the_plain_model():
         torch.backends.cudnn.allow_tf32 = tf32
 
 
-def test_only_mode_all_switches_the_bifpn_steps_and_the_stem_to_their_kernels_and_other_modes_switch_them_back():
+def test_only_mode_all_switches_the_bifpn_stem_and_head_to_their_kernels_and_other_modes_switch_them_back():
     model = PeakNet(PeakNetArch(backbone_depths=(1, 1, 2, 1), bifpn_num_blocks=2))
     convnext_blocks = [m for m in model.modules() if hasattr(m, "fused")]
     bifpn_blocks = list(model.bifpn.blocks)
-    stem = model.backbone.embeddings
+    stem, head = model.backbone.embeddings, model.seg_lateral_layers
     assert len(convnext_blocks) == 5 and len(bifpn_blocks) == 2
     for mode in ("all", "none", "all", "dwconv", "gemm", "blocks"):
         switched = fused_ops.enable(model, mode)
-        assert switched == {"none": 0, "all": 8}.get(mode, 5)
+        assert switched == {"none": 0, "all": 9}.get(mode, 5)
         assert [m.by_kernel for m in bifpn_blocks] == [mode == "all"] * 2
         assert stem.by_kernel == (mode == "all")
+        assert [m.by_kernel for m in head] == [mode == "all", False, False, False]  # the finest level's
         assert all(m.fused == mode for m in convnext_blocks)
 
 

@@ -91,3 +91,10 @@ def test_every_kernel_fits_hoppers_shared_memory_at_its_launch_settings(compiled
 def test_tma_gemm_kernels_run_bf16_on_the_tensor_cores(compiled, kind, channels):
     used = compiled[f"tma-{kind}-{channels}-bf16"]
     assert used["wgmma"] > 0 and used["LOCAL"] == 0, used
+
+
+@pytest.mark.parametrize("case", ["head-partials", "head-project"])
+def test_head_kernels_keep_their_tile_in_registers(compiled, case):
+    """Each holds 64 pixels x 256 channels in fp32 across 8 warps for its reductions: no spills."""
+    used = compiled[case]
+    assert used["STACK"] == 0 and used["LOCAL"] == 0, used

@@ -13,10 +13,11 @@ from torch import nn
 try:
     from . import bifpn_kernel as bk
     from . import dwconv_kernel as dk
+    from . import head_kernel as hk
     from . import stem_kernel as sk
     from . import triton_kernels as tk
 except ImportError:  # no Triton (CPU-only installs): the plain forward is used
-    bk = dk = sk = tk = None
+    bk = dk = hk = sk = tk = None
 
 
 def available(device: torch.device) -> bool:
@@ -62,6 +63,15 @@ if tk is not None:
     ) -> torch.Tensor:  # fmt: skip
         """The patch embedding and its LayerNorm (stem_kernel.py): (N, 1, H, W) frames to (N, H/4, W/4, C)."""
         return sk.stem(x, weight, bias, ln_weight, ln_bias, eps, wrap=wrap_triton)
+
+    @triton_op("peaknet::norm_gelu_project", mutates_args=())
+    def norm_gelu_project(
+        x: torch.Tensor, groups: int, gn_weight: torch.Tensor, gn_bias: torch.Tensor, eps: float,
+        weight: torch.Tensor, bias: torch.Tensor,
+    ) -> torch.Tensor:  # fmt: skip
+        """A head lateral's GroupNorm, GELU and the class projection (head_kernel.py): (N, H, W, C) to (N, K, H, W)
+        fp32."""
+        return hk.norm_gelu_project(x, groups, gn_weight, gn_bias, eps, weight, bias, wrap=wrap_triton)
 
 
 def tma_inline(a: torch.Tensor, weight: torch.Tensor, *others: torch.Tensor) -> bool:
@@ -118,6 +128,7 @@ GEMM_MODES = ("gemm", "blocks", "all")
 DWCONV_MODES = ("dwconv", "blocks", "all")
 BIFPN_MODES = ("all",)
 STEM_MODES = ("all",)
+HEAD_MODES = ("all",)
 # The faster mode per preset, as measured (docs/performance.md): Triton's GEMMs trail cuBLAS once the layers
 # are wide and the work is compute-bound, so 673m keeps PyTorch's GEMMs (or FP8's) and takes the depthwise kernel.
 PRESET_MODES = {"base": "all", "673m": "dwconv"}
@@ -236,3 +247,15 @@ def fused_stem(conv: nn.Conv2d, layernorm: nn.Module, x: torch.Tensor) -> torch.
     """layernorm(conv(x)) of the stem by its kernel, as (N, C, H/4, W/4) (channels_last)."""
     out = stem(x, conv.weight, conv.bias, layernorm.weight, layernorm.bias, layernorm.eps)
     return out.permute(0, 3, 1, 2)
+
+
+def head_fusable(x: torch.Tensor, groups: int, classes: int) -> bool:
+    """Whether a head lateral's conv output x (N, C, H, W) fits the GroupNorm-GELU-projection kernels, on a GPU
+    (or in Triton's interpreter)."""
+    on_device = x.is_cuda or (tk is not None and tk.INTERPRET)
+    return on_device and hk is not None and hk.fusable(x.shape[1], groups, x.shape[2] * x.shape[3], classes)
+
+
+def fused_norm_gelu_project(x: torch.Tensor, norm: nn.GroupNorm, conv: nn.Conv2d) -> torch.Tensor:
+    """conv (1x1, with bias) of GELU(norm(x)) by the kernels, (N, K, H, W) fp32."""
+    return norm_gelu_project(nhwc(x), norm.num_groups, norm.weight, norm.bias, norm.eps, conv.weight, conv.bias)

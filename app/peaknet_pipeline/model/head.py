@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fused_ops
 from .layers import GroupNorm, resize_bilinear, upsample_fp32
 
 SUBLAYERS_PER_LEVEL = (1, 1, 2, 3)  # strides 4, 8, 16, 32
@@ -31,9 +32,21 @@ class SegLateral(nn.Module):
             *[lateral_sublayer(in_ch if s == 0 else out_ch, out_ch, upsample) for s in range(sublayers)]
         )
         self.upsample = upsample
+        # fused_ops.enable: GroupNorm, GELU and the projection by Triton kernels where they fit (CUDA); the level
+        # without an upsample is the one projected straight from its output
+        self.by_kernel = False
+        self.kernel_modes = () if upsample else fused_ops.HEAD_MODES
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+    def projected(self, x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+        """conv (1x1, with its bias, in fp32) of the output of a level without an upsample."""
+        conv3x3, norm = self.layers[-1][0], self.layers[-1][1]
+        y = conv3x3(self.layers[:-1](x))
+        if self.by_kernel and fused_ops.head_fusable(y, norm.num_groups, conv.out_channels):
+            return fused_ops.fused_norm_gelu_project(y, norm, conv)
+        return project(self.layers[-1][2](norm(y)), conv, bias=True)
 
     def before_last_upsample(self, x: torch.Tensor) -> torch.Tensor:
         """The output, less the last x2 upsample where this level has one."""
@@ -77,7 +90,7 @@ def segmentation_logits(
         summed = sum(lateral(f) for lateral, f in zip(laterals, features))
         logits = upsample_fp32(head_segmask(summed), 4.0)
         return logits + head_upsample_layer(summed)
-    fine = laterals[0].before_last_upsample(features[0])
+    fine = laterals[0].projected(features[0], head_segmask)
     coarse = sum(lateral.before_last_upsample(f) for lateral, f in zip(laterals[1:], features[1:]))
-    quarter = project(fine, head_segmask, bias=True) + resize_bilinear(project(coarse, head_segmask, bias=False), 2)
+    quarter = fine + resize_bilinear(project(coarse, head_segmask, bias=False), 2)
     return resize_bilinear(quarter, 4.0).to(features[0].dtype)

@@ -1,0 +1,93 @@
+"""The head's GroupNorm-GELU-projection kernels (model/head_kernel.py) compute what the finest head lateral's
+PyTorch ops compute after its conv: GroupNorm, exact GELU and the 1x1 conv to the class channels.
+
+Without a GPU they run in Triton's CPU interpreter (conftest sets TRITON_INTERPRET=1): several frames and several
+tiles per frame (the tiles' statistics merged), frames that are not square, groups that are not the whole map, a
+mean far from zero (the merge keeps the variance exact) and three classes are checked against PyTorch's ops."""
+
+import importlib.util
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from peaknet_pipeline.model import fused_ops
+from peaknet_pipeline.model.head import SegLateral, build_lateral_layers, segmentation_logits
+
+from .test_fused_kernels import DEVICES, randn
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton (interpreter)")
+
+
+def reference(x, groups, gn_w, gn_b, eps, weight, bias):
+    return F.conv2d(F.gelu(F.group_norm(x, groups, gn_w, gn_b, eps)), weight, bias)
+
+
+@pytest.mark.parametrize(
+    "n, c, h, w, groups, classes, offset",
+    [
+        (2, 32, 8, 16, 4, 2, 0.0),  # two tiles of 64 pixels per frame, 8 channels per group
+        (1, 64, 16, 8, 8, 3, 5.0),  # a mean of 5 against a spread of ~1: the merge must not cancel
+        (3, 16, 8, 8, 16, 1, 0.0),  # one channel per group, one tile per frame
+    ],
+)
+@pytest.mark.parametrize("device", DEVICES)
+def test_norm_gelu_project_is_groupnorm_gelu_then_1x1_conv(device, n, c, h, w, groups, classes, offset):
+    from peaknet_pipeline.model.head_kernel import norm_gelu_project
+
+    x = randn(n, c, h, w, seed=1, device=device) + offset
+    x = x + torch.arange(c, device=device).view(1, c, 1, 1) * 0.1  # groups with different means
+    gn_w, gn_b = randn(c, seed=2, device=device) + 1, randn(c, seed=3, device=device)
+    weight, bias = randn(classes, c, 1, 1, seed=4, device=device), randn(classes, seed=5, device=device)
+    got = norm_gelu_project(x.permute(0, 2, 3, 1).contiguous(), groups, gn_w, gn_b, 1e-5, weight, bias)
+    expected = reference(x, groups, gn_w, gn_b, 1e-5, weight, bias)
+    assert got.shape == expected.shape == (n, classes, h, w) and got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_group_stats_tell_frames_and_groups_apart(device):
+    """Frame f's group g filled with the value 10 f + g (and noise in one group): a mixed-up frame or group index
+    gives another mean."""
+    from peaknet_pipeline.model.head_kernel import group_stats
+
+    n, h, w, c, groups = 2, 8, 16, 8, 4
+    x = torch.zeros(n, h, w, c, device=device)
+    for f in range(n):
+        for g in range(groups):
+            x[f, :, :, 2 * g : 2 * g + 2] = 10 * f + g
+    x[1, :, :, 6:] += randn(h, w, 2, seed=9, device=device)
+    mean, var = group_stats(x, groups)
+    expected_mean = torch.tensor([[0.0, 1, 2, 3], [10, 11, 12, 13]], device=device)
+    expected_mean[1, 3] += x[1, :, :, 6:].mean() - 13
+    torch.testing.assert_close(mean, expected_mean)
+    assert var[0].abs().max() < 1e-6 and var[1, :3].abs().max() < 1e-6
+    torch.testing.assert_close(var[1, 3], x[1, :, :, 6:].var(correction=0))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_head_with_the_kernels_gives_the_plain_heads_logits(device):
+    laterals = build_lateral_layers(32, 32).to(device).eval()
+    segmask = torch.nn.Conv2d(32, 2, kernel_size=1).to(device)
+    with torch.no_grad():
+        for i, param in enumerate([*laterals.parameters(), *segmask.parameters()]):
+            param.copy_(0.3 * randn(*param.shape, seed=20 + i, device="cpu") + (param.dim() == 1))
+    features = [randn(2, 32, 16 // s, 16 // s, seed=s, device=device) for s in (1, 2, 4, 8)]
+    with torch.no_grad():
+        expected = segmentation_logits(features, laterals, segmask, None)
+        assert fused_ops.enable(laterals, "all") == 1  # the finest level only: the others are summed first
+        assert [lat.by_kernel for lat in laterals] == [True, False, False, False]
+        got = segmentation_logits(features, laterals, segmask, None)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_levels_that_do_not_fit_stay_plain():
+    from peaknet_pipeline.model import head_kernel as hk
+
+    assert hk.fusable(256, 32, 128 * 128, 2) and not hk.fusable(96, 32, 4096, 2)  # 96: not a power of two
+    assert not hk.fusable(256, 32, 32, 2) and not hk.fusable(256, 32, 4096, 8)  # half a tile; too many classes
+    norm = SegLateral(32, 32, 1, upsample=False).layers[0][1]
+    assert not fused_ops.head_fusable(torch.zeros(1, 32, 4, 4), norm.num_groups, 2)  # 16 pixels: less than a tile
+    with pytest.raises(ValueError, match="whole 64-pixel tiles"):
+        hk.norm_gelu_project(torch.zeros(1, 4, 4, 32), norm.num_groups, norm.weight, norm.bias, norm.eps,
+                             torch.zeros(2, 32, 1, 1), torch.zeros(2))  # fmt: skip
