@@ -12,6 +12,8 @@ built model; numerics are checked against the plain model in eager mode before a
   (stem_kernel.py, in fused_kernels all); the kernel has its own tests against the plain path.
 - head-inductor: the same for the head's finest lateral (GroupNorm, GELU and the class projection by inductor
   instead of head_kernel.py).
+- head-coarse: the config as it is, and the head's three coarser laterals by head_kernel.py too (summed before
+  their projection; fused_ops.HEAD_COARSE_MODES, which no mode includes until measured).
 - fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES; fused-blocks against
   fused-all measures the BiFPN step's kernel); its kernels have their own tests against the plain path, so no
   check here.
@@ -78,8 +80,10 @@ def patchify_by_products(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return acc.to(out_dtype).permute(0, 3, 1, 2)
 
 
-# Variants that run one part with a kernel of its own (in fused_kernels all) by PyTorch's ops instead
+# Variants that run one part with a kernel of its own (in fused_kernels all) by PyTorch's ops instead, or a part
+# whose kernel no mode runs yet by its kernel (in mode all)
 WITHOUT_KERNEL = {"stem-cudnn": Embeddings, "head-inductor": SegLateral}
+WITH_KERNEL = {"head-coarse": SegLateral}
 
 
 def apply(model: nn.Module, variant: str, eager: bool = False) -> int:
@@ -88,6 +92,10 @@ def apply(model: nn.Module, variant: str, eager: bool = False) -> int:
     if variant in WITHOUT_KERNEL:  # fused_ops.enable then leaves that part to PyTorch's ops in every mode
         for part in [m for m in model.modules() if isinstance(m, WITHOUT_KERNEL[variant])]:
             part.kernel_modes = ()
+            swapped += 1
+    if variant in WITH_KERNEL:
+        for part in [m for m in model.modules() if isinstance(m, WITH_KERNEL[variant])]:
+            part.kernel_modes = ("all",)
             swapped += 1
     for module in list(model.modules()):
         for name, child in list(module.named_children()):

@@ -188,12 +188,14 @@ case ${1:?part} in
     grep "^{'variant" "$OUT/ab-stem.log"
     ;;
   model-head)  # issue 23: the head's GroupNorm-GELU-projection kernels: their tests on the GPU (and the compiled
-               # model's with mode all), the whole model with them against without, alternating in one process
+               # model's with mode all), the whole model with them (finest lateral; and all four laterals) against
+               # without, alternating in one process
     timeout 150 python3 -m pytest -q tests/test_head_kernel.py \
       "tests/test_fused_kernels.py::test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16[tanh-all]" \
       > "$OUT/pytest-head.log" 2>&1
     tail -1 "$OUT/pytest-head.log"
-    timeout 260 python3 benchmarks/ab_model_variants.py --variants fused-all head-inductor --rounds "${ROUNDS:-2}" \
+    timeout 380 python3 benchmarks/ab_model_variants.py --variants fused-all head-inductor head-coarse \
+      --rounds "${ROUNDS:-2}" \
       --iters 60 --output "$OUT/ab-head.json" > "$OUT/ab-head.log" 2>&1
     grep "^{'variant" "$OUT/ab-head.log"
     ;;

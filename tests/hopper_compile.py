@@ -120,18 +120,21 @@ def stem(channels: int) -> dict[str, int]:
 
 
 def head(channels: int = 256, groups: int = 32, classes: int = 2) -> dict[str, dict[str, int]]:
-    """The head's two kernels (head_kernel.py) at base's finest lateral for 512x512 frames."""
-    ints = {"HW": 128 * 128}
+    """The head's kernels (head_kernel.py) at base's laterals for 512x512 frames: the statistics, and the
+    projection of the finest lateral (with bias) and of the three coarser ones summed (without)."""
+    ints = {"HW": 128 * 128, "LEVEL_STRIDE": 64 * channels}
     partials = {"x_ptr": "*bf16", "mean_ptr": "*fp32", "m2_ptr": "*fp32", "HW": "i32"}
-    project = {"x_ptr": "*bf16", "scale_ptr": "*fp32", "shift_ptr": "*fp32", "w_ptr": "*bf16", "b_ptr": "*bf16"}
-    project |= {"out_ptr": "*fp32", "HW": "i32"}
+    project = dict.fromkeys(("x0_ptr", "x1_ptr", "x2_ptr"), "*bf16") | {"scale_ptr": "*fp32", "shift_ptr": "*fp32"}
+    project |= {"w_ptr": "*bf16", "b_ptr": "*bf16", "out_ptr": "*fp32", "HW": "i32", "LEVEL_STRIDE": "i32"}
     constexprs = {"C": channels, "BLOCK_P": hk.BLOCK_P}
-    return {
-        "head-partials": resources(compile_for_hopper(hk._group_partials_kernel, partials, constexprs | {"G": groups},
-                                                      ints, num_warps=8)),
-        "head-project": resources(compile_for_hopper(hk._norm_gelu_project_kernel, project,
-                                                     constexprs | {"K": classes}, ints, num_warps=8)),
-    }  # fmt: skip
+    cases = {"head-partials": compile_for_hopper(hk._group_partials_kernel, partials, constexprs | {"G": groups},
+                                                 ints, num_warps=8)}  # fmt: skip
+    for levels in (1, hk.MAX_LEVELS):
+        flags = {"K": classes, "LEVELS": levels, "HAS_BIAS": levels == 1}
+        kernel = hk._norm_gelu_project_kernel
+        cases[f"head-project-{levels}"] = compile_for_hopper(kernel, project, constexprs | flags, ints,
+                                                             hk.project_warps(levels))  # fmt: skip
+    return {case: resources(kernel) for case, kernel in cases.items()}
 
 
 def main() -> int:

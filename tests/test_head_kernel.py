@@ -34,6 +34,10 @@ def reference(x, groups, gn_w, gn_b, eps, weight, bias):
     return F.conv2d(F.gelu(F.group_norm(x, groups, gn_w, gn_b, eps)), weight, bias)
 
 
+def nhwc(x):
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
 @pytest.mark.parametrize(
     "n, c, h, w, groups, classes, offset",
     [
@@ -50,10 +54,28 @@ def test_norm_gelu_project_is_groupnorm_gelu_then_1x1_conv(device, n, c, h, w, g
     x = x + torch.arange(c, device=device).view(1, c, 1, 1) * 0.1  # groups with different means
     gn_w, gn_b = randn(c, seed=2, device=device) + 1, randn(c, seed=3, device=device)
     weight, bias = randn(classes, c, 1, 1, seed=4, device=device), randn(classes, seed=5, device=device)
-    got = norm_gelu_project(x.permute(0, 2, 3, 1).contiguous(), groups, gn_w, gn_b, 1e-5, weight, bias)
+    got = norm_gelu_project([nhwc(x)], groups, [gn_w], [gn_b], [1e-5], weight, bias)
     expected = reference(x, groups, gn_w, gn_b, 1e-5, weight, bias)
     assert got.shape == expected.shape == (n, classes, h, w) and got.dtype == torch.float32
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("levels", [2, 3])
+@pytest.mark.parametrize("device", DEVICES)
+def test_levels_are_normalised_apart_then_summed_and_projected_without_bias(device, levels):
+    """Each level with its own statistics, GroupNorm parameters and eps: a level read with another's scale, or
+    left out of the sum, gives other logits."""
+    from peaknet_pipeline.model.head_kernel import norm_gelu_project
+
+    n, c, h, w, groups = 2, 32, 8, 16, 4
+    xs = [randn(n, c, h, w, seed=10 + lv, device=device) * (1 + lv) + 2 * lv for lv in range(levels)]
+    gn_ws = [randn(c, seed=20 + lv, device=device) + 1 for lv in range(levels)]
+    gn_bs = [randn(c, seed=30 + lv, device=device) for lv in range(levels)]
+    eps = [1e-5 * 10**lv for lv in range(levels)]
+    weight = randn(2, c, 1, 1, seed=4, device=device)
+    got = norm_gelu_project([nhwc(x) for x in xs], groups, gn_ws, gn_bs, eps, weight, None)
+    summed = sum(F.gelu(F.group_norm(x, groups, g, b, e)) for x, g, b, e in zip(xs, gn_ws, gn_bs, eps))
+    torch.testing.assert_close(got, F.conv2d(summed, weight), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -76,20 +98,29 @@ def test_group_stats_tell_frames_and_groups_apart(device):
     torch.testing.assert_close(var[1, 3], x[1, :, :, 6:].var(correction=0))
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_head_with_the_kernels_gives_the_plain_heads_logits(device):
+def random_head(device: str):
     laterals = build_lateral_layers(32, 32).to(device).eval()
     segmask = torch.nn.Conv2d(32, 2, kernel_size=1).to(device)
     with torch.no_grad():
         for i, param in enumerate([*laterals.parameters(), *segmask.parameters()]):
             param.copy_(0.3 * randn(*param.shape, seed=20 + i, device="cpu") + (param.dim() == 1))
     features = [randn(2, 32, 16 // s, 16 // s, seed=s, device=device) for s in (1, 2, 4, 8)]
+    return laterals, segmask, features
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_head_with_the_kernels_gives_the_plain_heads_logits(device):
+    laterals, segmask, features = random_head(device)
     with torch.no_grad():
         expected = segmentation_logits(features, laterals, segmask, None)
-        assert fused_ops.enable(laterals, "all") == 1  # the finest level only: the others are summed first
+        assert fused_ops.enable(laterals, "all") == 1  # the finest level only (fused_ops.HEAD_COARSE_MODES)
         assert [lat.by_kernel for lat in laterals] == [True, False, False, False]
         got = segmentation_logits(features, laterals, segmask, None)
+        for lateral in laterals[1:]:  # the coarser laterals too, as ab_model_variants.py's head-coarse runs them
+            lateral.by_kernel = True
+        got_coarse = segmentation_logits(features, laterals, segmask, None)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got_coarse, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_levels_that_do_not_fit_stay_plain():
@@ -99,6 +130,8 @@ def test_levels_that_do_not_fit_stay_plain():
     assert not hk.fusable(256, 32, 32, 2) and not hk.fusable(256, 32, 4096, 8)  # half a tile; too many classes
     norm = SegLateral(32, 32, 1, upsample=False).layers[0][1]
     assert not fused_ops.head_fusable(torch.zeros(1, 32, 4, 4), norm.num_groups, 2)  # 16 pixels: less than a tile
+    args = norm.num_groups, [norm.weight], [norm.bias], [norm.eps], torch.zeros(2, 32, 1, 1), None
     with pytest.raises(ValueError, match="whole 64-pixel tiles"):
-        hk.norm_gelu_project(torch.zeros(1, 4, 4, 32), norm.num_groups, norm.weight, norm.bias, norm.eps,
-                             torch.zeros(2, 32, 1, 1), torch.zeros(2))  # fmt: skip
+        hk.norm_gelu_project([torch.zeros(1, 4, 4, 32)], *args)
+    with pytest.raises(ValueError, match="levels of one shape"):
+        hk.norm_gelu_project([torch.zeros(1, 8, 8, 32), torch.zeros(1, 8, 16, 32)], *args)

@@ -66,12 +66,12 @@ if tk is not None:
 
     @triton_op("peaknet::norm_gelu_project", mutates_args=())
     def norm_gelu_project(
-        x: torch.Tensor, groups: int, gn_weight: torch.Tensor, gn_bias: torch.Tensor, eps: float,
-        weight: torch.Tensor, bias: torch.Tensor,
+        xs: list[torch.Tensor], groups: int, gn_weights: list[torch.Tensor], gn_biases: list[torch.Tensor],
+        eps: list[float], weight: torch.Tensor, bias: torch.Tensor | None,
     ) -> torch.Tensor:  # fmt: skip
-        """A head lateral's GroupNorm, GELU and the class projection (head_kernel.py): (N, H, W, C) to (N, K, H, W)
-        fp32."""
-        return hk.norm_gelu_project(x, groups, gn_weight, gn_bias, eps, weight, bias, wrap=wrap_triton)
+        """Head laterals' GroupNorm and GELU, summed, and the class projection (head_kernel.py): (N, H, W, C) each
+        to (N, K, H, W) fp32."""
+        return hk.norm_gelu_project(xs, groups, gn_weights, gn_biases, eps, weight, bias, wrap=wrap_triton)
 
 
 def tma_inline(a: torch.Tensor, weight: torch.Tensor, *others: torch.Tensor) -> bool:
@@ -128,7 +128,8 @@ GEMM_MODES = ("gemm", "blocks", "all")
 DWCONV_MODES = ("dwconv", "blocks", "all")
 BIFPN_MODES = ("all",)
 STEM_MODES = ("all",)
-HEAD_MODES = ("all",)
+HEAD_MODES = ("all",)  # the head's finest lateral
+HEAD_COARSE_MODES = ()  # its three coarser laterals, summed: not yet measured on a GPU (ab_model_variants.py)
 # The faster mode per preset, as measured (docs/performance.md): Triton's GEMMs trail cuBLAS once the layers
 # are wide and the work is compute-bound, so 673m keeps PyTorch's GEMMs (or FP8's) and takes the depthwise kernel.
 PRESET_MODES = {"base": "all", "673m": "dwconv"}
@@ -256,6 +257,10 @@ def head_fusable(x: torch.Tensor, groups: int, classes: int) -> bool:
     return on_device and hk is not None and hk.fusable(x.shape[1], groups, x.shape[2] * x.shape[3], classes)
 
 
-def fused_norm_gelu_project(x: torch.Tensor, norm: nn.GroupNorm, conv: nn.Conv2d) -> torch.Tensor:
-    """conv (1x1, with bias) of GELU(norm(x)) by the kernels, (N, K, H, W) fp32."""
-    return norm_gelu_project(nhwc(x), norm.num_groups, norm.weight, norm.bias, norm.eps, conv.weight, conv.bias)
+def fused_norm_gelu_project(xs: list[torch.Tensor], norms: list[nn.GroupNorm], conv: nn.Conv2d, bias: bool):
+    """conv (1x1, with or without its bias) of the sum of GELU(norm(x)) over xs (N, C, H, W) and their norms, by
+    the kernels, (N, K, H, W) fp32."""
+    affine = [n.weight for n in norms], [n.bias for n in norms], [n.eps for n in norms]
+    return norm_gelu_project(
+        [nhwc(x) for x in xs], norms[0].num_groups, *affine, conv.weight, conv.bias if bias else None
+    )

@@ -31,27 +31,17 @@ class SegLateral(nn.Module):
         self.layers = nn.Sequential(
             *[lateral_sublayer(in_ch if s == 0 else out_ch, out_ch, upsample) for s in range(sublayers)]
         )
-        self.upsample = upsample
-        # fused_ops.enable: GroupNorm, GELU and the projection by Triton kernels where they fit (CUDA); the level
-        # without an upsample is the one projected straight from its output
+        # fused_ops.enable: the last GroupNorm, GELU and the projection by Triton kernels where they fit (CUDA)
         self.by_kernel = False
-        self.kernel_modes = () if upsample else fused_ops.HEAD_MODES
+        self.kernel_modes = fused_ops.HEAD_COARSE_MODES if upsample else fused_ops.HEAD_MODES
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
-    def projected(self, x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-        """conv (1x1, with its bias, in fp32) of the output of a level without an upsample."""
-        conv3x3, norm = self.layers[-1][0], self.layers[-1][1]
-        y = conv3x3(self.layers[:-1](x))
-        if self.by_kernel and fused_ops.head_fusable(y, norm.num_groups, conv.out_channels):
-            return fused_ops.fused_norm_gelu_project(y, norm, conv)
-        return project(self.layers[-1][2](norm(y)), conv, bias=True)
-
-    def before_last_upsample(self, x: torch.Tensor) -> torch.Tensor:
-        """The output, less the last x2 upsample where this level has one."""
+    def last_conv(self, x: torch.Tensor) -> tuple[torch.Tensor, nn.Module, nn.Module]:
+        """The last sublayer's conv output, and the GroupNorm and GELU that follow it."""
         last = self.layers[-1]
-        return (last[:-1] if self.upsample else last)(self.layers[:-1](x))
+        return last[0](self.layers[:-1](x)), last[1], last[2]
 
 
 def build_lateral_layers(features: int, seg_channels: int) -> nn.ModuleList:
@@ -77,6 +67,17 @@ def project_by_reduction(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.stack([(y * w).sum(-1) for w in weight.float()], dim=1)
 
 
+def projected_sum(laterals: list[SegLateral], features: list[torch.Tensor], conv: nn.Conv2d, bias: bool):
+    """conv (1x1, to the few class channels, in fp32, with or without its bias) of the sum of the laterals' outputs
+    less their last upsample (which must share a resolution); by the head's kernels where every lateral's switch
+    is on and they fit."""
+    convs = [lateral.last_conv(f) for lateral, f in zip(laterals, features)]
+    y, norm, _ = convs[0]
+    if all(lat.by_kernel for lat in laterals) and fused_ops.head_fusable(y, norm.num_groups, len(conv.weight)):
+        return fused_ops.fused_norm_gelu_project([y for y, _, _ in convs], [n for _, n, _ in convs], conv, bias)
+    return project(sum(gelu(n(y)) for y, n, gelu in convs), conv, bias)
+
+
 def segmentation_logits(
     features: list[torch.Tensor],
     laterals: nn.ModuleList,
@@ -90,7 +91,7 @@ def segmentation_logits(
         summed = sum(lateral(f) for lateral, f in zip(laterals, features))
         logits = upsample_fp32(head_segmask(summed), 4.0)
         return logits + head_upsample_layer(summed)
-    fine = laterals[0].projected(features[0], head_segmask)
-    coarse = sum(lateral.before_last_upsample(f) for lateral, f in zip(laterals[1:], features[1:]))
-    quarter = fine + resize_bilinear(project(coarse, head_segmask, bias=False), 2)
+    fine = projected_sum(laterals[:1], features[:1], head_segmask, bias=True)
+    coarse = projected_sum(laterals[1:], features[1:], head_segmask, bias=False)
+    quarter = fine + resize_bilinear(coarse, 2)
     return resize_bilinear(quarter, 4.0).to(features[0].dtype)

@@ -1,11 +1,12 @@
-"""The head's finest lateral after its conv, as two Triton kernels: GroupNorm, GELU and the 1x1 projection to the
-few class channels, on NHWC tensors.
+"""The head's laterals after their last conv, as two Triton kernels: GroupNorm, GELU, the sum of the laterals that
+share a resolution and the 1x1 projection to the few class channels, on NHWC tensors.
 
-Compiled as PyTorch ops, inductor reads the conv's 256-channel map at 1/4 resolution once for GroupNorm's
-statistics and again, slowly, in a reduction over the channels that applies GroupNorm and GELU and sums each class's
+Compiled as PyTorch ops, inductor reads a lateral's 256-channel conv output once for GroupNorm's statistics and
+again, slowly, in a reduction over the channels that applies GroupNorm and GELU and sums each class's
 products. Here both passes read the map at the memory's pace: the first writes each tile's per-group mean and sum
 of squared deviations (merged exactly by Chan's formula, so no sum of squares of uncentred values loses precision),
-the second normalises a tile of pixels across all channels, applies GELU and writes only the class logits.
+the second normalises a tile of pixels across all channels of each level, applies GELU, sums the levels and writes
+only the class logits.
 
 Runs under TRITON_INTERPRET=1 on CPU tensors too, which is how CI checks it.
 """
@@ -20,6 +21,7 @@ from .triton_kernels import Wrap, _gelu, _identity
 
 BLOCK_P = 64  # pixels per program; a frame's pixels must be a whole number of tiles
 MAX_CLASSES = 4
+MAX_LEVELS = 3  # laterals summed before their projection (the head's three coarser ones)
 
 
 @triton.jit
@@ -47,22 +49,39 @@ def _group_partials_kernel(x_ptr, mean_ptr, m2_ptr, HW, C: tl.constexpr, G: tl.c
 
 
 @triton.jit
-def _norm_gelu_project_kernel(
-    x_ptr, scale_ptr, shift_ptr, w_ptr, b_ptr, out_ptr, HW,
-    C: tl.constexpr, K: tl.constexpr, BLOCK_P: tl.constexpr,
-):  # fmt: skip
-    """out[frame, k, pixel] = sum over c of GELU(x * scale + shift)[c] * w[k, c], plus b[k]: scale and shift per
-    frame and channel hold GroupNorm's statistics and affine parameters."""
+def _normed_gelu(x_ptr, scale_ptr, shift_ptr, level: tl.constexpr, LEVEL_STRIDE, HW, C: tl.constexpr,
+                 BLOCK_P: tl.constexpr):  # fmt: skip
+    """GELU(x * scale + shift) of one level's tile; scale and shift (levels, N, C) hold GroupNorm's statistics and
+    affine parameters per frame and channel."""
     frame, p0, x = _tile(x_ptr, HW, C, BLOCK_P)
+    at = level * LEVEL_STRIDE + frame * C + tl.arange(0, C)
+    return frame, p0, _gelu(x * tl.load(scale_ptr + at)[None, :] + tl.load(shift_ptr + at)[None, :])
+
+
+@triton.jit
+def _norm_gelu_project_kernel(
+    x0_ptr, x1_ptr, x2_ptr, scale_ptr, shift_ptr, w_ptr, b_ptr, out_ptr, HW, LEVEL_STRIDE,
+    C: tl.constexpr, K: tl.constexpr, LEVELS: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_P: tl.constexpr,
+):  # fmt: skip
+    """out[frame, k, pixel] = sum over c of (the LEVELS levels' GELU(x * scale + shift) summed)[c] * w[k, c], plus
+    b[k] where HAS_BIAS."""
+    frame, p0, y = _normed_gelu(x0_ptr, scale_ptr, shift_ptr, 0, LEVEL_STRIDE, HW, C, BLOCK_P)
+    if LEVELS > 1:
+        y += _normed_gelu(x1_ptr, scale_ptr, shift_ptr, 1, LEVEL_STRIDE, HW, C, BLOCK_P)[2]
+    if LEVELS > 2:
+        y += _normed_gelu(x2_ptr, scale_ptr, shift_ptr, 2, LEVEL_STRIDE, HW, C, BLOCK_P)[2]
     c = tl.arange(0, C)
-    scale = tl.load(scale_ptr + frame * C + c)
-    shift = tl.load(shift_ptr + frame * C + c)
-    y = _gelu(x * scale[None, :] + shift[None, :])
     pixels = p0 + tl.arange(0, BLOCK_P)
     for k in tl.static_range(K):
-        w = tl.load(w_ptr + k * C + c).to(tl.float32)
-        logit = tl.sum(y * w[None, :], axis=1) + tl.load(b_ptr + k).to(tl.float32)
+        logit = tl.sum(y * tl.load(w_ptr + k * C + c).to(tl.float32)[None, :], axis=1)
+        if HAS_BIAS:
+            logit += tl.load(b_ptr + k).to(tl.float32)
         tl.store(out_ptr + (frame.to(tl.int64) * K + k) * HW + pixels, logit)
+
+
+def project_warps(levels: int) -> int:
+    """Warps of the projection kernel: a sum of several levels holds two tiles at once, which at 8 warps spills."""
+    return 8 if levels == 1 else 16
 
 
 def fusable(channels: int, groups: int, hw: int, classes: int) -> bool:
@@ -86,32 +105,44 @@ def group_stats(x: torch.Tensor, groups: int, wrap: Wrap = _identity) -> tuple[t
 
 
 def norm_gelu_project(
-    x: torch.Tensor,
+    xs: list[torch.Tensor],
     groups: int,
-    gn_weight: torch.Tensor,
-    gn_bias: torch.Tensor,
-    eps: float,
+    gn_weights: list[torch.Tensor],
+    gn_biases: list[torch.Tensor],
+    eps: list[float],
     weight: torch.Tensor,
-    bias: torch.Tensor,
+    bias: torch.Tensor | None,
     wrap: Wrap = _identity,
 ) -> torch.Tensor:
-    """conv1x1(GELU(GroupNorm(x))) with conv1x1's weight (K, C) and bias (K,): x (N, H, W, C) dense NHWC; returns
-    (N, K, H, W) fp32. GroupNorm's statistics and everything after them in fp32; GELU exact (erf)."""
-    n, h, w, c = x.shape
+    """conv1x1(sum over levels of GELU(GroupNorm_l(xs[l]))) with conv1x1's weight (K, C) and bias (K,) or none:
+    xs one to MAX_LEVELS (N, H, W, C) dense NHWC tensors of one shape, each with its GroupNorm's parameters and eps;
+    returns (N, K, H, W) fp32. GroupNorm's statistics and everything after them in fp32; GELU exact (erf)."""
+    n, h, w, c = xs[0].shape
     k = weight.shape[0]
-    if not fusable(c, groups, h * w, k):
+    if not (fusable(c, groups, h * w, k) and 0 < len(xs) <= MAX_LEVELS and all(x.shape == xs[0].shape for x in xs)):
         raise ValueError(
-            f"norm_gelu_project: {c} channels in {groups} groups, {h}x{w} pixels and {k} classes expected to be "
-            f"a power of two, whole groups, whole {BLOCK_P}-pixel tiles, at most {MAX_CLASSES}"
+            f"norm_gelu_project: {len(xs)} levels of {tuple(xs[0].shape)} ({c} channels in {groups} groups) and {k} "
+            f"classes: expected 1 to {MAX_LEVELS} levels of one shape, channels a power of two in whole groups, "
+            f"whole {BLOCK_P}-pixel tiles, at most {MAX_CLASSES} classes"
         )
-    x = x.contiguous()
-    mean, var = group_stats(x, groups, wrap)
-    rstd = torch.rsqrt(var + eps).repeat_interleave(c // groups, dim=1)  # (N, C)
-    scale = rstd * gn_weight.float()
-    shift = gn_bias.float() - mean.repeat_interleave(c // groups, dim=1) * scale
-    out = torch.empty((n, k, h, w), dtype=torch.float32, device=x.device)
-    tiles = h * w // BLOCK_P
-    wrap(_norm_gelu_project_kernel)[(n * tiles,)](
-        x, scale, shift, weight.reshape(k, c).contiguous(), bias, out, h * w, C=c, K=k, BLOCK_P=BLOCK_P, num_warps=8
+    xs = [x.contiguous() for x in xs]
+    scales, shifts = zip(*(affine(x, groups, g, b, e, wrap) for x, g, b, e in zip(xs, gn_weights, gn_biases, eps)))
+    scale, shift = torch.stack(scales), torch.stack(shifts)  # (levels, N, C)
+    out = torch.empty((n, k, h, w), dtype=torch.float32, device=xs[0].device)
+    padded = xs + xs[:1] * (MAX_LEVELS - len(xs))  # unused pointers for the levels not given
+    wrap(_norm_gelu_project_kernel)[(n * (h * w // BLOCK_P),)](
+        *padded, scale, shift, weight.reshape(k, c).contiguous(), bias if bias is not None else scale, out, h * w,
+        n * c, C=c, K=k, LEVELS=len(xs), HAS_BIAS=bias is not None, BLOCK_P=BLOCK_P,
+        num_warps=project_warps(len(xs)),
     )  # fmt: skip
     return out
+
+
+def affine(
+    x: torch.Tensor, groups: int, gn_weight: torch.Tensor, gn_bias: torch.Tensor, eps: float, wrap: Wrap = _identity
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GroupNorm of x (N, H, W, C) as x * scale + shift, scale and shift (N, C) fp32."""
+    c = x.shape[-1]
+    mean, var = group_stats(x, groups, wrap)
+    scale = torch.rsqrt(var + eps).repeat_interleave(c // groups, dim=1) * gn_weight.float()
+    return scale, gn_bias.float() - mean.repeat_interleave(c // groups, dim=1) * scale
