@@ -66,12 +66,21 @@ if tk is not None:
 
     @triton_op("peaknet::norm_gelu_project", mutates_args=())
     def norm_gelu_project(
-        xs: list[torch.Tensor], groups: int, gn_weights: list[torch.Tensor], gn_biases: list[torch.Tensor],
-        eps: list[float], weight: torch.Tensor, bias: torch.Tensor | None,
+        x: torch.Tensor, groups: int, gn_weight: torch.Tensor, gn_bias: torch.Tensor, eps: float,
+        weight: torch.Tensor, bias: torch.Tensor,
     ) -> torch.Tensor:  # fmt: skip
-        """Head laterals' GroupNorm and GELU, summed, and the class projection (head_kernel.py): (N, H, W, C) each
-        to (N, K, H, W) fp32."""
-        return hk.norm_gelu_project(xs, groups, gn_weights, gn_biases, eps, weight, bias, wrap=wrap_triton)
+        """A head lateral's GroupNorm, GELU and the class projection with bias (head_kernel.py): (N, H, W, C) to
+        (N, K, H, W) fp32."""
+        return hk.norm_gelu_project([x], groups, [gn_weight], [gn_bias], [eps], weight, bias, wrap=wrap_triton)
+
+    @triton_op("peaknet::norm_gelu_project_sum", mutates_args=())
+    def norm_gelu_project_sum(
+        xs: list[torch.Tensor], groups: int, gn_weights: list[torch.Tensor], gn_biases: list[torch.Tensor],
+        eps: list[float], weight: torch.Tensor,
+    ) -> torch.Tensor:  # fmt: skip
+        """Head laterals' GroupNorm and GELU, summed, and the class projection without bias (head_kernel.py):
+        (N, H, W, C) each to (N, K, H, W) fp32."""
+        return hk.norm_gelu_project(xs, groups, gn_weights, gn_biases, eps, weight, None, wrap=wrap_triton)
 
 
 def tma_inline(a: torch.Tensor, weight: torch.Tensor, *others: torch.Tensor) -> bool:
@@ -260,7 +269,10 @@ def head_fusable(x: torch.Tensor, groups: int, classes: int) -> bool:
 def fused_norm_gelu_project(xs: list[torch.Tensor], norms: list[nn.GroupNorm], conv: nn.Conv2d, bias: bool):
     """conv (1x1, with or without its bias) of the sum of GELU(norm(x)) over xs (N, C, H, W) and their norms, by
     the kernels, (N, K, H, W) fp32."""
+    if len(xs) == 1 and bias:  # the finest lateral
+        norm = norms[0]
+        return norm_gelu_project(nhwc(xs[0]), norm.num_groups, norm.weight, norm.bias, norm.eps, conv.weight, conv.bias)
+    if bias:
+        raise ValueError("fused_norm_gelu_project: a sum of laterals is projected without the bias")
     affine = [n.weight for n in norms], [n.bias for n in norms], [n.eps for n in norms]
-    return norm_gelu_project(
-        [nhwc(x) for x in xs], norms[0].num_groups, *affine, conv.weight, conv.bias if bias else None
-    )
+    return norm_gelu_project_sum([nhwc(x) for x in xs], norms[0].num_groups, *affine, conv.weight)
