@@ -1,8 +1,10 @@
-"""The ConvNeXtV2 block's two GEMMs as fused Triton kernels (triton_kernels.py), registered as torch ops so that
-torch.compile and CUDA graphs take them as they are; compiled on Hopper, the block's forward launches them by TMA
-itself (tma_inline). Same parameters and numerics (within bf16 rounding) as the block's plain forward, which
-stays the path on CPU and wherever Triton is missing. With GELU's tanh form, pwconv1 runs on cuBLASLt with bias
-and GELU in its epilogue instead of the Triton kernel."""
+"""The model's Triton kernels registered as torch ops, so that torch.compile and CUDA graphs take them as they are,
+and the switches that choose them (`enable`, by mode): the ConvNeXtV2 block's two GEMMs (triton_kernels.py) and its
+depthwise conv (dwconv_kernel.py), the BiFPN step (bifpn_kernel.py), the stem (stem_kernel.py) and the head's
+laterals after their conv (head_kernel.py). Compiled on Hopper, the block's forward launches its GEMMs by TMA itself
+(tma_inline). Same parameters and numerics (within bf16 rounding) as the plain forwards, which stay the path on
+CPU and wherever Triton is missing. With GELU's tanh form, pwconv1 runs on cuBLASLt with bias and GELU in its
+epilogue instead of the Triton kernel."""
 
 from __future__ import annotations
 
