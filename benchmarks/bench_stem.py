@@ -5,7 +5,7 @@ them (issue 23).
 Per frame size, batch 64 (8 at 1920), bf16, channels_last: the compiled ops, then the kernel at a few launch
 settings, each checked against the compiled ops' output (max |difference|, bf16 rounding).
 
-    python3 benchmarks/bench_stem.py --output h200-kernels-base-512-b64-stem.json
+    python3 benchmarks/bench_stem.py --output h200-kernels-base-b64-stem.json
 """
 
 from __future__ import annotations
