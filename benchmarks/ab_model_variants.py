@@ -80,22 +80,22 @@ def patchify_by_products(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return acc.to(out_dtype).permute(0, 3, 1, 2)
 
 
-# Variants that run one part with a kernel of its own (in fused_kernels all) by PyTorch's ops instead, or a part
-# whose kernel no mode runs yet by its kernel (in mode all)
-WITHOUT_KERNEL = {"stem-cudnn": Embeddings, "head-inductor": SegLateral}
-WITH_KERNEL = {"head-coarse": SegLateral}
+# Variants that set the modes in which a part with a kernel of its own runs it (fused_ops.enable): none, for PyTorch's
+# ops instead of the kernel, or mode all, for a kernel that no mode runs yet
+KERNEL_MODES = {
+    "stem-cudnn": (Embeddings, ()),
+    "head-inductor": (SegLateral, ()),
+    "head-coarse": (SegLateral, ("all",)),
+}
 
 
 def apply(model: nn.Module, variant: str, eager: bool = False) -> int:
     """Swap the modules `variant` rewrites; returns how many."""
     swapped = 0
-    if variant in WITHOUT_KERNEL:  # fused_ops.enable then leaves that part to PyTorch's ops in every mode
-        for part in [m for m in model.modules() if isinstance(m, WITHOUT_KERNEL[variant])]:
-            part.kernel_modes = ()
-            swapped += 1
-    if variant in WITH_KERNEL:
-        for part in [m for m in model.modules() if isinstance(m, WITH_KERNEL[variant])]:
-            part.kernel_modes = ("all",)
+    if variant in KERNEL_MODES:
+        kind, modes = KERNEL_MODES[variant]
+        for part in [m for m in model.modules() if isinstance(m, kind)]:
+            part.kernel_modes = modes
             swapped += 1
     for module in list(model.modules()):
         for name, child in list(module.named_children()):

@@ -44,6 +44,17 @@ def ray_session():
 
 
 @pytest.fixture
+def exact_reference_convs():
+    """cuDNN runs fp32 convs in TF32 by default; the kernels' fp32 products are IEEE, and so must a reference's be
+    (on the H200 a TF32 reference differed from the head kernels by up to 0.012, which rounding its operands to TF32
+    on the CPU reproduces to six digits)."""
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = before
+
+
+@pytest.fixture
 def namespace() -> str:
     return f"test-{uuid.uuid4().hex[:8]}"
 

@@ -141,8 +141,8 @@ def main() -> int:
     cases = {f"dwconv-{c}": depthwise(c, side) for c, side in BASE_STAGES}
     cases |= {f"bifpn-up-{side}": bifpn(bk.UP, side) for side in BIFPN_SIDES[:-1]}
     cases |= {f"bifpn-down-{side}": bifpn(bk.DOWN, side) for side in BIFPN_SIDES[1:]}
-    cases |= {f"stem-{c}": stem(c) for c in (96, 352, 512)}
-    cases |= head()  # base's, 673m's, the most the kernel takes
+    cases |= {f"stem-{c}": stem(c) for c in (96, 352, 512)}  # base's, 673m's, the most the kernel takes
+    cases |= head()
     for kind in ("gelu", "residual"):
         cases |= {f"{kind}-{c}": gemm(kind, c, side) for c, side in BASE_STAGES}
         for dtype in ("bf16", "fp32"):

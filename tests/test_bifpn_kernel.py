@@ -18,16 +18,10 @@ from peaknet_pipeline.model.fused_ops import nhwc
 
 from .test_fused_kernels import DEVICES, randn
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton (interpreter)")
-
-
-@pytest.fixture(autouse=True)
-def exact_reference_convs():
-    """cuDNN runs fp32 convs in TF32 by default; the kernel's fp32 path is IEEE, and so must the reference be."""
-    before = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32 = before
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton (interpreter)"),
+    pytest.mark.usefixtures("exact_reference_convs"),  # conftest: IEEE fp32 convs in the references
+]
 
 
 def randomised(module: torch.nn.Module, device: str) -> torch.nn.Module:

@@ -265,6 +265,7 @@ def compiled_agrees_with_plain(mode: str, gelu: str) -> None:
 
 
 @pytest.mark.skipif(not (HAS_TRITON and CUDA), reason="needs a CUDA GPU with Triton (none in CI)")
+@pytest.mark.usefixtures("exact_reference_convs")  # conftest: the plain model's convs in IEEE fp32, as the kernels
 def test_compiled_model_in_fp32_with_every_kernel_agrees_with_the_plain_model():
     """precision fp32 runs the kernels on fp32 tiles (twice the shared memory of bf16's, and IEEE products)."""
     arch = PeakNetArch(backbone_hidden_sizes=(32, 64, 128, 256), backbone_depths=(1, 1, 2, 1), bifpn_num_features=64,
@@ -274,13 +275,8 @@ def test_compiled_model_in_fp32_with_every_kernel_agrees_with_the_plain_model():
     fused_ops.enable(fused, "all")
     plain, fused = plain.cuda(), torch.compile(fused.cuda().to(memory_format=torch.channels_last))
     x = randn(4, 1, 128, 128, seed=1, device="cuda")
-    tf32 = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False  # cuDNN's fp32 convs in TF32 by default; the kernels' are IEEE
-    try:
-        with torch.inference_mode():
-            torch.testing.assert_close(fused(x), plain(x), rtol=1e-3, atol=1e-3)
-    finally:
-        torch.backends.cudnn.allow_tf32 = tf32
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), plain(x), rtol=1e-3, atol=1e-3)
 
 
 def test_only_mode_all_switches_the_bifpn_stem_and_head_to_their_kernels_and_other_modes_switch_them_back():

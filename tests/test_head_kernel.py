@@ -16,18 +16,10 @@ from peaknet_pipeline.model.head import SegLateral, build_lateral_layers, segmen
 
 from .test_fused_kernels import DEVICES, randn
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton (interpreter)")
-
-
-@pytest.fixture(autouse=True)
-def exact_reference_convs():
-    """cuDNN runs fp32 convs in TF32 by default; the kernels' products are IEEE fp32, and so must the reference's
-    be (on the H200 the TF32 reference differed from the kernel by 0.007 and 0.012, which rounding the reference's
-    operands to TF32 on the CPU reproduces to six digits)."""
-    before = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32 = before
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton (interpreter)"),
+    pytest.mark.usefixtures("exact_reference_convs"),  # conftest: IEEE fp32 convs in the references
+]
 
 
 def reference(x, groups, gn_w, gn_b, eps, weight, bias):

@@ -225,10 +225,14 @@ def enable(model: nn.Module, mode: str) -> int:
     return 0 if mode == "none" else len(blocks) + sum(m.by_kernel for m in parts)
 
 
+def runs_kernels(x: torch.Tensor) -> bool:
+    """Whether the Triton kernels can take x: on a GPU, or on CPU tensors in Triton's interpreter (tests)."""
+    return x.is_cuda or (tk is not None and tk.INTERPRET)
+
+
 def bifpn_fusable(x: torch.Tensor) -> bool:
     """Whether a BiFPN level (N, C, H, W) fits the BiFPN step's kernel, on a GPU (or in Triton's interpreter)."""
-    on_device = x.is_cuda or (tk is not None and tk.INTERPRET)
-    return on_device and bk is not None and bk.fusable(x.shape[1], x.shape[2] * x.shape[3])
+    return runs_kernels(x) and bk is not None and bk.fusable(x.shape[1], x.shape[2] * x.shape[3])
 
 
 def bifpn_step_args(conv: nn.Sequential, p, m, other, resample: int, weights: torch.Tensor, eps: float) -> tuple:
@@ -250,9 +254,8 @@ def fused_bifpn_step(conv: nn.Sequential, p, m, other, resample: int, weights: t
 def stem_fusable(x: torch.Tensor, conv: nn.Conv2d) -> bool:
     """Whether the stem's patch embedding `conv` of frames x (N, C, H, W) fits its kernel, on a GPU (or in
     Triton's interpreter)."""
-    on_device = x.is_cuda or (tk is not None and tk.INTERPRET)
     fits = sk is not None and sk.fusable(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride)
-    return on_device and fits and conv.padding == (0, 0) and x.shape[2] % sk.PATCH == 0 == x.shape[3] % sk.PATCH
+    return runs_kernels(x) and fits and conv.padding == (0, 0) and x.shape[2] % sk.PATCH == 0 == x.shape[3] % sk.PATCH
 
 
 def fused_stem(conv: nn.Conv2d, layernorm: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -264,8 +267,7 @@ def fused_stem(conv: nn.Conv2d, layernorm: nn.Module, x: torch.Tensor) -> torch.
 def head_fusable(x: torch.Tensor, groups: int, classes: int) -> bool:
     """Whether a head lateral's conv output x (N, C, H, W) fits the GroupNorm-GELU-projection kernels, on a GPU
     (or in Triton's interpreter)."""
-    on_device = x.is_cuda or (tk is not None and tk.INTERPRET)
-    return on_device and hk is not None and hk.fusable(x.shape[1], groups, x.shape[2] * x.shape[3], classes)
+    return runs_kernels(x) and hk is not None and hk.fusable(x.shape[1], groups, x.shape[2] * x.shape[3], classes)
 
 
 def fused_norm_gelu_project(xs: list[torch.Tensor], norms: list[nn.GroupNorm], conv: nn.Conv2d, bias: bool):
