@@ -123,7 +123,7 @@ def head(channels: int = 256, groups: int = 32, classes: int = 2) -> dict[str, d
     """The head's kernels (head_kernel.py) at base's laterals for 512x512 frames: the statistics, and the
     projection of the finest lateral (with bias) and of the three coarser ones summed (without)."""
     ints = {"HW": 128 * 128, "LEVEL_STRIDE": 64 * channels}
-    partials = {"x_ptr": "*bf16", "mean_ptr": "*fp32", "m2_ptr": "*fp32", "HW": "i32"}
+    partials = {"x_ptr": "*bf16", "b_ptr": "*bf16", "mean_ptr": "*fp32", "m2_ptr": "*fp32", "HW": "i32"}
     project = dict.fromkeys(("x0_ptr", "x1_ptr", "x2_ptr"), "*bf16") | {"scale_ptr": "*fp32", "shift_ptr": "*fp32"}
     project |= {"w_ptr": "*bf16", "b_ptr": "*bf16", "out_ptr": "*fp32", "HW": "i32", "LEVEL_STRIDE": "i32"}
     constexprs = {"C": channels, "BLOCK_P": hk.BLOCK_P}

@@ -22,8 +22,8 @@ pytestmark = [
 ]
 
 
-def reference(x, groups, gn_w, gn_b, eps, weight, bias):
-    return F.conv2d(F.gelu(F.group_norm(x, groups, gn_w, gn_b, eps)), weight, bias)
+def reference(x, conv_bias, groups, gn_w, gn_b, eps, weight, bias):
+    return F.conv2d(F.gelu(F.group_norm(x + conv_bias.view(1, -1, 1, 1), groups, gn_w, gn_b, eps)), weight, bias)
 
 
 def nhwc(x):
@@ -46,8 +46,9 @@ def test_norm_gelu_project_is_groupnorm_gelu_then_1x1_conv(device, n, c, h, w, g
     x = x + torch.arange(c, device=device).view(1, c, 1, 1) * 0.1  # groups with different means
     gn_w, gn_b = randn(c, seed=2, device=device) + 1, randn(c, seed=3, device=device)
     weight, bias = randn(classes, c, 1, 1, seed=4, device=device), randn(classes, seed=5, device=device)
-    got = norm_gelu_project([nhwc(x)], groups, [gn_w], [gn_b], [1e-5], weight, bias)
-    expected = reference(x, groups, gn_w, gn_b, 1e-5, weight, bias)
+    conv_bias = randn(c, seed=6, device=device) * 2  # the 3x3 conv's, added by the kernels
+    got = norm_gelu_project([nhwc(x)], [conv_bias], groups, [gn_w], [gn_b], [1e-5], weight, bias)
+    expected = reference(x, conv_bias, groups, gn_w, gn_b, 1e-5, weight, bias)
     assert got.shape == expected.shape == (n, classes, h, w) and got.dtype == torch.float32
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
@@ -64,9 +65,11 @@ def test_levels_are_normalised_apart_then_summed_and_projected_without_bias(devi
     gn_ws = [randn(c, seed=20 + lv, device=device) + 1 for lv in range(levels)]
     gn_bs = [randn(c, seed=30 + lv, device=device) for lv in range(levels)]
     eps = [1e-5 * 10**lv for lv in range(levels)]
+    conv_bs = [randn(c, seed=40 + lv, device=device) for lv in range(levels)]
     weight = randn(2, c, 1, 1, seed=4, device=device)
-    got = norm_gelu_project([nhwc(x) for x in xs], groups, gn_ws, gn_bs, eps, weight, None)
-    summed = sum(F.gelu(F.group_norm(x, groups, g, b, e)) for x, g, b, e in zip(xs, gn_ws, gn_bs, eps))
+    got = norm_gelu_project([nhwc(x) for x in xs], conv_bs, groups, gn_ws, gn_bs, eps, weight, None)
+    levels = zip(xs, conv_bs, gn_ws, gn_bs, eps)
+    summed = sum(F.gelu(F.group_norm(x + cb.view(1, -1, 1, 1), groups, g, b, e)) for x, cb, g, b, e in levels)
     torch.testing.assert_close(got, F.conv2d(summed, weight), rtol=1e-4, atol=1e-4)
 
 
@@ -82,7 +85,8 @@ def test_group_stats_tell_frames_and_groups_apart(device):
         for g in range(groups):
             x[f, :, :, 2 * g : 2 * g + 2] = 10 * f + g
     x[1, :, :, 6:] += randn(h, w, 2, seed=9, device=device)
-    mean, var = group_stats(x, groups)
+    bias = torch.tensor([0.0, 0, 0, 0, 0, 0, 1, -1], device=device)  # evens out over group 3: its mean stays
+    mean, var = group_stats(x - bias, bias, groups)
     expected_mean = torch.tensor([[0.0, 1, 2, 3], [10, 11, 12, 13]], device=device)
     expected_mean[1, 3] += x[1, :, :, 6:].mean() - 13
     torch.testing.assert_close(mean, expected_mean)
@@ -120,9 +124,13 @@ def test_levels_that_do_not_fit_stay_plain():
 
     assert hk.fusable(256, 32, 128 * 128, 2) and not hk.fusable(96, 32, 4096, 2)  # 96: not a power of two
     assert not hk.fusable(256, 32, 32, 2) and not hk.fusable(256, 32, 4096, 8)  # half a tile; too many classes
-    norm = SegLateral(32, 32, 1, upsample=False).layers[0][1]
-    assert not fused_ops.head_fusable(torch.zeros(1, 32, 4, 4), norm.num_groups, 2)  # 16 pixels: less than a tile
-    args = norm.num_groups, [norm.weight], [norm.bias], [norm.eps], torch.zeros(2, 32, 1, 1), None
+    conv, norm = SegLateral(32, 32, 1, upsample=False).layers[0][:2]
+    tile = torch.zeros(1, 32, 8, 8)
+    assert fused_ops.head_fusable(tile, conv, norm.num_groups, 2) == fused_ops.runs_kernels(tile)  # CPU: interpreter
+    assert not fused_ops.head_fusable(torch.zeros(1, 32, 4, 4), conv, norm.num_groups, 2)  # less than a tile
+    strided = torch.nn.Conv2d(32, 32, 3, padding=1, stride=2)  # not the 'same' conv the kernels assume
+    assert not fused_ops.head_fusable(torch.zeros(1, 32, 16, 16), strided, norm.num_groups, 2)
+    args = [norm.bias], norm.num_groups, [norm.weight], [norm.bias], [norm.eps], torch.zeros(2, 32, 1, 1), None
     with pytest.raises(ValueError, match="whole 64-pixel tiles"):
         hk.norm_gelu_project([torch.zeros(1, 4, 4, 32)], *args)
     with pytest.raises(ValueError, match="levels of one shape"):

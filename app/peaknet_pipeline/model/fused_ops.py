@@ -68,21 +68,12 @@ if tk is not None:
 
     @triton_op("peaknet::norm_gelu_project", mutates_args=())
     def norm_gelu_project(
-        x: torch.Tensor, groups: int, gn_weight: torch.Tensor, gn_bias: torch.Tensor, eps: float,
-        weight: torch.Tensor, bias: torch.Tensor,
+        xs: list[torch.Tensor], conv_biases: list[torch.Tensor], groups: int, gn_weights: list[torch.Tensor],
+        gn_biases: list[torch.Tensor], eps: list[float], weight: torch.Tensor, bias: torch.Tensor | None,
     ) -> torch.Tensor:  # fmt: skip
-        """A head lateral's GroupNorm, GELU and the class projection with bias (head_kernel.py): (N, H, W, C) to
-        (N, K, H, W) fp32."""
-        return hk.norm_gelu_project([x], groups, [gn_weight], [gn_bias], [eps], weight, bias, wrap=wrap_triton)
-
-    @triton_op("peaknet::norm_gelu_project_sum", mutates_args=())
-    def norm_gelu_project_sum(
-        xs: list[torch.Tensor], groups: int, gn_weights: list[torch.Tensor], gn_biases: list[torch.Tensor],
-        eps: list[float], weight: torch.Tensor,
-    ) -> torch.Tensor:  # fmt: skip
-        """Head laterals' GroupNorm and GELU, summed, and the class projection without bias (head_kernel.py):
-        (N, H, W, C) each to (N, K, H, W) fp32."""
-        return hk.norm_gelu_project(xs, groups, gn_weights, gn_biases, eps, weight, None, wrap=wrap_triton)
+        """Head laterals' conv bias, GroupNorm and GELU, summed, and the class projection with its bias or none
+        (head_kernel.py): (N, H, W, C) each to (N, K, H, W) fp32."""
+        return hk.norm_gelu_project(xs, conv_biases, groups, gn_weights, gn_biases, eps, weight, bias, wrap=wrap_triton)
 
 
 def tma_inline(a: torch.Tensor, weight: torch.Tensor, *others: torch.Tensor) -> bool:
@@ -264,19 +255,21 @@ def fused_stem(conv: nn.Conv2d, layernorm: nn.Module, x: torch.Tensor) -> torch.
     return out.permute(0, 3, 1, 2)
 
 
-def head_fusable(x: torch.Tensor, groups: int, classes: int) -> bool:
-    """Whether a head lateral's conv output x (N, C, H, W) fits the GroupNorm-GELU-projection kernels, on a GPU
-    (or in Triton's interpreter)."""
-    return runs_kernels(x) and hk is not None and hk.fusable(x.shape[1], groups, x.shape[2] * x.shape[3], classes)
+def head_fusable(x: torch.Tensor, conv: nn.Conv2d, groups: int, classes: int) -> bool:
+    """Whether a head lateral's last conv, a 3x3 'same' conv of x (N, C, H, W), has an output that fits the
+    GroupNorm-GELU-projection kernels, on a GPU (or in Triton's interpreter)."""
+    same = conv.stride == (1, 1) and conv.padding == (1, 1) and conv.kernel_size == (3, 3) and conv.bias is not None
+    fits = hk is not None and hk.fusable(conv.out_channels, groups, x.shape[2] * x.shape[3], classes)
+    return runs_kernels(x) and same and fits
 
 
-def fused_norm_gelu_project(xs: list[torch.Tensor], norms: list[nn.GroupNorm], conv: nn.Conv2d, bias: bool):
-    """conv (1x1, with or without its bias) of the sum of GELU(norm(x)) over xs (N, C, H, W) and their norms, by
-    the kernels, (N, K, H, W) fp32."""
-    if len(xs) == 1 and bias:  # the finest lateral
-        norm = norms[0]
-        return norm_gelu_project(nhwc(xs[0]), norm.num_groups, norm.weight, norm.bias, norm.eps, conv.weight, conv.bias)
-    if bias:
-        raise ValueError("fused_norm_gelu_project: a sum of laterals is projected without the bias")
-    affine = [n.weight for n in norms], [n.bias for n in norms], [n.eps for n in norms]
-    return norm_gelu_project_sum([nhwc(x) for x in xs], norms[0].num_groups, *affine, conv.weight)
+def fused_norm_gelu_project(lasts: list[tuple[torch.Tensor, nn.Sequential]], conv: nn.Conv2d, bias: bool):
+    """conv (1x1, with or without its bias) of the sum of the laterals' last sublayers (conv, GroupNorm, GELU) on
+    their inputs, (input, sublayer) in lasts, by the kernels, (N, K, H, W) fp32. The 3x3 convs run without their
+    bias, which the kernels add: with it, inductor writes each conv output again to add it."""
+    ys = [nhwc(F.conv2d(x, sub[0].weight, None, padding=1)) for x, sub in lasts]
+    norms = [sub[1] for _, sub in lasts]
+    return norm_gelu_project(
+        ys, [sub[0].bias for _, sub in lasts], norms[0].num_groups, [n.weight for n in norms],
+        [n.bias for n in norms], [n.eps for n in norms], conv.weight, conv.bias if bias else None,
+    )  # fmt: skip

@@ -38,10 +38,9 @@ class SegLateral(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
-    def last_conv(self, x: torch.Tensor) -> tuple[torch.Tensor, nn.Module, nn.Module]:
-        """The last sublayer's conv output, and the GroupNorm and GELU that follow it."""
-        last = self.layers[-1]
-        return last[0](self.layers[:-1](x)), last[1], last[2]
+    def last_sublayer(self, x: torch.Tensor) -> tuple[torch.Tensor, nn.Sequential]:
+        """The last sublayer's input, and the sublayer (conv, GroupNorm, GELU)."""
+        return self.layers[:-1](x), self.layers[-1][:3]
 
 
 def build_lateral_layers(features: int, seg_channels: int) -> nn.ModuleList:
@@ -71,11 +70,11 @@ def projected_sum(laterals: list[SegLateral], features: list[torch.Tensor], conv
     """conv (1x1, to the few class channels, in fp32, with or without its bias) of the sum of the laterals' outputs
     less their last upsample (which must share a resolution); by the head's kernels where every lateral's switch
     is on and they fit."""
-    convs = [lateral.last_conv(f) for lateral, f in zip(laterals, features)]
-    y, norm, _ = convs[0]
-    if all(lat.by_kernel for lat in laterals) and fused_ops.head_fusable(y, norm.num_groups, len(conv.weight)):
-        return fused_ops.fused_norm_gelu_project([y for y, _, _ in convs], [n for _, n, _ in convs], conv, bias)
-    return project(sum(gelu(n(y)) for y, n, gelu in convs), conv, bias)
+    lasts = [lateral.last_sublayer(f) for lateral, f in zip(laterals, features)]
+    x, (conv3, norm, _) = lasts[0]
+    if all(lat.by_kernel for lat in laterals) and fused_ops.head_fusable(x, conv3, norm.num_groups, len(conv.weight)):
+        return fused_ops.fused_norm_gelu_project(lasts, conv, bias)
+    return project(sum(sub(x) for x, sub in lasts), conv, bias)
 
 
 def segmentation_logits(

@@ -36,9 +36,13 @@ def _tile(x_ptr, HW, C: tl.constexpr, BLOCK_P: tl.constexpr):
 
 
 @triton.jit
-def _group_partials_kernel(x_ptr, mean_ptr, m2_ptr, HW, C: tl.constexpr, G: tl.constexpr, BLOCK_P: tl.constexpr):
-    """Per tile and group: the mean and the sum of squared deviations from it, at [program, group]."""
+def _group_partials_kernel(
+    x_ptr, b_ptr, mean_ptr, m2_ptr, HW, C: tl.constexpr, G: tl.constexpr, BLOCK_P: tl.constexpr,
+):  # fmt: skip
+    """Per tile and group of x plus the conv's bias b: the mean and the sum of squared deviations from it, at
+    [program, group]."""
     _, _, x = _tile(x_ptr, HW, C, BLOCK_P)
+    x += tl.load(b_ptr + tl.arange(0, C)).to(tl.float32)[None, :]
     xg = tl.reshape(x, [BLOCK_P, G, C // G])
     mean = tl.sum(tl.sum(xg, axis=2), axis=0) / (BLOCK_P * (C // G))
     d = xg - mean[None, :, None]
@@ -90,13 +94,16 @@ def fusable(channels: int, groups: int, hw: int, classes: int) -> bool:
     return power_of_two and channels % groups == 0 and hw % BLOCK_P == 0 and 0 < classes <= MAX_CLASSES
 
 
-def group_stats(x: torch.Tensor, groups: int, wrap: Wrap = _identity) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and (biased) variance of x (N, H, W, C) per frame and group of C/groups channels, (N, groups) fp32."""
+def group_stats(
+    x: torch.Tensor, bias: torch.Tensor, groups: int, wrap: Wrap = _identity
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (biased) variance of x (N, H, W, C) plus bias (C,) per frame and group of C/groups channels,
+    (N, groups) fp32."""
     n, h, w, c = x.shape
     tiles = h * w // BLOCK_P
     mean = torch.empty((n, tiles, groups), dtype=torch.float32, device=x.device)
     m2 = torch.empty_like(mean)
-    wrap(_group_partials_kernel)[(n * tiles,)](x, mean, m2, h * w, C=c, G=groups, BLOCK_P=BLOCK_P, num_warps=8)
+    wrap(_group_partials_kernel)[(n * tiles,)](x, bias, mean, m2, h * w, C=c, G=groups, BLOCK_P=BLOCK_P, num_warps=8)
     # Chan's merge of equal-sized tiles: the deviations within tiles plus the tiles' means about the whole mean
     whole = mean.mean(1)
     count = BLOCK_P * (c // groups)
@@ -106,6 +113,7 @@ def group_stats(x: torch.Tensor, groups: int, wrap: Wrap = _identity) -> tuple[t
 
 def norm_gelu_project(
     xs: list[torch.Tensor],
+    conv_biases: list[torch.Tensor],
     groups: int,
     gn_weights: list[torch.Tensor],
     gn_biases: list[torch.Tensor],
@@ -113,10 +121,13 @@ def norm_gelu_project(
     weight: torch.Tensor,
     bias: torch.Tensor | None,
     wrap: Wrap = _identity,
+    tune: dict | None = None,
 ) -> torch.Tensor:
-    """conv1x1(sum over levels of GELU(GroupNorm_l(xs[l]))) with conv1x1's weight (K, C) and bias (K,) or none:
-    xs one to MAX_LEVELS (N, H, W, C) dense NHWC tensors of one shape, each with its GroupNorm's parameters and eps;
-    returns (N, K, H, W) fp32. GroupNorm's statistics and everything after them in fp32; GELU exact (erf)."""
+    """conv1x1(sum over levels of GELU(GroupNorm_l(xs[l] + conv_biases[l]))) with conv1x1's weight (K, C) and bias
+    (K,) or none: xs one to MAX_LEVELS (N, H, W, C) dense NHWC tensors of one shape (3x3 conv outputs without their
+    bias (C,), which is added here, so no pass of its own writes them again), each with its GroupNorm's parameters
+    and eps; returns (N, K, H, W) fp32. GroupNorm's statistics and everything after them in fp32; GELU exact (erf).
+    `tune` overrides the projection kernel's BLOCK_P and num_warps (benchmarks)."""
     n, h, w, c = xs[0].shape
     k = weight.shape[0]
     if not (fusable(c, groups, h * w, k) and 0 < len(xs) <= MAX_LEVELS and all(x.shape == xs[0].shape for x in xs)):
@@ -126,23 +137,31 @@ def norm_gelu_project(
             f"whole {BLOCK_P}-pixel tiles, at most {MAX_CLASSES} classes"
         )
     xs = [x.contiguous() for x in xs]
-    scales, shifts = zip(*(affine(x, groups, g, b, e, wrap) for x, g, b, e in zip(xs, gn_weights, gn_biases, eps)))
+    per_level = zip(xs, conv_biases, gn_weights, gn_biases, eps)
+    scales, shifts = zip(*(affine(x, cb, groups, g, b, e, wrap) for x, cb, g, b, e in per_level))
     scale, shift = torch.stack(scales), torch.stack(shifts)  # (levels, N, C)
     out = torch.empty((n, k, h, w), dtype=torch.float32, device=xs[0].device)
     padded = xs + xs[:1] * (MAX_LEVELS - len(xs))  # unused pointers for the levels not given
-    wrap(_norm_gelu_project_kernel)[(n * (h * w // BLOCK_P),)](
+    launch = {"BLOCK_P": BLOCK_P, "num_warps": project_warps(len(xs))} | (tune or {})
+    wrap(_norm_gelu_project_kernel)[(n * (h * w // launch["BLOCK_P"]),)](
         *padded, scale, shift, weight.reshape(k, c).contiguous(), bias if bias is not None else scale, out, h * w,
-        n * c, C=c, K=k, LEVELS=len(xs), HAS_BIAS=bias is not None, BLOCK_P=BLOCK_P,
-        num_warps=project_warps(len(xs)),
+        n * c, C=c, K=k, LEVELS=len(xs), HAS_BIAS=bias is not None, **launch,
     )  # fmt: skip
     return out
 
 
 def affine(
-    x: torch.Tensor, groups: int, gn_weight: torch.Tensor, gn_bias: torch.Tensor, eps: float, wrap: Wrap = _identity
+    x: torch.Tensor,
+    conv_bias: torch.Tensor,
+    groups: int,
+    gn_weight: torch.Tensor,
+    gn_bias: torch.Tensor,
+    eps: float,
+    wrap: Wrap = _identity,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """GroupNorm of x (N, H, W, C) as x * scale + shift, scale and shift (N, C) fp32."""
+    """GroupNorm of x (N, H, W, C) plus conv_bias (C,) as x * scale + shift, scale and shift (N, C) fp32."""
     c = x.shape[-1]
-    mean, var = group_stats(x, groups, wrap)
+    mean, var = group_stats(x, conv_bias, groups, wrap)
     scale = torch.rsqrt(var + eps).repeat_interleave(c // groups, dim=1) * gn_weight.float()
-    return scale, gn_bias.float() - mean.repeat_interleave(c // groups, dim=1) * scale
+    mean = mean.repeat_interleave(c // groups, dim=1)
+    return scale, gn_bias.float() + (conv_bias.float() - mean) * scale
