@@ -10,10 +10,8 @@ built model; numerics are checked against the plain model in eager mode before a
   inductor to generate as one elementwise kernel over the NHWC tensor.
 - stem-cudnn: the config as it is, but the stem by cuDNN's conv and inductor's LayerNorm instead of its kernel
   (stem_kernel.py, in fused_kernels all); the kernel has its own tests against the plain path.
-- head-inductor: the same for the head's finest lateral (GroupNorm, GELU and the class projection by inductor
-  instead of head_kernel.py).
-- head-coarse: the config as it is, and the head's three coarser laterals by head_kernel.py too (summed before
-  their projection; fused_ops.HEAD_COARSE_MODES, which no mode includes until measured).
+- head-inductor: the same for the head's laterals after their last conv (GroupNorm, GELU, their sum and the class
+  projection by inductor instead of head_kernel.py).
 - fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES; fused-blocks against
   fused-all measures the BiFPN step's kernel); its kernels have their own tests against the plain path, so no
   check here.
@@ -85,7 +83,6 @@ def patchify_by_products(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 KERNEL_MODES = {
     "stem-cudnn": (Embeddings, ()),
     "head-inductor": (SegLateral, ()),
-    "head-coarse": (SegLateral, ("all",)),
 }
 
 

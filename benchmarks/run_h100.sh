@@ -194,7 +194,7 @@ case ${1:?part} in
       "tests/test_fused_kernels.py::test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16[tanh-all]" \
       > "$OUT/pytest-head.log" 2>&1
     tail -1 "$OUT/pytest-head.log"
-    timeout 380 python3 benchmarks/ab_model_variants.py --variants fused-all head-inductor head-coarse \
+    timeout 380 python3 benchmarks/ab_model_variants.py --variants fused-all head-inductor \
       --rounds "${ROUNDS:-2}" \
       --iters 60 --output "$OUT/ab-head.json" > "$OUT/ab-head.log" 2>&1
     grep "^{'variant" "$OUT/ab-head.log"

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from peaknet_pipeline.model import fused_ops
 from peaknet_pipeline.model.backbone import ConvNeXtV2Block
+from peaknet_pipeline.model.head import SUBLAYERS_PER_LEVEL
 from peaknet_pipeline.model.peaknet import PeakNet, PeakNetArch
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
@@ -246,7 +247,7 @@ def compiled_agrees_with_plain(mode: str, gelu: str) -> None:
     fused = PeakNet(arch).eval()
     fused.load_state_dict(plain.state_dict())
     parts = arch.bifpn_num_blocks if mode in fused_ops.BIFPN_MODES else 0
-    parts += (mode in fused_ops.STEM_MODES) + (mode in fused_ops.HEAD_MODES)
+    parts += (mode in fused_ops.STEM_MODES) + len(SUBLAYERS_PER_LEVEL) * (mode in fused_ops.HEAD_MODES)
     assert fused_ops.enable(fused, mode) == sum(arch.backbone_depths) + parts
     fused_ops.set_gelu(plain, gelu), fused_ops.set_gelu(fused, gelu)  # with tanh, pwconv1 by cuBLASLt
     to = dict(device="cuda", dtype=torch.bfloat16, memory_format=torch.channels_last)
@@ -287,10 +288,10 @@ def test_only_mode_all_switches_the_bifpn_stem_and_head_to_their_kernels_and_oth
     assert len(convnext_blocks) == 5 and len(bifpn_blocks) == 2
     for mode in ("all", "none", "all", "dwconv", "gemm", "blocks"):
         switched = fused_ops.enable(model, mode)
-        assert switched == {"none": 0, "all": 9}.get(mode, 5)
+        assert switched == {"none": 0, "all": 12}.get(mode, 5)  # 5 blocks, 2 BiFPN blocks, the stem, 4 laterals
         assert [m.by_kernel for m in bifpn_blocks] == [mode == "all"] * 2
         assert stem.by_kernel == (mode == "all")
-        assert [m.by_kernel for m in head] == [mode == "all", False, False, False]  # the finest level's
+        assert [m.by_kernel for m in head] == [mode == "all"] * 4
         assert all(m.fused == mode for m in convnext_blocks)
 
 

@@ -109,14 +109,13 @@ def test_head_with_the_kernels_gives_the_plain_heads_logits(device):
     laterals, segmask, features = random_head(device)
     with torch.no_grad():
         expected = segmentation_logits(features, laterals, segmask, None)
-        assert fused_ops.enable(laterals, "all") == 1  # the finest level only (fused_ops.HEAD_COARSE_MODES)
-        assert [lat.by_kernel for lat in laterals] == [True, False, False, False]
+        assert fused_ops.enable(laterals, "all") == 4
         got = segmentation_logits(features, laterals, segmask, None)
-        for lateral in laterals[1:]:  # the coarser laterals too, as ab_model_variants.py's head-coarse runs them
-            lateral.by_kernel = True
-        got_coarse = segmentation_logits(features, laterals, segmask, None)
+        for lateral in laterals[1:]:  # the finest lateral alone by the kernels, the coarser ones summed by PyTorch
+            lateral.by_kernel = False
+        got_finest = segmentation_logits(features, laterals, segmask, None)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(got_coarse, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got_finest, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_levels_that_do_not_fit_stay_plain():

@@ -130,8 +130,7 @@ GEMM_MODES = ("gemm", "blocks", "all")
 DWCONV_MODES = ("dwconv", "blocks", "all")
 BIFPN_MODES = ("all",)
 STEM_MODES = ("all",)
-HEAD_MODES = ("all",)  # the head's finest lateral
-HEAD_COARSE_MODES = ()  # its three coarser laterals, summed: not yet measured on a GPU (ab_model_variants.py)
+HEAD_MODES = ("all",)  # the head's laterals after their last conv
 # The faster mode per preset, as measured (docs/performance.md): Triton's GEMMs trail cuBLAS once the layers
 # are wide and the work is compute-bound, so 673m keeps PyTorch's GEMMs (or FP8's) and takes the depthwise kernel.
 PRESET_MODES = {"base": "all", "673m": "dwconv"}

@@ -33,7 +33,7 @@ class SegLateral(nn.Module):
         )
         # fused_ops.enable: the last GroupNorm, GELU and the projection by Triton kernels where they fit (CUDA)
         self.by_kernel = False
-        self.kernel_modes = fused_ops.HEAD_COARSE_MODES if upsample else fused_ops.HEAD_MODES
+        self.kernel_modes = fused_ops.HEAD_MODES
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
