@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
 #   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-fused|model-fp8|
-#       model-tma|model-dwconv|model-groups|model-targets|model-bifpn|model-stem|model-head|model-accuracy|model-profile
+#       model-tma|model-dwconv|model-groups|model-targets|model-bifpn|model-stem|model-head|model-gelu|
+#       model-accuracy|model-profile
 #   (results under $OUT, default benchmarks/results/raw)
 # On the lent device only a few files of $OUT come back per call: run with OUT elsewhere and tar it into $OUT.
 # Needs peaknet and the ray CLI on PATH/PYTHONPATH.
@@ -187,9 +188,15 @@ case ${1:?part} in
       --output "$OUT/ab-stem.json" > "$OUT/ab-stem.log" 2>&1
     grep "^{'variant" "$OUT/ab-stem.log"
     ;;
+  model-gelu)  # issue 23: pwconv1 by our GEMM kernel (exact GELU and GRN's sums in its epilogue, by TMA on Hopper)
+               # against cuBLASLt's bias-GELU epilogue and inductor's sums pass (the tanh default), in one process
+    timeout 400 python3 benchmarks/ab_model_variants.py --variants fused-all model.peaknet.mlp_gelu=exact \
+      --rounds "${ROUNDS:-2}" --iters 60 --output "$OUT/ab-gelu-tma.json" > "$OUT/ab-gelu-tma.log" 2>&1
+    grep "^{'variant" "$OUT/ab-gelu-tma.log"
+    ;;
   model-head)  # issue 23: the head's GroupNorm-GELU-projection kernels: their tests on the GPU (and the compiled
-               # model's with mode all), the whole model with them (finest lateral; and all four laterals) against
-               # without, alternating in one process
+               # model's with mode all), the whole model with them (all four laterals) against without,
+               # alternating in one process
     timeout 150 python3 -m pytest -q tests/test_head_kernel.py \
       "tests/test_fused_kernels.py::test_compiled_model_with_fused_blocks_agrees_with_the_plain_model_in_bf16[tanh-all]" \
       > "$OUT/pytest-head.log" 2>&1
