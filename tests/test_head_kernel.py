@@ -134,3 +134,26 @@ def test_levels_that_do_not_fit_stay_plain():
         hk.norm_gelu_project([torch.zeros(1, 4, 4, 32)], *args)
     with pytest.raises(ValueError, match="levels of one shape"):
         hk.norm_gelu_project([torch.zeros(1, 8, 8, 32), torch.zeros(1, 8, 16, 32)], *args)
+
+
+def test_projection_launch_settings_give_the_same_logits_and_refuse_partial_tiles():
+    """bench_head.py's sweep: another tile of pixels gives the same logits; one that does not divide a frame is
+    refused instead of leaving pixels unwritten."""
+    from peaknet_pipeline.model.head_kernel import norm_gelu_project
+
+    if not fused_ops.runs_kernels(torch.zeros(1)):
+        pytest.skip("needs Triton's interpreter (CI) or a GPU")
+    x, conv_bias = nhwc(randn(2, 32, 8, 16, seed=1, device="cpu")), randn(32, seed=2, device="cpu")
+    args = (
+        [x],
+        [conv_bias],
+        4,
+        [torch.ones(32)],
+        [torch.zeros(32)],
+        [1e-5],
+        randn(2, 32, 1, 1, seed=3, device="cpu"),
+        None,
+    )
+    torch.testing.assert_close(norm_gelu_project(*args, tune={"BLOCK_P": 32, "num_warps": 4}), norm_gelu_project(*args))
+    with pytest.raises(ValueError, match="not whole tiles"):
+        norm_gelu_project(*args, tune={"BLOCK_P": 256})

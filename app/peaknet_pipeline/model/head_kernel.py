@@ -3,10 +3,11 @@ share a resolution and the 1x1 projection to the few class channels, on NHWC ten
 
 Compiled as PyTorch ops, inductor reads a lateral's 256-channel conv output once for GroupNorm's statistics and
 again, slowly, in a reduction over the channels that applies GroupNorm and GELU and sums each class's
-products. Here both passes read the map at the memory's pace: the first writes each tile's per-group mean and sum
-of squared deviations (merged exactly by Chan's formula, so no sum of squares of uncentred values loses precision),
-the second normalises a tile of pixels across all channels of each level, applies GELU, sums the levels and writes
-only the class logits.
+products. Here two passes read the map: the first writes each tile's per-group mean and sum of squared deviations
+(merged exactly by Chan's formula, so no sum of squares of uncentred values loses precision), the second normalises
+a tile of pixels across all channels of each level, applies GELU, sums the levels and writes only the class
+logits. The conv runs without its bias and the kernels add it (the first as it loads a tile, the second through
+GroupNorm's shift): a registered op's input is written whole, so a bias added by inductor would cost a pass.
 
 Runs under TRITON_INTERPRET=1 on CPU tensors too, which is how CI checks it.
 """
@@ -143,6 +144,8 @@ def norm_gelu_project(
     out = torch.empty((n, k, h, w), dtype=torch.float32, device=xs[0].device)
     padded = xs + xs[:1] * (MAX_LEVELS - len(xs))  # unused pointers for the levels not given
     launch = {"BLOCK_P": BLOCK_P, "num_warps": project_warps(len(xs))} | (tune or {})
+    if h * w % launch["BLOCK_P"]:
+        raise ValueError(f"norm_gelu_project: tune {tune}: {h * w} pixels per frame are not whole tiles")
     wrap(_norm_gelu_project_kernel)[(n * (h * w // launch["BLOCK_P"]),)](
         *padded, scale, shift, weight.reshape(k, c).contiguous(), bias if bias is not None else scale, out, h * w,
         n * c, C=c, K=k, LEVELS=len(xs), HAS_BIAS=bias is not None, **launch,
