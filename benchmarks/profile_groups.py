@@ -53,7 +53,7 @@ def groups(seg: Segmenter, dtype: torch.dtype) -> list[tuple[str, Step]]:
         return run
 
     def bifpn(carry):
-        return net.bifpn([adapt(f) for adapt, f in zip(net.backbone_to_bifpn, carry[1])])
+        return net.bifpn(*net.bifpn.adapted(net.backbone_to_bifpn, list(carry[1])))
 
     def head(features):
         logits = segmentation_logits(features, net.seg_lateral_layers, net.head_segmask, net.head_upsample_layer)

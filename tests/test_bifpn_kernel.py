@@ -33,9 +33,11 @@ def randomised(module: torch.nn.Module, device: str) -> torch.nn.Module:
     return module.to(device).eval()
 
 
+@pytest.mark.parametrize("p_bias", [False, True])
 @pytest.mark.parametrize("resample", ["up", "down"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_bifpn_step_is_the_modules_step(device, resample):
+def test_bifpn_step_is_the_modules_step(device, resample, p_bias):
+    """With p_bias, p comes without a bias that the kernel adds (to the fused input and to the residual)."""
     from peaknet_pipeline.model import bifpn_kernel as bk
 
     n, c, h, w = 2, 128, 4, 8  # K in two tiles of 64; 32 pixels per frame: one 32-row tile each
@@ -43,14 +45,16 @@ def test_bifpn_step_is_the_modules_step(device, resample):
     p, m = randn(n, c, h, w, seed=1, device=device), randn(n, c, h, w, seed=2, device=device)
     coarse, fine = randn(n, c, h // 2, w // 2, seed=3, device=device), randn(n, c, 2 * h, 2 * w, seed=4, device=device)
     coef = torch.tensor([0.3, 0.45, 0.25], device=device)
+    bias = randn(c, seed=5, device=device) if p_bias else None
+    given = p - bias.view(1, c, 1, 1) if p_bias else p  # what the kernel reads: p less its bias
     with torch.no_grad():
         if resample == "up":
             up = F.interpolate(coarse, scale_factor=2, mode="bilinear", align_corners=False)
             expected = conv(coef[0] * p + coef[2] * up) + p
-            got = bk.bifpn_step(nhwc(p), None, nhwc(coarse), bk.UP, coef, *folded(conv, c))
+            got = bk.bifpn_step(nhwc(given), None, nhwc(coarse), bk.UP, coef, *folded(conv, c), bias)
         else:
             expected = conv(coef[0] * p + coef[1] * m + coef[2] * F.avg_pool2d(fine, 2)) + p
-            got = bk.bifpn_step(nhwc(p), nhwc(m), nhwc(fine), bk.DOWN, coef, *folded(conv, c))
+            got = bk.bifpn_step(nhwc(given), nhwc(m), nhwc(fine), bk.DOWN, coef, *folded(conv, c), bias)
     torch.testing.assert_close(got, nhwc(expected), rtol=1e-4, atol=1e-4)
 
 
@@ -70,6 +74,26 @@ def test_bifpn_blocks_by_the_kernel_give_the_plain_blocks_outputs(device):
         expected = net(levels)
         assert fused_ops.enable(net, "all") == 2
         got = net(levels)
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_adapters_biases_added_by_the_first_blocks_kernel_give_the_plain_outputs(device):
+    """BiFPN.by_kernel (fused_ops.BIFPN_BIAS_MODES): the adapters' 1x1 convs run without their bias on the levels
+    whose first steps run the kernel, which adds it; the coarsest level keeps it."""
+    c = 32
+    net = randomised(BiFPN(c, num_blocks=2), device)
+    adapters = randomised(torch.nn.ModuleList(torch.nn.Conv2d(16, c, 1) for _ in range(4)), device)
+    hidden = [randn(2, 16, 32 // s, 64 // s, seed=s, device=device) for s in (1, 2, 4, 8)]  # each level tiles
+    with torch.no_grad():
+        expected = net(*net.adapted(adapters, hidden))
+        fused_ops.enable(net, "all")
+        net.by_kernel = True
+        outputs, biases = net.adapted(adapters, hidden)
+        got = net(outputs, biases)
+    assert [b is not None for b in biases] == [True, True, True, False]  # the coarsest is also resampled
+    torch.testing.assert_close(outputs[0], adapters[0](hidden[0]) - adapters[0].bias.view(1, c, 1, 1))
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
 

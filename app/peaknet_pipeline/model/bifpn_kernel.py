@@ -8,6 +8,8 @@ finer one (bottom-up steps), taken as the GEMM's input tile is loaded; c_* are t
 weights. A row tile holds every output channel, so LayerNorm's statistics come from the accumulator itself. The
 fused input and the conv's output never reach memory: per step the kernel reads p, m and the other level and
 writes the output, where the PyTorch ops write and read the fused input, the conv's output and LayerNorm's.
+p may come without the bias of the 1x1 conv that made it (the BiFPN's first block, fed by the backbone's
+adapters); the kernel then adds it as it reads p, so that conv's output is written once.
 
 Runs under TRITON_INTERPRET=1 on CPU tensors too, which is how CI checks it.
 """
@@ -27,6 +29,15 @@ UP, DOWN = 0, 1  # the resampled input: the coarser level upsampled x2, or the f
 def _rows(x_ptr, row, kk, C: tl.constexpr):
     """x's channels kk of pixel rows `row` (BLOCK_M,), as (BLOCK_M, BLOCK_K) fp32."""
     return tl.load(x_ptr + row[:, None] * C + kk[None, :]).to(tl.float32)
+
+
+@triton.jit
+def _p_rows(p_ptr, pb_ptr, row, kk, C: tl.constexpr, P_BIAS: tl.constexpr):
+    """p's channels kk of rows `row` in fp32, plus their bias where p comes without it."""
+    p = _rows(p_ptr, row, kk, C)
+    if P_BIAS:
+        p += tl.load(pb_ptr + kk).to(tl.float32)[None, :]
+    return p
 
 
 @triton.jit
@@ -58,8 +69,8 @@ def _pooled(r_ptr, frame, y, x, H, W, kk, C: tl.constexpr):
 
 @triton.jit
 def _bifpn_step_kernel(
-    p_ptr, m_ptr, r_ptr, coef_ptr, w_ptr, ln_w_ptr, ln_b_ptr, out_ptr, H, W, eps,
-    C: tl.constexpr, RESAMPLE: tl.constexpr, HAS_M: tl.constexpr, UPCAST: tl.constexpr,
+    p_ptr, pb_ptr, m_ptr, r_ptr, coef_ptr, w_ptr, ln_w_ptr, ln_b_ptr, out_ptr, H, W, eps,
+    C: tl.constexpr, RESAMPLE: tl.constexpr, HAS_M: tl.constexpr, P_BIAS: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     row = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)  # BLOCK_M divides the pixels
@@ -73,7 +84,7 @@ def _bifpn_step_kernel(
             a = c_r * _upsampled(r_ptr, frame, y, x, H, W, kk, C)
         else:
             a = c_r * _pooled(r_ptr, frame, y, x, H, W, kk, C)
-        a += c_p * _rows(p_ptr, row, kk, C)
+        a += c_p * _p_rows(p_ptr, pb_ptr, row, kk, C, P_BIAS)
         if HAS_M:
             a += c_m * _rows(m_ptr, row, kk, C)
         w = tl.load(w_ptr + cn[None, :] * C + kk[:, None])  # (K, N) view of the (N, K) weight
@@ -87,18 +98,18 @@ def _bifpn_step_kernel(
     rstd = tl.rsqrt((tl.sum(d * d, axis=1) / C + eps).to(tl.float32))
     # The rest by halves of the channels: fewer values live at once, so two programs fit on an SM
     left, right = tl.split(tl.permute(tl.reshape(d, [BLOCK_M, 2, C // 2]), [0, 2, 1]))
-    _finish(left, rstd, 0, row, p_ptr, ln_w_ptr, ln_b_ptr, out_ptr, C)
-    _finish(right, rstd, C // 2, row, p_ptr, ln_w_ptr, ln_b_ptr, out_ptr, C)
+    _finish(left, rstd, 0, row, p_ptr, pb_ptr, ln_w_ptr, ln_b_ptr, out_ptr, C, P_BIAS)
+    _finish(right, rstd, C // 2, row, p_ptr, pb_ptr, ln_w_ptr, ln_b_ptr, out_ptr, C, P_BIAS)
 
 
 @triton.jit
-def _finish(d, rstd, c0, row, p_ptr, ln_w_ptr, ln_b_ptr, out_ptr, C: tl.constexpr):
+def _finish(d, rstd, c0, row, p_ptr, pb_ptr, ln_w_ptr, ln_b_ptr, out_ptr, C: tl.constexpr, P_BIAS: tl.constexpr):
     """LayerNorm's scale and shift, GELU and the residual for channels c0 .. c0 + C/2 of the centred rows d;
     stored."""
     cc = c0 + tl.arange(0, C // 2)
     y = d * rstd[:, None] * tl.load(ln_w_ptr + cc).to(tl.float32)[None, :]
     y += tl.load(ln_b_ptr + cc).to(tl.float32)[None, :]
-    out = _gelu(y) + _rows(p_ptr, row, cc, C)
+    out = _gelu(y) + _p_rows(p_ptr, pb_ptr, row, cc, C, P_BIAS)
     tl.store(out_ptr + row[:, None] * C + cc[None, :], out.to(out_ptr.dtype.element_ty))
 
 
@@ -125,12 +136,14 @@ def bifpn_step(
     ln_weight: torch.Tensor,
     ln_bias: torch.Tensor,
     eps: float,
+    p_bias: torch.Tensor | None = None,
     wrap: Wrap = _identity,
     tune: dict | None = None,
 ) -> torch.Tensor:
     """p and m (N, H, W, C) contiguous (m may be None), other the coarser level (N, H/2, W/2, C) when resample is
     UP or the finer one (N, 2H, 2W, C) when DOWN; coefficients (3,) fp32: the weights of p, m and the resampled
-    level; weight (C, C) the 1x1 conv's. Returns GELU(LayerNorm(weight @ fused)) + p, (N, H, W, C). `tune`
+    level; weight (C, C) the 1x1 conv's; p_bias (C,), where given, is added to p as it is read. Returns
+    GELU(LayerNorm(weight @ fused)) + p, (N, H, W, C). `tune`
     overrides BLOCK_M (dividing the frame's pixels), BLOCK_K, num_warps, num_stages."""
     n, h, w, c = p.shape
     if not fusable(c, h * w):
@@ -142,7 +155,8 @@ def bifpn_step(
     settings = launch_settings(h * w, c) | (tune or {})
     grid = (n * h * w // settings["BLOCK_M"],)
     wrap(_bifpn_step_kernel)[grid](
-        p, m if m is not None else p, other, coefficients, weight.contiguous(), ln_weight, ln_bias, out, h, w, eps,
-        C=c, RESAMPLE=resample, HAS_M=m is not None, UPCAST=INTERPRET or p.dtype == torch.float32, **settings,
+        p, p_bias if p_bias is not None else coefficients, m if m is not None else p, other, coefficients,
+        weight.contiguous(), ln_weight, ln_bias, out, h, w, eps, C=c, RESAMPLE=resample, HAS_M=m is not None,
+        P_BIAS=p_bias is not None, UPCAST=INTERPRET or p.dtype == torch.float32, **settings,
     )  # fmt: skip
     return out

@@ -53,10 +53,10 @@ if tk is not None:
     @triton_op("peaknet::bifpn_step", mutates_args=())
     def bifpn_step(
         p: torch.Tensor, m: torch.Tensor | None, other: torch.Tensor, resample: int, coefficients: torch.Tensor,
-        weight: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float,
+        weight: torch.Tensor, ln_weight: torch.Tensor, ln_bias: torch.Tensor, eps: float, p_bias: torch.Tensor | None,
     ) -> torch.Tensor:  # fmt: skip
         """One BiFPN step (bifpn_kernel.py) on (N, H, W, C) tensors."""
-        return bk.bifpn_step(p, m, other, resample, coefficients, weight, ln_weight, ln_bias, eps, wrap=wrap_triton)
+        return bk.bifpn_step(p, m, other, resample, coefficients, weight, ln_weight, ln_bias, eps, p_bias, wrap_triton)
 
     @triton_op("peaknet::stem", mutates_args=())
     def stem(
@@ -129,6 +129,7 @@ MODES = ("none", "dwconv", "gemm", "blocks", "all")
 GEMM_MODES = ("gemm", "blocks", "all")
 DWCONV_MODES = ("dwconv", "blocks", "all")
 BIFPN_MODES = ("all",)
+BIFPN_BIAS_MODES = ()  # the BiFPN kernel adding the adapters' conv biases: not yet measured on a GPU
 STEM_MODES = ("all",)
 HEAD_MODES = ("all",)  # the head's laterals after their last conv
 # The faster mode per preset, as measured (docs/performance.md): Triton's GEMMs trail cuBLAS once the layers
@@ -225,20 +226,22 @@ def bifpn_fusable(x: torch.Tensor) -> bool:
     return runs_kernels(x) and bk is not None and bk.fusable(x.shape[1], x.shape[2] * x.shape[3])
 
 
-def bifpn_step_args(conv: nn.Sequential, p, m, other, resample: int, weights: torch.Tensor, eps: float) -> tuple:
+def bifpn_step_args(
+    conv: nn.Sequential, p, m, other, resample: int, weights: torch.Tensor, eps: float, p_bias=None
+) -> tuple:
     """The BiFPN step kernel's arguments for BiFPNBlock's step `conv(fused) + p` on (N, C, H, W) levels: weights
     (3,) are the fusion weights of p, m (0 where the step has none) and `other`, resampled UP (the coarser level)
-    or DOWN (the finer)."""
+    or DOWN (the finer); p_bias (C,) where p comes without its bias."""
     dws, ln = conv[0], conv[1]
     c = p.shape[1]
     coefficients = (weights / (weights.sum() + eps)).float()
     return (nhwc(p), nhwc(m) if m is not None else None, nhwc(other), resample, coefficients,
-            dws.folded_weight().view(c, c), ln.weight, ln.bias, ln.eps)  # fmt: skip
+            dws.folded_weight().view(c, c), ln.weight, ln.bias, ln.eps, p_bias)  # fmt: skip
 
 
-def fused_bifpn_step(conv: nn.Sequential, p, m, other, resample: int, weights: torch.Tensor, eps: float):
+def fused_bifpn_step(conv: nn.Sequential, p, m, other, resample: int, weights: torch.Tensor, eps: float, p_bias=None):
     """BiFPNBlock's step by the kernel (bifpn_step_args), as (N, C, H, W)."""
-    return bifpn_step(*bifpn_step_args(conv, p, m, other, resample, weights, eps)).permute(0, 3, 1, 2)
+    return bifpn_step(*bifpn_step_args(conv, p, m, other, resample, weights, eps, p_bias)).permute(0, 3, 1, 2)
 
 
 def stem_fusable(x: torch.Tensor, conv: nn.Conv2d) -> bool:

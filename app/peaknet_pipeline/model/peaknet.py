@@ -71,6 +71,5 @@ class PeakNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = [adapt(f) for adapt, f in zip(self.backbone_to_bifpn, self.backbone(x))]
-        features = self.bifpn(features)
+        features = self.bifpn(*self.bifpn.adapted(self.backbone_to_bifpn, self.backbone(x)))
         return segmentation_logits(features, self.seg_lateral_layers, self.head_segmask, self.head_upsample_layer)
