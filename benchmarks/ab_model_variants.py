@@ -12,6 +12,8 @@ built model; numerics are checked against the plain model in eager mode before a
   (stem_kernel.py, in fused_kernels all); the kernel has its own tests against the plain path.
 - head-inductor: the same for the head's laterals after their last conv (GroupNorm, GELU, their sum and the class
   projection by inductor instead of head_kernel.py).
+- bifpn-bias: the config as it is, and the backbone adapters' 1x1 convs without their bias, which the BiFPN's
+  first step kernels add as they read them (fused_ops.BIFPN_BIAS_MODES, which no mode includes until measured).
 - fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES; fused-blocks against
   fused-all measures the BiFPN step's kernel); its kernels have their own tests against the plain path, so no
   check here.
@@ -34,6 +36,7 @@ from peaknet_pipeline.bench import emit_json, keep_json, model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
 from peaknet_pipeline.model.backbone import Embeddings
+from peaknet_pipeline.model.bifpn import BiFPN
 from peaknet_pipeline.model.head import SegLateral
 
 
@@ -83,6 +86,7 @@ def patchify_by_products(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 KERNEL_MODES = {
     "stem-cudnn": (Embeddings, ()),
     "head-inductor": (SegLateral, ()),
+    "bifpn-bias": (BiFPN, ("all",)),
 }
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 measurements on one GPU host, in parts that each fit one 10-minute device call.
 #   bash benchmarks/run_h100.sh e2e-512|e2e-1920|memory|large|sweep|host|model-variants|model-fused|model-fp8|
-#       model-tma|model-dwconv|model-groups|model-targets|model-bifpn|model-stem|model-head|model-gelu|
+#       model-tma|model-dwconv|model-groups|model-targets|model-bifpn|model-stem|model-head|model-gelu|model-bifpn-bias|
 #       model-accuracy|model-profile
 #   (results under $OUT, default benchmarks/results/raw)
 # On the lent device only a few files of $OUT come back per call: run with OUT elsewhere and tar it into $OUT.
@@ -187,6 +187,14 @@ case ${1:?part} in
     timeout 260 python3 benchmarks/ab_model_variants.py --variants fused-all stem-cudnn --rounds 2 --iters 60 \
       --output "$OUT/ab-stem.json" > "$OUT/ab-stem.log" 2>&1
     grep "^{'variant" "$OUT/ab-stem.log"
+    ;;
+  model-bifpn-bias)  # issue 23: the adapters' conv bias added by the BiFPN kernel: its GPU tests, then the whole
+                     # model with it against without, alternating in one process
+    timeout 150 python3 -m pytest -q tests/test_bifpn_kernel.py > "$OUT/pytest-bifpn-bias.log" 2>&1
+    tail -1 "$OUT/pytest-bifpn-bias.log"
+    timeout 380 python3 benchmarks/ab_model_variants.py --variants fused-all bifpn-bias --rounds "${ROUNDS:-2}" \
+      --iters 60 --output "$OUT/ab-bifpn-bias.json" > "$OUT/ab-bifpn-bias.log" 2>&1
+    grep "^{'variant" "$OUT/ab-bifpn-bias.log"
     ;;
   model-gelu)  # issue 23: pwconv1 by our GEMM kernel (exact GELU and GRN's sums in its epilogue, by TMA on Hopper)
                # against cuBLASLt's bias-GELU epilogue and inductor's sums pass (the tanh default), in one process

@@ -96,14 +96,15 @@ def gemm(kind: str, channels: int, side: int, tma: bool = False, dtype: str = "b
 BIFPN_SIDES = (128, 64, 32, 16)  # base's BiFPN levels at 512x512, 256 channels each
 
 
-def bifpn(resample: int, side: int, channels: int = 256) -> dict[str, int]:
-    """One BiFPN step's kernel (bifpn_kernel.py) at a level of base at 512x512."""
+def bifpn(resample: int, side: int, channels: int = 256, p_bias: bool = False) -> dict[str, int]:
+    """One BiFPN step's kernel (bifpn_kernel.py) at a level of base at 512x512, p with its bias or without."""
     settings = bk.launch_settings(side * side, channels)
     warps, stages = settings.pop("num_warps"), settings.pop("num_stages")
-    signature = dict.fromkeys(("p_ptr", "m_ptr", "r_ptr"), "*bf16") | {"coef_ptr": "*fp32"}
+    signature = dict.fromkeys(("p_ptr", "pb_ptr", "m_ptr", "r_ptr"), "*bf16") | {"coef_ptr": "*fp32"}
     signature |= dict.fromkeys(("w_ptr", "ln_w_ptr", "ln_b_ptr", "out_ptr"), "*bf16")
     signature |= {"H": "i32", "W": "i32", "eps": "fp64"}  # inductor passes a float to a user kernel as fp64
-    constexprs = {"C": channels, "RESAMPLE": resample, "HAS_M": resample == bk.DOWN, "UPCAST": False, **settings}
+    constexprs = {"C": channels, "RESAMPLE": resample, "HAS_M": resample == bk.DOWN, "P_BIAS": p_bias, "UPCAST": False}
+    constexprs |= settings
     kernel = compile_for_hopper(bk._bifpn_step_kernel, signature, constexprs, {"H": side, "W": side}, warps, stages)
     return resources(kernel)
 
@@ -141,6 +142,8 @@ def main() -> int:
     cases = {f"dwconv-{c}": depthwise(c, side) for c, side in BASE_STAGES}
     cases |= {f"bifpn-up-{side}": bifpn(bk.UP, side) for side in BIFPN_SIDES[:-1]}
     cases |= {f"bifpn-down-{side}": bifpn(bk.DOWN, side) for side in BIFPN_SIDES[1:]}
+    cases |= {"bifpn-up-128-bias": bifpn(bk.UP, 128, p_bias=True)}  # the BiFPN's first steps, fed by the adapters
+    cases |= {"bifpn-down-64-bias": bifpn(bk.DOWN, 64, p_bias=True)}
     cases |= {f"stem-{c}": stem(c) for c in (96, 352, 512)}  # base's, 673m's, the most the kernel takes
     cases |= head()
     for kind in ("gelu", "residual"):

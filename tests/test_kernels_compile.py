@@ -57,7 +57,7 @@ def test_gemm_kernels_compile_for_hopper_at_the_models_launch_settings(compiled,
 
 
 @pytest.mark.parametrize("case", ["bifpn-up-128", "bifpn-up-64", "bifpn-up-32", "bifpn-down-64", "bifpn-down-32",
-                                  "bifpn-down-16"])  # fmt: skip
+                                  "bifpn-down-16", "bifpn-up-128-bias", "bifpn-down-64-bias"])  # fmt: skip
 def test_bifpn_step_kernel_compiles_to_tensor_cores_without_spills(compiled, case):
     """The step's accumulator (every channel of 64 pixels) and its gathered input stay in registers."""
     used = compiled[case]
