@@ -188,6 +188,15 @@ KINDS: list[tuple[str, Callable[[object], bool], Callable[[object], str]]] = [
         ),
     ),  # fmt: skip
     (
+        "the head compiled per variant, its kernels per launch setting (bench_head.py)",
+        lambda d: isinstance(d, dict) and isinstance(d.get("variants"), dict) and "kernel" in d,
+        lambda d: (
+            "head ms per batch: "
+            + ", ".join(f"{name} {v['ms_per_batch']}" for name, v in d["variants"].items())
+            + f"; both kernels eager, default launch {d['kernel'][1]['us']:,.0f} us"
+        ),
+    ),  # fmt: skip
+    (
         "peak finding and writing (bench_peaks.py)",
         lambda d: isinstance(d, dict) and "cases" in d,
         lambda d: f"{len(d['cases'])} cases, frames/s per core and writer MB/s",
