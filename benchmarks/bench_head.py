@@ -5,7 +5,8 @@ ops, on the features the config's model makes of random frames (issue 23).
 
 Per variant (inductor: no lateral by the kernels; finest: the finest lateral; all: every lateral): the compiled
 head's time per batch in the config's compile mode, and its top kernels from a profile compiled in inductor's
-default mode. Then the projection kernel alone on the finest lateral's conv output at a few launch settings.
+default mode. Then the kernels alone (statistics and projection, eager) on the finest lateral's conv output and on
+the three coarser ones summed, at a few launch settings.
 """
 
 from __future__ import annotations

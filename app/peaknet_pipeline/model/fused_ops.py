@@ -203,8 +203,8 @@ def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def enable(model: nn.Module, mode: str) -> int:
     """Switch every ConvNeXtV2 block of `model` to the fused kernels of `mode` (MODES), and every other part with
-    a kernel of its own (`by_kernel`: the BiFPN blocks, the stem, the head's finest lateral) to it where its
-    `kernel_modes` include the mode; returns how many blocks and parts run a kernel."""
+    a kernel of its own (`by_kernel`: the BiFPN blocks, the BiFPN's adapters' bias, the stem, the head's laterals)
+    to it where its `kernel_modes` include the mode; returns how many blocks and parts run a kernel."""
     if mode not in MODES:
         raise ValueError(f"fused kernels mode {mode!r}: expected one of {', '.join(MODES)}")
     blocks = [m for m in model.modules() if hasattr(m, "fused")]
