@@ -109,8 +109,8 @@ class BiFPN(nn.Module):
             return [adapt(h) for adapt, h in zip(adapters, hidden)], None
         outputs, biases = [], []
         for level, (adapt, h) in enumerate(zip(adapters, hidden)):
-            x = F.conv2d(h, adapt.weight)
-            split = level < len(hidden) - 1 and adapt.bias is not None and fused_ops.bifpn_fusable(x)
-            outputs.append(x if split else adapt(h))
+            split = level < len(hidden) - 1 and adapt.bias is not None
+            split = split and fused_ops.bifpn_fusable(h, adapt.out_channels)
+            outputs.append(F.conv2d(h, adapt.weight) if split else adapt(h))
             biases.append(adapt.bias if split else None)
         return outputs, biases

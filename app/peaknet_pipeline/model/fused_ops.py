@@ -221,9 +221,11 @@ def runs_kernels(x: torch.Tensor) -> bool:
     return x.is_cuda or (tk is not None and tk.INTERPRET)
 
 
-def bifpn_fusable(x: torch.Tensor) -> bool:
-    """Whether a BiFPN level (N, C, H, W) fits the BiFPN step's kernel, on a GPU (or in Triton's interpreter)."""
-    return runs_kernels(x) and bk is not None and bk.fusable(x.shape[1], x.shape[2] * x.shape[3])
+def bifpn_fusable(x: torch.Tensor, channels: int | None = None) -> bool:
+    """Whether a BiFPN level (N, C, H, W), or one of `channels` channels made from x by a 1x1 conv, fits the BiFPN
+    step's kernel, on a GPU (or in Triton's interpreter)."""
+    c = channels or x.shape[1]
+    return runs_kernels(x) and bk is not None and bk.fusable(c, x.shape[2] * x.shape[3])
 
 
 def bifpn_step_args(
