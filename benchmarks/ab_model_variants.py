@@ -12,6 +12,9 @@ built model; numerics are checked against the plain model in eager mode before a
   (stem_kernel.py, in fused_kernels all); the kernel has its own tests against the plain path.
 - head-inductor: the same for the head's laterals after their last conv (GroupNorm, GELU, their sum and the class
   projection by inductor instead of head_kernel.py).
+- tanh-kernel: the config as it is, but GELU's tanh form (base's default) in our GEMM kernel's epilogue with GRN's
+  sums of squares, instead of cuBLASLt's bias-GELU epilogue and inductor's pass for the sums
+  (fused_ops.TANH_KERNEL_MODES, which no mode includes until measured).
 - bifpn-bias: the config as it is, and the backbone adapters' 1x1 convs without their bias, which the BiFPN's
   first step kernels add as they read them (fused_ops.BIFPN_BIAS_MODES, which no mode includes until measured).
 - fused-<mode>: the config with model.peaknet.fused_kernels=<mode> (fused_ops.MODES; fused-blocks against
@@ -35,7 +38,7 @@ from torch import nn
 from peaknet_pipeline.bench import emit_json, keep_json, model_only
 from peaknet_pipeline.config_sources import load_config
 from peaknet_pipeline.inference.models import build_model
-from peaknet_pipeline.model.backbone import Embeddings
+from peaknet_pipeline.model.backbone import ConvNeXtV2Block, Embeddings
 from peaknet_pipeline.model.bifpn import BiFPN
 from peaknet_pipeline.model.head import SegLateral
 
@@ -81,12 +84,13 @@ def patchify_by_products(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return acc.to(out_dtype).permute(0, 3, 1, 2)
 
 
-# Variants that set the modes in which a part with a kernel of its own runs it (fused_ops.enable): none, for PyTorch's
-# ops instead of the kernel, or mode all, for a kernel that no mode runs yet
+# Variants that set the modes in which a part with a kernel of its own runs it (the attribute fused_ops.enable or the
+# block reads): none, for PyTorch's ops instead of the kernel, or mode all, for a kernel that no mode runs yet
 KERNEL_MODES = {
-    "stem-cudnn": (Embeddings, ()),
-    "head-inductor": (SegLateral, ()),
-    "bifpn-bias": (BiFPN, ("all",)),
+    "stem-cudnn": (Embeddings, "kernel_modes", ()),
+    "head-inductor": (SegLateral, "kernel_modes", ()),
+    "bifpn-bias": (BiFPN, "kernel_modes", ("all",)),
+    "tanh-kernel": (ConvNeXtV2Block, "tanh_kernel_modes", ("all",)),
 }
 
 
@@ -94,9 +98,9 @@ def apply(model: nn.Module, variant: str, eager: bool = False) -> int:
     """Swap the modules `variant` rewrites; returns how many."""
     swapped = 0
     if variant in KERNEL_MODES:
-        kind, modes = KERNEL_MODES[variant]
+        kind, attribute, modes = KERNEL_MODES[variant]
         for part in [m for m in model.modules() if isinstance(m, kind)]:
-            part.kernel_modes = modes
+            setattr(part, attribute, modes)
             swapped += 1
     for module in list(model.modules()):
         for name, child in list(module.named_children()):

@@ -196,11 +196,14 @@ case ${1:?part} in
       --iters 60 --output "$OUT/ab-bifpn-bias.json" > "$OUT/ab-bifpn-bias.log" 2>&1
     grep "^{'variant" "$OUT/ab-bifpn-bias.log"
     ;;
-  model-gelu)  # issue 23: pwconv1 by our GEMM kernel (exact GELU and GRN's sums in its epilogue, by TMA on Hopper)
-               # against cuBLASLt's bias-GELU epilogue and inductor's sums pass (the tanh default), in one process
-    timeout 400 python3 benchmarks/ab_model_variants.py --variants fused-all model.peaknet.mlp_gelu=exact \
-      --rounds "${ROUNDS:-2}" --iters 60 --output "$OUT/ab-gelu-tma.json" > "$OUT/ab-gelu-tma.log" 2>&1
-    grep "^{'variant" "$OUT/ab-gelu-tma.log"
+  model-gelu)  # issue 23: pwconv1 by our GEMM kernel (GELU and GRN's sums in its epilogue, by TMA on Hopper), in the
+               # tanh form (tanh.approx) and exact, against cuBLASLt's bias-GELU epilogue and inductor's pass for the
+               # sums (the default): the kernels' GPU tests, then the three alternating in one process
+    timeout 120 python3 -m pytest -q tests/test_fused_kernels.py -k "tanh or gelu" > "$OUT/pytest-gelu.log" 2>&1
+    tail -1 "$OUT/pytest-gelu.log"
+    timeout 420 python3 benchmarks/ab_model_variants.py --variants fused-all tanh-kernel model.peaknet.mlp_gelu=exact \
+      --rounds "${ROUNDS:-1}" --iters 60 --output "$OUT/ab-gelu-kernel.json" > "$OUT/ab-gelu-kernel.log" 2>&1
+    grep "^{'variant" "$OUT/ab-gelu-kernel.log"
     ;;
   model-head)  # issue 23: the head's GroupNorm-GELU-projection kernels: their tests on the GPU (and the compiled
                # model's with mode all), the whole model with them (all four laterals) against without,

@@ -68,9 +68,10 @@ def depthwise(channels: int, side: int) -> dict[str, int]:
     return resources(compile_for_hopper(dk._dwconv7_kernel, signature, constexprs, {"H": side, "W": side}, warps))
 
 
-def gemm(kind: str, channels: int, side: int, tma: bool = False, dtype: str = "bf16") -> dict[str, int]:
+def gemm(kind: str, channels: int, side: int, tma: bool = False, dtype: str = "bf16", tanh: bool = False) -> dict:
     """pwconv1's kernel (gelu) or pwconv2's (residual) of a base block as the compiled model runs them: by
-    per-thread loads, or by TMA (Hopper, `tma`) in bf16 or fp32 (precision fp32)."""
+    per-thread loads, or by TMA (Hopper, `tma`) in bf16 or fp32 (precision fp32); GELU exact or in its tanh form
+    (the tanh.approx instruction, which only the GPU compiler sees)."""
     k, n = (channels, 4 * channels) if kind == "gelu" else (4 * channels, channels)
     element_size = 4 if dtype == "fp32" else 2
     settings = tk.launch_settings(kind, k, n, tk.row_block(side * side), tma=tma, element_size=element_size)
@@ -85,7 +86,7 @@ def gemm(kind: str, channels: int, side: int, tma: bool = False, dtype: str = "b
         signature |= dict.fromkeys(("a_ptr", "w_ptr", "bias_ptr", "res_ptr", "out_ptr"), f"*{dtype}")
         signature |= dict.fromkeys(("M", "N", "K", "HW"), "i32")
     torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
-    flags = tk.kernel_flags(kind == "gelu", kind == "residual", kind == "residual", torch_dtype)
+    flags = tk.kernel_flags(kind == "gelu", kind == "residual", kind == "residual", torch_dtype, tanh)
     if not tma:
         flags["EVEN_K"] = k % settings["BLOCK_K"] == 0
     ints = {"M": 64 * side * side, "N": n, "K": k, "HW": side * side}  # a batch of 64
@@ -150,6 +151,7 @@ def main() -> int:
         cases |= {f"{kind}-{c}": gemm(kind, c, side) for c, side in BASE_STAGES}
         for dtype in ("bf16", "fp32"):
             cases |= {f"tma-{kind}-{c}-{dtype}": gemm(kind, c, side, tma=True, dtype=dtype) for c, side in BASE_STAGES}
+    cases |= {f"tma-gelu-{c}-bf16-tanh": gemm("gelu", c, side, tma=True, tanh=True) for c, side in BASE_STAGES}
     print(json.dumps(cases))
     return 0
 

@@ -87,6 +87,34 @@ def test_gelu_epilogue_is_the_exact_gelu_to_within_fp32_rounding(tk, device, tma
     torch.testing.assert_close(out, expected, rtol=0, atol=2e-6)
 
 
+# The kernels' tanh form runs tanh.approx.f32 on a GPU (relative error up to 2^-11) and exp in the interpreter
+TANH_ATOL = {"cpu": 2e-6, "cuda": 5e-3}
+
+
+@KERNELS
+@pytest.mark.parametrize("device", DEVICES)
+def test_gelu_epilogue_in_its_tanh_form(tk, device, tma):
+    """The kernels' GELU with tanh=True is PyTorch's approximate="tanh" (not the exact GELU), with its sums."""
+    a = torch.linspace(-12, 12, 64 * 16, device=device).view(64, 16)
+    eye, zeros = torch.eye(16, device=device), torch.zeros(16, device=device)
+    out, sumsq = tk.linear(a, eye, zeros, 64, gelu_sumsq=True, tma=tma_param(device, tma), tanh=True)
+    expected = F.gelu(a.double(), approximate="tanh").float()
+    torch.testing.assert_close(out, expected, rtol=0, atol=TANH_ATOL[device])
+    torch.testing.assert_close(sumsq[0], expected.square().sum(0), rtol=1e-4 if device == "cpu" else 2e-3, atol=0)
+    assert (out - F.gelu(a)).abs().max() > 1e-4  # the exact GELU differs by up to 4.7e-4
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_block_with_tanh_gelu_in_the_gemm_kernel_is_the_plain_block_with_it(device, monkeypatch):
+    """tanh_kernel_modes (fused_ops.TANH_KERNEL_MODES): pwconv1 by our kernel with the tanh form, not cuBLASLt."""
+    plain, fused = block_pair(24, device, torch.float32, "all", gelu="tanh")
+    fused.tanh_kernel_modes = ("all",)
+    monkeypatch.setattr(fused_ops, "lt_gelu_tanh_sumsq", lambda *a: pytest.fail("pwconv1 went to cuBLASLt"))
+    x = randn(2, 24, 8, 8, seed=1, device=device).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), plain(x), rtol=1e-4, atol=1e-4 if device == "cpu" else 5e-3)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_cublaslt_gelu_path_gives_tanh_gelu_and_its_per_frame_column_norms(device):
     frames, hw, k, n = 3, 64, 40, 72

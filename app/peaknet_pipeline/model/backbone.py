@@ -60,6 +60,7 @@ class ConvNeXtV2Block(nn.Module):
         self.fused = "none"  # fused_ops.enable: Triton kernels instead (CUDA)
         self.fp8 = False  # fp8_ops.enable: the two GEMMs in FP8 (precision fp8; before the fused kernels)
         self.gelu = "none"  # fused_ops.set_gelu: "tanh" for GELU's tanh form (F.gelu's approximate)
+        self.tanh_kernel_modes = fused_ops.TANH_KERNEL_MODES  # the fused modes that run the tanh form in our GEMM
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fp8:

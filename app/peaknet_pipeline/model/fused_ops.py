@@ -33,9 +33,9 @@ if tk is not None:
 
     @triton_op("peaknet::linear_gelu_sumsq", mutates_args=())
     def linear_gelu_sumsq(
-        a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: int
+        a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: int, tanh: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return tk.linear(a, weight, bias, hw, gelu_sumsq=True, wrap=wrap_triton)
+        return tk.linear(a, weight, bias, hw, gelu_sumsq=True, wrap=wrap_triton, tanh=tanh)
 
     @triton_op("peaknet::linear_scaled_residual", mutates_args=())
     def linear_scaled_residual(
@@ -89,11 +89,12 @@ def tma_inline(a: torch.Tensor, weight: torch.Tensor, *others: torch.Tensor) -> 
     return compiling and tk.has_tma(a.device) and tk.tma_fits(*tensors) and out_rows_fit
 
 
-def gelu_sumsq(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: int):
-    """pwconv1 with exact GELU and GRN's statistic (linear_gelu_sumsq), by TMA where tma_inline says."""
+def gelu_sumsq(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hw: int, tanh: bool = False):
+    """pwconv1 with GELU (exact, or its tanh form) and GRN's statistic (linear_gelu_sumsq), by TMA where
+    tma_inline says."""
     if tma_inline(a, weight):
-        return tk.linear(a, weight, bias, hw, gelu_sumsq=True, tma=True)
-    return linear_gelu_sumsq(a, weight, bias, hw)
+        return tk.linear(a, weight, bias, hw, gelu_sumsq=True, tma=True, tanh=tanh)
+    return linear_gelu_sumsq(a, weight, bias, hw, tanh)
 
 
 def scaled_residual(
@@ -130,6 +131,9 @@ GEMM_MODES = ("gemm", "blocks", "all")
 DWCONV_MODES = ("dwconv", "blocks", "all")
 BIFPN_MODES = ("all",)
 BIFPN_BIAS_MODES = ()  # the BiFPN kernel adding the adapters' conv biases: not yet measured on a GPU
+# GELU's tanh form in our GEMM kernel's epilogue (tanh.approx), with GRN's sums, instead of cuBLASLt's epilogue and
+# a pass for the sums: not yet measured on a GPU (ab_model_variants.py tanh-kernel)
+TANH_KERNEL_MODES = ()
 STEM_MODES = ("all",)
 HEAD_MODES = ("all",)  # the head's laterals after their last conv
 # The faster mode per preset, as measured (docs/performance.md): Triton's GEMMs trail cuBLAS once the layers
@@ -194,8 +198,11 @@ def convnext_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     else:
         y = block.depthwise(x)
     rows = block.layernorm(y).contiguous().view(n * hw, c)
-    pwconv1 = lt_gelu_tanh_sumsq if block.gelu == "tanh" else gelu_sumsq
-    a, sumsq = pwconv1(rows, pw1.weight, pw1.bias, hw)
+    tanh = block.gelu == "tanh"
+    if tanh and block.fused not in block.tanh_kernel_modes:
+        a, sumsq = lt_gelu_tanh_sumsq(rows, pw1.weight, pw1.bias, hw)
+    else:
+        a, sumsq = gelu_sumsq(rows, pw1.weight, pw1.bias, hw, tanh)
     scale = grn.scale_from_norm(sumsq.sqrt())  # fp32 (N, 4C), applied to `a` as pwconv2's kernel reads it
     out = scaled_residual(a, scale, pw2.weight, grn.folded_bias(pw2), residual, hw)
     return out.view(n, h, w, c).permute(0, 3, 1, 2)

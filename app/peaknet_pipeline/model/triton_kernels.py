@@ -47,6 +47,19 @@ def _gelu(x):
 
 
 @triton.jit
+def _gelu_tanh(x, ASM: tl.constexpr):
+    """GELU's tanh form, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): on the GPU by the one special-function
+    instruction tanh.approx.f32 (the exact form's erf takes two: exp2 and a reciprocal); in the interpreter, which
+    runs no inline assembly, by exp."""
+    u = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+    if ASM:
+        t = tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [u], dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        t = 1.0 - 2.0 / (tl.exp(2.0 * u) + 1.0)
+    return 0.5 * x * (1.0 + t)
+
+
+@triton.jit
 def _tile_origin(N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """This program's output tile: its row tile's index, first row and first column. Column tiles of one row
     tile run back to back, so the row tile of `a` is read from L2 after the first."""
@@ -69,8 +82,8 @@ def _tile(N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
 @triton.jit
 def _linear_kernel(
     a_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, part_ptr, scale_ptr, M, N, K, HW,
-    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr,
-    EVEN_K: tl.constexpr, UPCAST: tl.constexpr, DOT: tl.constexpr,
+    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, TANH: tl.constexpr,
+    TANH_ASM: tl.constexpr, EVEN_K: tl.constexpr, UPCAST: tl.constexpr, DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     pid_m, rm, rn, nmask = _tile(N, BLOCK_M, BLOCK_N)
@@ -88,7 +101,7 @@ def _linear_kernel(
             a = tl.load(a_ptrs, mask=kk[None, :] < K, other=0.0)
             w = tl.load(w_ptrs, mask=nmask[None, :] & (kk[:, None] < K), other=0.0)
         acc = _accumulate(acc, a, w, scale_ptr, frame, k0, K, SCALE_A, UPCAST, DOT, BLOCK_K)
-    acc = _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ)
+    acc = _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ, TANH, TANH_ASM)
     offs = rm[:, None] * N + rn[None, :]
     if RESIDUAL:
         acc += tl.load(res_ptr + offs, mask=nmask[None, :], other=0.0).to(tl.float32)
@@ -113,11 +126,15 @@ def _accumulate(
 
 
 @triton.jit
-def _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ: tl.constexpr):
-    """The epilogue both kernels share: bias, then GELU and its per-column sums of squares for this row tile."""
+def _bias_gelu_sumsq(
+    acc, bias_ptr, part_ptr, pid_m, rn, nmask, N,
+    GELU_SUMSQ: tl.constexpr, TANH: tl.constexpr, TANH_ASM: tl.constexpr,
+):  # fmt: skip
+    """The epilogue both kernels share: bias, then GELU (exact, or its tanh form) and its per-column sums of
+    squares for this row tile."""
     acc += tl.load(bias_ptr + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
     if GELU_SUMSQ:
-        acc = _gelu(acc)
+        acc = _gelu_tanh(acc, TANH_ASM) if TANH else _gelu(acc)
         tl.store(part_ptr + pid_m * N + rn, tl.sum(acc * acc, axis=0), mask=nmask)
     return acc
 
@@ -125,8 +142,9 @@ def _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ: t
 @triton.jit
 def _tma_linear_kernel(
     a_desc, w_desc, res_desc, out_desc, bias_ptr, part_ptr, scale_ptr, N, K, HW,
-    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr,
-    UPCAST: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GELU_SUMSQ: tl.constexpr, RESIDUAL: tl.constexpr, SCALE_A: tl.constexpr, TANH: tl.constexpr,
+    TANH_ASM: tl.constexpr, UPCAST: tl.constexpr, DOT: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     pid_m, off_m, off_n = _tile_origin(N, BLOCK_M, BLOCK_N)  # whole tiles by descriptor, from their corner
     rn = off_n + tl.arange(0, BLOCK_N)  # the columns, for the bias and the sums of squares
@@ -137,7 +155,7 @@ def _tma_linear_kernel(
         a = a_desc.load([off_m, k0])
         w = w_desc.load([off_n, k0]).T  # the weight's (BLOCK_N, BLOCK_K) rows as the (K, N) operand
         acc = _accumulate(acc, a, w, scale_ptr, frame, k0, K, SCALE_A, UPCAST, DOT, BLOCK_K)
-    acc = _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ)
+    acc = _bias_gelu_sumsq(acc, bias_ptr, part_ptr, pid_m, rn, nmask, N, GELU_SUMSQ, TANH, TANH_ASM)
     if RESIDUAL:
         acc += res_desc.load([off_m, off_n]).to(tl.float32)
     out_desc.store([off_m, off_n], acc.to(out_desc.dtype))
@@ -213,13 +231,15 @@ def launch_settings(kind: str, k: int, n: int, block_m: int, tma: bool, element_
     return params | MEASURED.get((kind, k, n), {})
 
 
-def kernel_flags(gelu_sumsq: bool, residual: bool, scale_a: bool, dtype: torch.dtype) -> dict:
-    """The constexpr switches both GEMM kernels take: which epilogue, whether `a` is scaled, and how products
-    are computed for operands of `dtype`."""
+def kernel_flags(gelu_sumsq: bool, residual: bool, scale_a: bool, dtype: torch.dtype, tanh: bool = False) -> dict:
+    """The constexpr switches both GEMM kernels take: which epilogue (GELU exact or in its tanh form), whether
+    `a` is scaled, and how products are computed for operands of `dtype`."""
     return dict(
         GELU_SUMSQ=gelu_sumsq,
         RESIDUAL=residual,
         SCALE_A=scale_a,
+        TANH=tanh,
+        TANH_ASM=not INTERPRET,
         UPCAST=INTERPRET,
         DOT="ieee" if dtype == torch.float32 else "tf32",  # fp32 models get fp32 products, not TF32
     )
@@ -236,12 +256,14 @@ def linear(
     wrap: Wrap = _identity,
     tune: dict | None = None,
     tma: bool | None = None,
+    tanh: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """a (M, K) with M a whole number of frames of hw rows; weight (N, K); bias (N,); a_scale (frames, K) fp32
     scales a's columns per frame before the product (GRN's scale). Returns (out (M, N) in a's dtype, the
     per-frame column sums of squares (frames, N) fp32 of GELU's output when gelu_sumsq, else None). Needs
     row_block(hw); `tune` overrides BLOCK_M (dividing hw), BLOCK_N, BLOCK_K, num_warps, num_stages. `tma`:
-    the TMA kernel (True), per-thread loads (False), or the TMA kernel where use_tma and tma_fits say (None)."""
+    the TMA kernel (True), per-thread loads (False), or the TMA kernel where use_tma and tma_fits say (None).
+    `tanh`: GELU's tanh form instead of the exact GELU."""
     a, weight = a.contiguous(), weight.contiguous()  # dense row-major, as the kernel indexes them
     residual = residual.contiguous() if residual is not None else None
     m, k = a.shape
@@ -262,7 +284,7 @@ def linear(
     grid = (tiles_m * triton.cdiv(n, params["BLOCK_N"]),)
     res = residual if residual is not None else out
     scale = a_scale.contiguous() if a_scale is not None else part
-    flags = kernel_flags(gelu_sumsq, residual is not None, a_scale is not None, a.dtype)
+    flags = kernel_flags(gelu_sumsq, residual is not None, a_scale is not None, a.dtype, tanh)
     if tma:
         bm, bn, bk = params["BLOCK_M"], params["BLOCK_N"], params["BLOCK_K"]
         wrap(_tma_linear_kernel)[grid](
