@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.nn.functional as F
 
 from bench_kernels import time_us
 from peaknet_pipeline.bench import emit_json
@@ -52,7 +51,7 @@ def kernel_rows(seg, features, levels: list[int]) -> list[dict]:
     (summed), at each launch setting in TUNES."""
     laterals, segmask = seg.model.seg_lateral_layers, seg.model.head_segmask
     lasts = [laterals[i].last_sublayer(features[i]) for i in levels]
-    ys = [fused_ops.nhwc(F.conv2d(x, sub[0].weight, None, padding=1)) for x, sub in lasts]
+    ys = fused_ops.head_conv_outputs(lasts)
     convs, norms = [sub[0] for _, sub in lasts], [sub[1] for _, sub in lasts]
     args = (ys, [c.bias for c in convs], norms[0].num_groups, [n.weight for n in norms], [n.bias for n in norms],
             [n.eps for n in norms], segmask.weight, segmask.bias if levels == [0] else None)  # fmt: skip

@@ -274,13 +274,17 @@ def head_fusable(x: torch.Tensor, conv: nn.Conv2d, groups: int, classes: int) ->
     return runs_kernels(x) and same and fits
 
 
+def head_conv_outputs(lasts: list[tuple[torch.Tensor, nn.Sequential]]) -> list[torch.Tensor]:
+    """The laterals' last 3x3 convs on their inputs, (input, sublayer) in lasts, without their bias, as NHWC: the
+    head's kernels add the bias; with it, inductor writes each conv output again to add it."""
+    return [nhwc(F.conv2d(x, sub[0].weight, None, sub[0].stride, sub[0].padding)) for x, sub in lasts]
+
+
 def fused_norm_gelu_project(lasts: list[tuple[torch.Tensor, nn.Sequential]], conv: nn.Conv2d, bias: bool):
     """conv (1x1, with or without its bias) of the sum of the laterals' last sublayers (conv, GroupNorm, GELU) on
-    their inputs, (input, sublayer) in lasts, by the kernels, (N, K, H, W) fp32. The 3x3 convs run without their
-    bias, which the kernels add: with it, inductor writes each conv output again to add it."""
-    ys = [nhwc(F.conv2d(x, sub[0].weight, None, padding=1)) for x, sub in lasts]
+    their inputs, (input, sublayer) in lasts, by the kernels, (N, K, H, W) fp32."""
     norms = [sub[1] for _, sub in lasts]
     return norm_gelu_project(
-        ys, [sub[0].bias for _, sub in lasts], norms[0].num_groups, [n.weight for n in norms],
+        head_conv_outputs(lasts), [sub[0].bias for _, sub in lasts], norms[0].num_groups, [n.weight for n in norms],
         [n.bias for n in norms], [n.eps for n in norms], conv.weight, conv.bias if bias else None,
     )  # fmt: skip
